@@ -1,0 +1,298 @@
+//! Loaders: files and directories → [`Document`]s.
+//!
+//! [`load_path`] takes a file or a directory (walked recursively, in file-name order) and
+//! returns a [`LoadReport`]: the documents, one [`IngestError`] per bad file or JSONL line, and
+//! counts of skipped entries by [`SkipReason`]. Nothing is dropped silently, and one bad file
+//! never stops the rest.
+//!
+//! Each format has its own file: `text.rs` (`.txt`, `.md`/`.markdown`), `html.rs`
+//! (`.html`/`.htm`), `pdf.rs` (`.pdf`), `jsonl.rs` (`.jsonl`, BEIR corpus lines), and
+//! `walk.rs` (directories). Text formats share [`decode`]: size limit, binary sniffing, NUL
+//! bytes, then UTF-8 (strict, or lossy on request).
+//!
+//! Ids: a file's id is its path relative to the directory given to [`load_path`], with `/`
+//! separators (for a single file, its file name); JSONL documents use their `_id`.
+
+mod html;
+mod jsonl;
+mod pdf;
+mod text;
+mod walk;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::document::{Document, SourceId};
+use crate::error::{IngestError, Result};
+
+/// Options for [`load_path`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LoadOptions {
+    /// Files larger than this many bytes are rejected with [`IngestError::TooLarge`].
+    /// Default 64 MiB.
+    pub max_file_bytes: u64,
+    /// Replace invalid UTF-8 with U+FFFD instead of failing. Default false.
+    pub lossy_utf8: bool,
+    /// Load hidden files and descend into hidden directories (names starting with `.`).
+    /// Default false: they are skipped and counted.
+    pub include_hidden: bool,
+    /// Follow symbolic links while walking. Default false: links are skipped and counted.
+    pub follow_links: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            max_file_bytes: 64 * 1024 * 1024,
+            lossy_utf8: false,
+            include_hidden: false,
+            follow_links: false,
+        }
+    }
+}
+
+/// Why a directory entry was skipped without being read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipReason {
+    /// A hidden file or directory (a directory counts once; its contents are not visited).
+    Hidden,
+    /// A file whose extension no loader handles.
+    UnknownType,
+    /// Not a regular file: a symbolic link not followed, a socket, a device.
+    NotAFile,
+}
+
+/// What [`load_path`] found.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    /// Documents loaded, in walk order.
+    pub documents: Vec<Document>,
+    /// One error per bad file or bad JSONL line.
+    pub errors: Vec<IngestError>,
+    /// Entries skipped, by reason.
+    pub skipped: BTreeMap<SkipReason, usize>,
+}
+
+impl LoadReport {
+    fn skip(&mut self, reason: SkipReason) {
+        *self.skipped.entry(reason).or_default() += 1;
+    }
+
+    /// Total skipped entries.
+    pub fn skipped_total(&self) -> usize {
+        self.skipped.values().sum()
+    }
+}
+
+/// An input format, chosen by file extension (case-insensitive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    /// `.txt`
+    Text,
+    /// `.md`, `.markdown`
+    Markdown,
+    /// `.html`, `.htm`
+    Html,
+    /// `.pdf`
+    Pdf,
+    /// `.jsonl`: one BEIR-style document per line.
+    Jsonl,
+}
+
+impl Format {
+    /// The format for `path`'s extension, if any loader handles it.
+    pub fn from_path(path: &Path) -> Option<Self> {
+        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+        Some(match ext.as_str() {
+            "txt" | "text" => Self::Text,
+            "md" | "markdown" => Self::Markdown,
+            "html" | "htm" => Self::Html,
+            "pdf" => Self::Pdf,
+            "jsonl" => Self::Jsonl,
+            _ => return None,
+        })
+    }
+
+    /// Lower-case name, stored in each document's `format` metadata.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::Markdown => "markdown",
+            Self::Html => "html",
+            Self::Pdf => "pdf",
+            Self::Jsonl => "jsonl",
+        }
+    }
+}
+
+/// Loads a file or, recursively, a directory. See the [module docs](self).
+pub fn load_path(path: &Path, opts: &LoadOptions) -> LoadReport {
+    let mut report = LoadReport::default();
+    match std::fs::metadata(path) {
+        Err(e) => report.errors.push(IngestError::io(path, e)),
+        Ok(meta) if meta.is_dir() => walk::walk(path, opts, &mut report),
+        Ok(_) => {
+            let id = path.file_name().map_or_else(
+                || path.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            );
+            match Format::from_path(path) {
+                Some(format) => load_file(path, format, &id, opts, &mut report),
+                None => report.errors.push(IngestError::UnsupportedType {
+                    path: path.to_path_buf(),
+                }),
+            }
+        }
+    }
+    report
+}
+
+/// Loads one file of a known format into `report`.
+fn load_file(path: &Path, format: Format, id: &str, opts: &LoadOptions, report: &mut LoadReport) {
+    let bytes = match read_limited(path, opts) {
+        Ok(b) => b,
+        Err(e) => return report.errors.push(e),
+    };
+    let source = Source { path, id, format };
+    if format == Format::Jsonl {
+        return jsonl::load(&source, &bytes, opts, report);
+    }
+    let loaded = match format {
+        Format::Pdf => pdf::load(&source, &bytes),
+        Format::Html => decode(path, &bytes, opts).and_then(|t| html::load(&source, &t)),
+        Format::Markdown => {
+            decode(path, &bytes, opts).and_then(|t| text::load_markdown(&source, &t))
+        }
+        Format::Text | Format::Jsonl => {
+            decode(path, &bytes, opts).and_then(|t| text::load_text(&source, &t))
+        }
+    };
+    match loaded {
+        Ok(doc) => report.documents.push(doc),
+        Err(e) => report.errors.push(e),
+    }
+}
+
+/// The file a loader is working on.
+pub(crate) struct Source<'a> {
+    pub(crate) path: &'a Path,
+    pub(crate) id: &'a str,
+    pub(crate) format: Format,
+}
+
+impl Source<'_> {
+    /// `source` and `format` metadata.
+    pub(crate) fn metadata(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("source".to_owned(), self.path.display().to_string()),
+            ("format".to_owned(), self.format.name().to_owned()),
+        ])
+    }
+
+    /// The file stem, used as a fallback title.
+    pub(crate) fn stem(&self) -> String {
+        self.path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Builds the file's document, or [`IngestError::Empty`].
+    pub(crate) fn document(&self, title: &str, text: &str) -> Result<Document> {
+        Document::new(SourceId(self.id.to_owned()), title, text, self.metadata()).ok_or_else(|| {
+            IngestError::Empty {
+                path: self.path.to_path_buf(),
+                line: None,
+            }
+        })
+    }
+}
+
+/// Reads a file after checking its size against the limit.
+fn read_limited(path: &Path, opts: &LoadOptions) -> Result<Vec<u8>> {
+    let size = std::fs::metadata(path)
+        .map_err(|e| IngestError::io(path, e))?
+        .len();
+    if size > opts.max_file_bytes {
+        return Err(IngestError::TooLarge {
+            path: path.to_path_buf(),
+            size,
+            limit: opts.max_file_bytes,
+        });
+    }
+    std::fs::read(path).map_err(|e| IngestError::io(path, e))
+}
+
+/// Signatures of common binary formats.
+const BINARY_MAGIC: &[&[u8]] = &[
+    b"\x89PNG",
+    b"GIF8",
+    b"\xff\xd8\xff",
+    b"PK\x03\x04",
+    b"\x1f\x8b",
+    b"\x7fELF",
+    b"%PDF-",
+    b"\xd0\xcf\x11\xe0",
+    b"MZ\x90\x00",
+];
+
+/// Whether `bytes` look binary: a known signature, or more than 30% control bytes (other than
+/// tab, line feed, form feed, carriage return and escape) in the first 8 KiB.
+pub(crate) fn looks_binary(bytes: &[u8]) -> bool {
+    if BINARY_MAGIC.iter().any(|m| bytes.starts_with(m)) {
+        return true;
+    }
+    let sample = &bytes[..bytes.len().min(8192)];
+    let control = sample
+        .iter()
+        .filter(|&&b| {
+            (b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\x0c' | b'\r' | 0x1b)) || b == 0x7f
+        })
+        .count();
+    control * 100 > sample.len() * 30
+}
+
+/// Bytes of a text file → `String`: binary check, NUL check, BOM removal, UTF-8 (strict or lossy).
+pub(crate) fn decode(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Result<String> {
+    if looks_binary(bytes) {
+        return Err(IngestError::Binary {
+            path: path.to_path_buf(),
+        });
+    }
+    if let Some(offset) = bytes.iter().position(|&b| b == 0) {
+        return Err(IngestError::NulByte {
+            path: path.to_path_buf(),
+            offset,
+        });
+    }
+    let bom = if bytes.starts_with(b"\xef\xbb\xbf") {
+        3
+    } else {
+        0
+    };
+    match std::str::from_utf8(&bytes[bom..]) {
+        Ok(s) => Ok(s.to_owned()),
+        Err(_) if opts.lossy_utf8 => Ok(String::from_utf8_lossy(&bytes[bom..]).into_owned()),
+        Err(e) => Err(IngestError::InvalidUtf8 {
+            path: path.to_path_buf(),
+            offset: bom + e.valid_up_to(),
+        }),
+    }
+}
+
+/// A path relative to `root` with `/` separators, used as a document id.
+pub(crate) fn relative_id(root: &Path, path: &Path) -> String {
+    let rel: PathBuf = path.strip_prefix(root).unwrap_or(path).to_path_buf();
+    rel.components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[cfg(test)]
+mod tests;
