@@ -1,1 +1,22 @@
-fn main() {}
+//! The `ragd` binary: parses the command line, installs logging, runs the command.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = ragd::cli::Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RAGD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(cli.global.log_level.as_str()));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    match ragd::cli::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! The command line: clap definitions and one small function per command.
+//!
+//! Global options (`--config`, `--data-dir`, `--models-dir`) apply to every command and override
+//! the configuration file and the environment (see [`crate::config`]).
+
+mod models;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::Config;
+
+/// ragd: retrieval-augmented generation over your documents, served over gRPC.
+#[derive(Debug, Parser)]
+#[command(name = "ragd", version, about, long_about = None)]
+pub struct Cli {
+    /// Options shared by every command.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// TOML configuration file (see ragd.example.toml).
+    #[arg(long, global = true, env = "RAGD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where collections live [default: $XDG_DATA_HOME/ragd].
+    #[arg(long, global = true, env = "RAGD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Where models are cached [default: $XDG_CACHE_HOME/ragd/models].
+    #[arg(long, global = true, env = "RAGD_MODELS_DIR")]
+    pub models_dir: Option<PathBuf>,
+    /// Log filter when RAGD_LOG is unset (error, warn, info, debug, trace).
+    #[arg(long, global = true, default_value = "warn")]
+    pub log_level: String,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gRPC server.
+    Serve,
+    /// Ingest files or folders into a collection.
+    Ingest,
+    /// Split a file into chunks and print them.
+    Chunk,
+    /// Search a collection (BM25, dense or hybrid).
+    Search,
+    /// Answer a question from a collection, citing sources.
+    Ask,
+    /// Evaluate retrieval on a BEIR data set.
+    Eval,
+    /// Fetch, list and verify models.
+    #[command(subcommand)]
+    Models(models::ModelsCommand),
+    /// Ingest the bundled sample knowledge base and answer questions about it.
+    Demo,
+    /// Embed text with the embedding model and print the vector.
+    Embed(EmbedArgs),
+    /// Measure throughput (prints one JSON object with --json).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+/// `ragd embed`.
+#[derive(Debug, Args)]
+pub struct EmbedArgs {
+    /// The texts to embed.
+    #[arg(required = true)]
+    pub texts: Vec<String>,
+    /// Print `{"embedding":[...]}` (one object per line per text).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ragd bench ...`.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Embedding throughput on a BEIR corpus.
+    Embed(crate::bench::EmbedBenchArgs),
+}
+
+fn load_config(global: &GlobalArgs) -> anyhow::Result<Config> {
+    let mut cfg = Config::load(global.config.as_deref())?;
+    if let Some(d) = &global.data_dir {
+        cfg.data_dir.clone_from(d);
+    }
+    if let Some(d) = &global.models_dir {
+        cfg.models_dir.clone_from(d);
+    }
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let cfg = load_config(&cli.global)?;
+    match cli.command {
+        Command::Models(cmd) => models::run(&cfg, cmd),
+        Command::Embed(args) => embed(&cfg, &args),
+        Command::Bench(BenchCommand::Embed(args)) => crate::bench::run_embed_bench(&cfg, &args),
+        Command::Serve => not_yet("serve", 7),
+        Command::Ingest => not_yet("ingest", 7),
+        Command::Chunk => not_yet("chunk", 3),
+        Command::Search => not_yet("search", 5),
+        Command::Ask => not_yet("ask", 6),
+        Command::Eval => not_yet("eval", 5),
+        Command::Demo => not_yet("demo", 7),
+    }
+}
+
+fn not_yet(command: &str, issue: u32) -> anyhow::Result<()> {
+    anyhow::bail!("`ragd {command}` is not available in this build yet (tracked in issue #{issue})")
+}
+
+fn embed(cfg: &Config, args: &EmbedArgs) -> anyhow::Result<()> {
+    use ingest::Embedder;
+    let embedder = crate::model::load_embedder(cfg)?;
+    let texts: Vec<&str> = args.texts.iter().map(String::as_str).collect();
+    let out = embedder.embed(&texts).context("embedding failed")?;
+    for (text, e) in texts.iter().zip(out) {
+        if e.truncated {
+            eprintln!(
+                "note: input truncated to the model's {} tokens: {:.40}…",
+                embedder.max_tokens_with_specials(),
+                text
+            );
+        }
+        if args.json {
+            println!("{}", serde_json::json!({ "embedding": e.vector }));
+        } else {
+            let head: Vec<String> = e.vector.iter().take(8).map(|v| format!("{v:.6}")).collect();
+            println!(
+                "dim={} tokens={} [{} …]",
+                e.vector.len(),
+                e.tokens,
+                head.join(", ")
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,253 @@
+//! The configuration tree: defaults, then a TOML file, then environment variables, then flags.
+//!
+//! Every field is documented here with its default; `ragd.example.toml` at the repository root
+//! lists them all and a test checks that it parses to exactly these defaults. Environment
+//! overrides:
+//!
+//! | variable | field |
+//! |---|---|
+//! | `RAGD_CONFIG` | path of the TOML file (same as `--config`) |
+//! | `RAGD_DATA_DIR` | `data_dir` |
+//! | `RAGD_MODELS_DIR` | `models_dir` |
+//! | `RAGD_EMBEDDER` | `embedder.model` |
+//! | `RAGD_GENERATOR` | `generator.model` |
+//! | `RAGD_DEVICE` | `embedder.device` and `generator.device` |
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Errors reading or validating the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema (the message names the line and the key).
+    #[error("invalid config file {}: {message}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with line and column.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("invalid config value `{field}`: {reason}")]
+    Invalid {
+        /// Dotted field name.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where collections (indexes, documents, jobs) live.
+    /// Default: `$XDG_DATA_HOME/ragd`, i.e. `~/.local/share/ragd`.
+    pub data_dir: PathBuf,
+    /// Where fetched models are cached. Default: `$XDG_CACHE_HOME/ragd/models`, i.e.
+    /// `~/.cache/ragd/models`.
+    pub models_dir: PathBuf,
+    /// The embedding model.
+    pub embedder: EmbedderConfig,
+    /// The answer-writing model.
+    pub generator: GeneratorConfig,
+}
+
+/// Settings of the embedding model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmbedderConfig {
+    /// A catalogue name (`ragd models list`) or a local sentence-transformers folder with
+    /// `config.json`, `model.safetensors` and `tokenizer.json`. Default: `all-MiniLM-L6-v2`.
+    pub model: String,
+    /// `cpu`, `cuda` or `cuda:N`. Default: `cpu`.
+    pub device: String,
+    /// Most tokens (all inputs together) per forward pass. Default: 8192.
+    pub batch_tokens: usize,
+    /// Most inputs per forward pass. Default: 64.
+    pub max_batch: usize,
+    /// Requests that may wait for the embedder before new ones are refused. Default: 256.
+    pub queue: usize,
+}
+
+/// Settings of the generator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GeneratorConfig {
+    /// A catalogue name or a local GGUF file. Default: `SmolLM2-135M-Instruct-Q4_1`.
+    pub model: String,
+    /// `cpu`, `cuda` or `cuda:N`. Default: `cpu`.
+    pub device: String,
+}
+
+fn home() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn xdg(var: &str, fallback: &str) -> PathBuf {
+    std::env::var_os(var)
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .unwrap_or_else(|| home().join(fallback))
+}
+
+/// The default models folder: `$XDG_CACHE_HOME/ragd/models`.
+pub fn default_models_dir() -> PathBuf {
+    xdg("XDG_CACHE_HOME", ".cache").join("ragd").join("models")
+}
+
+/// The default data folder: `$XDG_DATA_HOME/ragd`.
+pub fn default_data_dir() -> PathBuf {
+    xdg("XDG_DATA_HOME", ".local/share").join("ragd")
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: default_data_dir(),
+            models_dir: default_models_dir(),
+            embedder: EmbedderConfig::default(),
+            generator: GeneratorConfig::default(),
+        }
+    }
+}
+
+impl Default for EmbedderConfig {
+    fn default() -> Self {
+        Self {
+            model: "all-MiniLM-L6-v2".into(),
+            device: "cpu".into(),
+            batch_tokens: 8192,
+            max_batch: 64,
+            queue: 256,
+        }
+    }
+}
+
+impl Default for GeneratorConfig {
+    fn default() -> Self {
+        Self {
+            model: "SmolLM2-135M-Instruct-Q4_1".into(),
+            device: "cpu".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Parses a TOML document (fields absent from it keep their defaults).
+    pub fn from_toml(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Defaults, then `file` if given (else `RAGD_CONFIG`), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let from_env = std::env::var_os("RAGD_CONFIG").map(PathBuf::from);
+        let mut cfg = match file.map(Path::to_path_buf).or(from_env) {
+            Some(path) => {
+                let text = fs_err::read_to_string(&path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                Self::from_toml(&text, &path)?
+            }
+            None => Self::default(),
+        };
+        cfg.apply_env(|k| std::env::var(k).ok());
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Applies the environment overrides listed in the module docs.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) {
+        if let Some(v) = get("RAGD_DATA_DIR") {
+            self.data_dir = v.into();
+        }
+        if let Some(v) = get("RAGD_MODELS_DIR") {
+            self.models_dir = v.into();
+        }
+        if let Some(v) = get("RAGD_EMBEDDER") {
+            self.embedder.model = v;
+        }
+        if let Some(v) = get("RAGD_GENERATOR") {
+            self.generator.model = v;
+        }
+        if let Some(v) = get("RAGD_DEVICE") {
+            self.embedder.device.clone_from(&v);
+            self.generator.device = v;
+        }
+    }
+
+    /// Checks ranges once, at startup.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("embedder.batch_tokens", self.embedder.batch_tokens),
+            ("embedder.max_batch", self.embedder.max_batch),
+            ("embedder.queue", self.embedder.queue),
+        ];
+        for (field, v) in positive {
+            if v == 0 {
+                return Err(ConfigError::Invalid {
+                    field,
+                    reason: "must be at least 1".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_file_matches_defaults() {
+        let text = include_str!("../ragd.example.toml");
+        let parsed = Config::from_toml(text, Path::new("ragd.example.toml")).unwrap();
+        let mut want = Config::default();
+        // The example spells the default folders out for a user whose HOME is /home/me.
+        want.data_dir = "/home/me/.local/share/ragd".into();
+        want.models_dir = "/home/me/.cache/ragd/models".into();
+        assert_eq!(parsed, want);
+    }
+
+    #[test]
+    fn env_overrides_file_and_unknown_keys_are_errors() {
+        let mut cfg = Config::from_toml("[embedder]\nmax_batch = 8\n", Path::new("x")).unwrap();
+        assert_eq!(cfg.embedder.max_batch, 8);
+        cfg.apply_env(|k| (k == "RAGD_DEVICE").then(|| "cuda:1".to_string()));
+        assert_eq!(cfg.generator.device, "cuda:1");
+        let err = Config::from_toml("[embedder]\nbatch = 8\n", Path::new("c.toml")).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("c.toml") && msg.contains("line 2") && msg.contains("batch"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn zero_batch_is_rejected() {
+        let cfg = Config::from_toml("[embedder]\nmax_batch = 0\n", Path::new("x")).unwrap();
+        assert!(matches!(
+            cfg.validate(),
+            Err(ConfigError::Invalid {
+                field: "embedder.max_batch",
+                ..
+            })
+        ));
+    }
+}

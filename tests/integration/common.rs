@@ -1,0 +1,26 @@
+//! Shared helpers: the configuration tests use, and the location of ../shared.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use ragd::model::embedder::CandleEmbedder;
+use ragd::Config;
+
+/// `../shared` next to the repository (CI lays it out the same way).
+pub fn shared_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared")
+}
+
+/// Defaults plus the environment (RAGD_MODELS_DIR etc.): models come from the same cache the
+/// CLI uses, fetched on first use.
+pub fn config() -> Config {
+    let mut cfg = Config::default();
+    cfg.apply_env(|k| std::env::var(k).ok());
+    cfg
+}
+
+/// The default embedder, loaded once per test binary.
+pub fn embedder() -> &'static CandleEmbedder {
+    static EMBEDDER: OnceLock<CandleEmbedder> = OnceLock::new();
+    EMBEDDER.get_or_init(|| ragd::model::load_embedder(&config()).expect("load embedder"))
+}

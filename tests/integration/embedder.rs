@@ -1,0 +1,80 @@
+//! The MiniLM embedder against sentence-transformers' reference vectors.
+
+use ingest::Embedder;
+use serde::Deserialize;
+
+use crate::common::{embedder, shared_dir};
+
+#[derive(Deserialize)]
+struct Reference {
+    text: String,
+    input_ids: Vec<u32>,
+    embedding: Vec<f32>,
+}
+
+fn references() -> Vec<Reference> {
+    let path = shared_dir().join("fixtures/minilm/reference.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (na * nb)
+}
+
+#[test]
+fn matches_sentence_transformers_reference_vectors() {
+    let refs = references();
+    assert!(refs.len() >= 5, "fixture has {} sentences", refs.len());
+    let e = embedder();
+    let texts: Vec<&str> = refs.iter().map(|r| r.text.as_str()).collect();
+    // All at once (one packed batch) and one by one must both match.
+    let batched = e.embed(&texts).unwrap();
+    for (r, got) in refs.iter().zip(&batched) {
+        let single = e.embed(&[r.text.as_str()]).unwrap().remove(0);
+        for v in [&got.vector, &single.vector] {
+            let c = cosine(v, &r.embedding);
+            assert!(c >= 0.9999, "cosine {c} for {:?}", r.text);
+            let norm: f32 = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            assert!((norm - 1.0).abs() < 1e-4);
+        }
+        assert_eq!(
+            got.tokens,
+            r.input_ids.len(),
+            "token count for {:?}",
+            r.text
+        );
+        let long = r.input_ids.len() == e.max_tokens_with_specials();
+        assert_eq!(
+            got.truncated,
+            long && r.text.split_whitespace().count() > 300,
+            "{:?}",
+            r.text
+        );
+    }
+    assert!(
+        batched.iter().any(|b| b.truncated),
+        "the fixture's 400-word input must be reported truncated"
+    );
+}
+
+#[test]
+fn token_counter_agrees_with_the_model_tokenizer() {
+    let e = embedder();
+    for r in references() {
+        let content = r.input_ids.len() - 2;
+        let counted = e.token_counter().count(&r.text);
+        if r.input_ids.len() < e.max_tokens_with_specials() {
+            assert_eq!(counted, content, "{:?}", r.text);
+        } else {
+            assert!(counted > e.max_content_tokens());
+        }
+    }
+    assert_eq!(e.max_content_tokens(), 254);
+    assert_eq!(e.dimension(), 384);
+}
