@@ -10,6 +10,7 @@
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use unicode_segmentation::UnicodeSegmentation;
 
@@ -66,13 +67,21 @@ impl TokenCounter for WordTokenCounter {
 }
 
 /// A deterministic embedder for tests; see the [module docs](self).
-#[derive(Debug)]
 pub struct HashEmbedder {
     dimension: usize,
     max_tokens: usize,
-    counter: WordTokenCounter,
+    counter: Arc<dyn TokenCounter>,
     calls: AtomicUsize,
     max_batch: AtomicUsize,
+}
+
+impl std::fmt::Debug for HashEmbedder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HashEmbedder")
+            .field("dimension", &self.dimension)
+            .field("max_tokens", &self.max_tokens)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for HashEmbedder {
@@ -92,10 +101,17 @@ impl HashEmbedder {
         Self {
             dimension,
             max_tokens,
-            counter: WordTokenCounter,
+            counter: Arc::new(WordTokenCounter),
             calls: AtomicUsize::new(0),
             max_batch: AtomicUsize::new(0),
         }
+    }
+
+    /// Uses `counter` as its tokenizer (e.g. the real MiniLM one) instead of
+    /// [`WordTokenCounter`].
+    pub fn with_counter(mut self, counter: Arc<dyn TokenCounter>) -> Self {
+        self.counter = counter;
+        self
     }
 
     /// Number of [`Embedder::embed`] calls so far.
@@ -150,7 +166,7 @@ impl Embedder for HashEmbedder {
     }
 
     fn token_counter(&self) -> &dyn TokenCounter {
-        &self.counter
+        self.counter.as_ref()
     }
 
     fn embed(&self, texts: &[&str]) -> Result<Vec<Embedding>, EmbedError> {

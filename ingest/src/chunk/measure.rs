@@ -13,7 +13,7 @@
 
 use std::ops::Range;
 
-use unicode_segmentation::UnicodeSegmentation;
+use unicode_segmentation::{GraphemeCursor, UnicodeSegmentation};
 
 use super::{SizeUnit, TokenBudget};
 
@@ -67,20 +67,16 @@ impl<'t> Meter<'t> {
         max_units: usize,
         budget: &'t TokenBudget,
     ) -> Self {
-        let token_starts: Vec<usize> = budget
-            .counter()
-            .token_spans(text)
-            .into_iter()
-            .map(|r| r.start)
-            .collect();
+        let token_spans = budget.counter().token_spans(text);
+        let token_starts: Vec<usize> = token_spans.iter().map(|r| r.start).collect();
         let unit_starts = match unit {
-            SizeUnit::Tokens => snap_to_graphemes(text, &token_starts),
+            SizeUnit::Tokens => unit_starts_of(text, token_spans),
             SizeUnit::Chars => text
                 .grapheme_indices(true)
                 .filter(|(_, g)| !is_blank(g))
                 .map(|(i, _)| i)
                 .collect(),
-            SizeUnit::Words => text.unicode_word_indices().map(|(i, _)| i).collect(),
+            SizeUnit::Words => word_starts(text),
         };
         Self {
             text,
@@ -97,15 +93,19 @@ impl<'t> Meter<'t> {
         self.text
     }
 
-    /// Byte offsets where units start, sorted. For tokens, tokens that share a grapheme
-    /// cluster form one unit, so unit starts are always grapheme boundaries.
+    /// Byte offsets where units start, sorted. Tokens or words that share a grapheme cluster
+    /// form one unit, so unit starts are always grapheme boundaries.
     pub(crate) fn unit_starts(&self) -> &[usize] {
         &self.unit_starts
     }
 
-    /// Units starting inside `r`.
+    /// Size of `r` in the unit: tokens starting inside it (every token, even where several
+    /// share a grapheme cluster), or chars/words starting inside it.
     pub(crate) fn units(&self, r: &Range<usize>) -> usize {
-        count_in(&self.unit_starts, r)
+        match self.unit {
+            SizeUnit::Tokens => self.tokens(r),
+            SizeUnit::Chars | SizeUnit::Words => count_in(&self.unit_starts, r),
+        }
     }
 
     /// Tokens (of the whole-text tokenisation) starting inside `r`.
@@ -125,7 +125,7 @@ impl<'t> Meter<'t> {
         let units = match self.unit {
             SizeUnit::Tokens => tokens,
             SizeUnit::Chars => s.graphemes(true).filter(|g| !is_blank(g)).count(),
-            SizeUnit::Words => s.unicode_words().count(),
+            SizeUnit::Words => word_starts(s).len(),
         };
         (units <= self.max_units && tokens <= self.budget.max_tokens()).then_some(tokens)
     }
@@ -224,15 +224,27 @@ fn count_in(starts: &[usize], r: &Range<usize>) -> usize {
     hi.saturating_sub(lo)
 }
 
-/// Moves each offset down to the grapheme boundary at or before it, deduplicated.
-fn snap_to_graphemes(text: &str, offsets: &[usize]) -> Vec<usize> {
+/// Starts of UAX #29 words as units (see [`unit_starts_of`]).
+fn word_starts(text: &str) -> Vec<usize> {
+    unit_starts_of(
+        text,
+        text.unicode_word_indices().map(|(i, w)| i..i + w.len()),
+    )
+}
+
+/// Unit starts from spans (tokens or words): each start moved down to a grapheme boundary and
+/// then past leading whitespace clusters (UAX #29 may glue a combining mark to a preceding
+/// space), so that every unit start is where a trimmed chunk can begin. Spans that share a
+/// cluster become one unit; all-whitespace spans are not units.
+fn unit_starts_of(text: &str, spans: impl IntoIterator<Item = Range<usize>>) -> Vec<usize> {
     let bounds: Vec<usize> = text.grapheme_indices(true).map(|(i, _)| i).collect();
-    let mut out: Vec<usize> = Vec::with_capacity(offsets.len());
-    for &o in offsets {
-        let idx = bounds.partition_point(|&b| b <= o);
+    let mut out: Vec<usize> = Vec::new();
+    for r in spans {
+        let idx = bounds.partition_point(|&b| b <= r.start);
         let snapped = if idx == 0 { 0 } else { bounds[idx - 1] };
-        if out.last() != Some(&snapped) {
-            out.push(snapped);
+        let t = trim(text, snapped..r.end.max(snapped));
+        if !t.is_empty() && out.last().is_none_or(|&l| t.start > l) {
+            out.push(t.start);
         }
     }
     out
@@ -269,8 +281,11 @@ pub(crate) fn pieces(text: &str, r: Range<usize>, level: Level) -> Vec<Range<usi
     let cuts: Vec<usize> = match level {
         Level::Paragraph => s.match_indices("\n\n").map(|(i, m)| i + m.len()).collect(),
         Level::Line => s.match_indices('\n').map(|(i, _)| i + 1).collect(),
-        Level::Sentence => sentence_cuts(s),
-        Level::Word => s.split_word_bound_indices().map(|(i, _)| i).collect(),
+        // UAX #29 word and sentence rules attach format characters (e.g. U+0600, a grapheme
+        // Prepend) to the preceding char, grapheme rules to the following one: keep only cuts
+        // that are also grapheme boundaries.
+        Level::Sentence => grapheme_cuts(s, sentence_cuts(s)),
+        Level::Word => grapheme_cuts(s, s.split_word_bound_indices().map(|(i, _)| i).collect()),
         Level::Grapheme => s.grapheme_indices(true).map(|(i, _)| i).collect(),
         Level::Char => s.char_indices().map(|(i, _)| i).collect(),
     };
@@ -285,6 +300,17 @@ pub(crate) fn pieces(text: &str, r: Range<usize>, level: Level) -> Vec<Range<usi
         }
     }
     out
+}
+
+/// The `cuts` that are grapheme-cluster boundaries of `s`.
+fn grapheme_cuts(s: &str, cuts: Vec<usize>) -> Vec<usize> {
+    cuts.into_iter()
+        .filter(|&c| {
+            GraphemeCursor::new(c, s.len(), true)
+                .is_boundary(s, 0)
+                .unwrap_or(false)
+        })
+        .collect()
 }
 
 /// Sentence starts in `s`: UAX #29 sentence boundaries plus a cut after each `；`.

@@ -21,10 +21,9 @@ use std::ops::Range;
 use serde::{Deserialize, Serialize};
 
 use super::fixed::default_size;
-use super::measure::{is_blank, Meter, PARAGRAPH_LEVELS};
+use super::measure::{is_blank, pieces, Level, Meter, PARAGRAPH_LEVELS};
 use super::{ChunkSpan, Chunker, SizeUnit, TokenBudget};
 use crate::error::ChunkError;
-use unicode_segmentation::UnicodeSegmentation;
 
 /// Configuration of [`RecursiveChunker`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,10 +82,10 @@ impl RecursiveChunker {
     fn extend_back(&self, meter: &Meter<'_>, prev: &ChunkSpan, cur: &mut ChunkSpan) {
         let text = meter.text();
         let (p, c) = (prev.byte_span.clone(), cur.byte_span.clone());
-        let candidate = text[p.clone()]
-            .split_word_bound_indices()
-            .filter(|(_, w)| !is_blank(w))
-            .map(|(i, _)| p.start + i)
+        let candidate = pieces(text, p.clone(), Level::Word)
+            .into_iter()
+            .filter(|w| w.start > p.start && !is_blank(&text[w.clone()]))
+            .map(|w| w.start)
             .find(|&s| {
                 meter.units(&(s..c.start)) <= self.config.overlap && meter.fits(&(s..c.end))
             });

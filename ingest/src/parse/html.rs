@@ -96,7 +96,12 @@ fn html_to_text(dom: &Html) -> String {
                     out.push_str(open_marker(el.name()));
                 }
                 Node::Text(t) if skip == 0 => push_text(&mut out, t, pre > 0),
-                _ => {}
+                Node::Text(_)
+                | Node::Document
+                | Node::Fragment
+                | Node::Doctype(_)
+                | Node::Comment(_)
+                | Node::ProcessingInstruction(_) => {}
             },
             Edge::Close(node) => {
                 let Node::Element(el) = node.value() else {
@@ -144,7 +149,7 @@ fn open_marker(name: &str) -> &'static str {
 fn close_marker(name: &str) -> &'static str {
     match name {
         "h1" | "h2" | "h3" | "h4" | "h5" | "h6" => "\n\n",
-        "li" | "tr" | "dt" | "dd" => "\n",
+        "tr" | "dt" | "dd" => "\n",
         n if BLOCKS.contains(&n) => "\n\n",
         _ => "",
     }

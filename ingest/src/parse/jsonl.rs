@@ -69,10 +69,7 @@ fn metadata(source: &Source<'_>, obj: &Map<String, Value>) -> BTreeMap<String, S
     match obj.get("metadata") {
         Some(Value::Object(m)) => {
             for (k, v) in m {
-                let v = match v {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
+                let v = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
                 out.insert(k.clone(), v);
             }
         }

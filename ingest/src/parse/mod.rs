@@ -241,20 +241,23 @@ const BINARY_MAGIC: &[&[u8]] = &[
     b"MZ\x90\x00",
 ];
 
-/// Whether `bytes` look binary: a known signature, or more than 30% control bytes (other than
-/// tab, line feed, form feed, carriage return and escape) in the first 8 KiB.
+/// Whether `bytes` look binary: a known signature; or, in the first 8 KiB, at least two NUL
+/// bytes making up 1% or more (UTF-16, executables), or more than 10% other control bytes
+/// (anything below 0x20 but tab, line feed, form feed, carriage return and escape, or 0x7f).
+/// A lone NUL in text is reported as [`IngestError::NulByte`] instead.
 pub(crate) fn looks_binary(bytes: &[u8]) -> bool {
     if BINARY_MAGIC.iter().any(|m| bytes.starts_with(m)) {
         return true;
     }
     let sample = &bytes[..bytes.len().min(8192)];
+    let nul = sample.iter().filter(|&&b| b == 0).count();
     let control = sample
         .iter()
         .filter(|&&b| {
-            (b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\x0c' | b'\r' | 0x1b)) || b == 0x7f
+            (b < 0x20 && !matches!(b, 0 | b'\t' | b'\n' | b'\x0c' | b'\r' | 0x1b)) || b == 0x7f
         })
         .count();
-    control * 100 > sample.len() * 30
+    (nul >= 2 && nul * 100 >= sample.len()) || control * 100 > sample.len() * 10
 }
 
 /// Bytes of a text file → `String`: binary check, NUL check, BOM removal, UTF-8 (strict or lossy).
