@@ -62,7 +62,10 @@ impl Document {
         if text.is_empty() {
             return None;
         }
-        let title = normalize_text(title).replace('\n', " ");
+        let title = normalize_text(title)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
         let content_hash = content_hash(&title, &metadata, &text);
         Some(Self {
             id,

@@ -94,7 +94,7 @@ pub enum IngestError {
         /// The parser's message.
         reason: String,
     },
-    /// [`load_file`](crate::load_file) was given a file whose extension no loader handles.
+    /// [`load_path`](crate::load_path) was given a single file whose extension no loader handles.
     #[error("{}: unsupported file type", path.display())]
     UnsupportedType {
         /// The file.

@@ -66,7 +66,7 @@ impl TokenCounter for WordTokenCounter {
     }
 }
 
-/// A deterministic embedder for tests; see the [module docs](self).
+/// A deterministic embedder for tests: a hashed bag of lower-cased words, L2-normalised.
 pub struct HashEmbedder {
     dimension: usize,
     max_tokens: usize,

@@ -36,7 +36,9 @@ impl Default for FixedConfig {
     }
 }
 
-/// Fixed-size chunking at word boundaries; see the [module docs](self).
+/// Fixed-size chunking: words (UAX #29) packed greedily into chunks of at most `size` units
+/// and at most the embedder's token limit; a word too long alone is split at grapheme
+/// boundaries. Chunks are disjoint and cover the text.
 #[derive(Debug, Clone)]
 pub struct FixedChunker {
     config: FixedConfig,

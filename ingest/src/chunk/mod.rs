@@ -183,8 +183,11 @@ impl Chunk {
 /// embedding model, in batches. The guarantees every implementation must keep are listed in the
 /// [module docs](self).
 pub trait Chunker: Send + Sync {
-    /// Short name of the strategy (`fixed`, `sliding`, `semantic`, `recursive`).
-    fn name(&self) -> &'static str;
+    /// Short name of the strategy (`fixed`, `sliding`, `semantic`, `recursive`); defaults to
+    /// the type name.
+    fn name(&self) -> &'static str {
+        std::any::type_name::<Self>()
+    }
 
     /// Splits `text` into chunk spans, in document order. Empty or whitespace-only text gives
     /// no spans.

@@ -50,7 +50,9 @@ impl Default for RecursiveConfig {
     }
 }
 
-/// Structure-aware recursive chunking; see the [module docs](self).
+/// Structure-aware recursive chunking: sections at Markdown headings (each chunk keeps its
+/// heading path), then paragraphs, lines, sentences, words and grapheme clusters, splitting only
+/// as far as needed and merging small neighbours back up to `size`; optional `overlap`.
 #[derive(Debug, Clone)]
 pub struct RecursiveChunker {
     config: RecursiveConfig,

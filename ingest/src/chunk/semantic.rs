@@ -90,7 +90,12 @@ impl Default for SemanticConfig {
     }
 }
 
-/// Embedding-similarity chunking; see the [module docs](self).
+/// Embedding-similarity chunking (Greg Kamradt's "5 levels of text splitting", level 4;
+/// LangChain `SemanticChunker`, percentile breakpoints): sentences are embedded with `buffer_size`
+/// neighbours on each side, in batches of `batch_size`; the text is cut after sentence `i` where
+/// `1 - cos(e_i, e_{i+1})` exceeds the threshold (default: the 95th percentile of the document's
+/// distances, linearly interpolated); then segments over `max_size` are split at sentence/word
+/// boundaries and segments under `min_size` merged with a neighbour when that fits.
 #[derive(Clone)]
 pub struct SemanticChunker {
     config: SemanticConfig,

@@ -50,7 +50,9 @@ impl Default for SlidingConfig {
     }
 }
 
-/// Sliding-window chunking; see the [module docs](self).
+/// Sliding-window chunking: windows of `size` units, each starting `overlap` units before the
+/// previous one ends (exactly, unless the token limit leaves a window no more than `overlap`
+/// units); the last window may be shorter. Windows stay within the embedder's token limit.
 #[derive(Debug, Clone)]
 pub struct SlidingChunker {
     config: SlidingConfig,

@@ -7,7 +7,7 @@
 //!
 //! Each format has its own file: `text.rs` (`.txt`, `.md`/`.markdown`), `html.rs`
 //! (`.html`/`.htm`), `pdf.rs` (`.pdf`), `jsonl.rs` (`.jsonl`, BEIR corpus lines), and
-//! `walk.rs` (directories). Text formats share [`decode`]: size limit, binary sniffing, NUL
+//! `walk.rs` (directories). Text formats share `decode`: size limit, binary sniffing, NUL
 //! bytes, then UTF-8 (strict, or lossy on request).
 //!
 //! Ids: a file's id is its path relative to the directory given to [`load_path`], with `/`
