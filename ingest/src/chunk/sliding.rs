@@ -7,6 +7,10 @@
 //! nothing is lost. Window *k + 1* starts O units before window *k* ends; the last window may be
 //! shorter.
 //!
+//! With [`SizeUnit::Tokens`], windows start and end at token boundaries, which for a WordPiece
+//! tokenizer may be inside a word (`Homebre|w`), as in other token-window splitters; use
+//! [`SizeUnit::Words`] for word-aligned windows.
+//!
 //! Each window is also kept within the embedder's token limit: a window that would exceed it is
 //! shortened (its successor still starts O units before its end, so the overlap stays exact).
 //! Only when a single unit exceeds the limit alone, or the limit leaves room for no more than O
@@ -53,6 +57,7 @@ impl Default for SlidingConfig {
 /// Sliding-window chunking: windows of `size` units, each starting `overlap` units before the
 /// previous one ends (exactly, unless the token limit leaves a window no more than `overlap`
 /// units); the last window may be shorter. Windows stay within the embedder's token limit.
+/// Token windows may cut inside a word (at a word piece); word windows never do.
 #[derive(Debug, Clone)]
 pub struct SlidingChunker {
     config: SlidingConfig,
