@@ -4,8 +4,8 @@
 //!   into 384 dimensions, L2-normalised. Texts sharing words are similar; others are not.
 //! - [`WhitespaceTokenCounter`], [`CharTokenCounter`], [`WordTokenCounter`]: simple
 //!   [`TokenCounter`]s.
-//! - [`minilm_tokenizer_path`] / [`minilm_token_counter`]: the real MiniLM tokenizer when it is
-//!   on disk (CI fetches it), for tests that want exact BERT token counts.
+//! - [`models_dir`], [`minilm_tokenizer_path`], [`minilm_token_counter`]: the real MiniLM
+//!   tokenizer when it is on disk (CI fetches it), for tests that want exact BERT token counts.
 
 use std::ops::Range;
 use std::path::PathBuf;
@@ -176,14 +176,19 @@ impl Embedder for HashEmbedder {
     }
 }
 
-/// Where the all-MiniLM-L6-v2 `tokenizer.json` is expected: `$RAGD_MODELS_DIR` if set, else
-/// `$HOME/.cache/ragd/models`, then `all-MiniLM-L6-v2/tokenizer.json`. `None` if not there.
+/// The models directory: `$RAGD_MODELS_DIR` if set, else `$HOME/.cache/ragd/models`.
+pub fn models_dir() -> Option<PathBuf> {
+    match std::env::var_os("RAGD_MODELS_DIR") {
+        Some(dir) => Some(PathBuf::from(dir)),
+        None => Some(PathBuf::from(std::env::var_os("HOME")?).join(".cache/ragd/models")),
+    }
+}
+
+/// The all-MiniLM-L6-v2 `tokenizer.json` under [`models_dir`], if it exists.
 pub fn minilm_tokenizer_path() -> Option<PathBuf> {
-    let models = match std::env::var_os("RAGD_MODELS_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(std::env::var_os("HOME")?).join(".cache/ragd/models"),
-    };
-    let path = models.join("all-MiniLM-L6-v2").join("tokenizer.json");
+    let path = models_dir()?
+        .join("all-MiniLM-L6-v2")
+        .join("tokenizer.json");
     path.is_file().then_some(path)
 }
 

@@ -1,6 +1,6 @@
 //! The conformance suite: the same checks run against every [`Chunker`] configuration, like
 //! tantivy's `directory/tests.rs`. Token counts use the real all-MiniLM-L6-v2 tokenizer when
-//! it is on disk (see [`minilm_tokenizer_path`]) and [`WordTokenCounter`] otherwise.
+//! it is on disk (see `testing::minilm_tokenizer_path`) and [`WordTokenCounter`] otherwise.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -10,7 +10,7 @@ use unicode_segmentation::UnicodeSegmentation;
 
 use super::measure::Meter;
 use super::*;
-use crate::testing::{minilm_token_counter, minilm_tokenizer_path, HashEmbedder, WordTokenCounter};
+use crate::testing::{minilm_token_counter, models_dir, HashEmbedder, WordTokenCounter};
 
 /// The embedder's limit, as all-MiniLM-L6-v2's.
 const MAX_TOKENS: usize = 254;
@@ -22,10 +22,8 @@ fn counter() -> Arc<dyn TokenCounter> {
         .get_or_init(|| match minilm_token_counter() {
             Some(c) => Arc::new(c),
             None => {
-                eprintln!(
-                    "note: MiniLM tokenizer not found (looked for {:?}); using WordTokenCounter",
-                    minilm_tokenizer_path()
-                );
+                let dir = models_dir().map(|d| d.join("all-MiniLM-L6-v2/tokenizer.json"));
+                eprintln!("note: MiniLM tokenizer not found at {dir:?}; using WordTokenCounter");
                 Arc::new(WordTokenCounter)
             }
         })
