@@ -1,0 +1,155 @@
+//! [`Collection`]: one named knowledge base on disk, and its open/recovery sequence.
+//!
+//! Layout of a collection directory:
+//!
+//! ```text
+//! <dir>/manifest.json        IndexManifest (checked on every open)
+//! <dir>/meta/                sled database (source of truth, see `meta`)
+//! <dir>/bm25/                tantivy index (commit payload = last seq contained)
+//! <dir>/dense-<seq>/         newest HNSW dump (graph, data, state.json)
+//! ```
+//!
+//! Opening runs recovery (see `recovery`) before the collection is handed out, so the first
+//! searcher already sees every acknowledged write.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::config::{validate_config, CollectionConfig, IndexManifest, MaintenanceConfig};
+use crate::meta::MetaStore;
+use crate::reader::{IndexReader, Shared, Snapshot};
+use crate::recovery::{recover_dense, recover_sparse};
+use crate::sparse::SparseIndex;
+use crate::writer::{IndexWriter, WriterState};
+use crate::{IndexError, Result};
+
+const MANIFEST: &str = "manifest.json";
+
+/// An open collection: its reader and its writer.
+pub struct Collection {
+    shared: Arc<Shared>,
+    writer: IndexWriter,
+}
+
+impl Collection {
+    /// Creates a new collection in `dir` (which must not hold one already).
+    pub fn create(dir: &Path, config: CollectionConfig) -> Result<Self> {
+        validate_config(&config)?;
+        let manifest_path = dir.join(MANIFEST);
+        if manifest_path.exists() {
+            return Err(IndexError::CollectionExists { name: config.name });
+        }
+        std::fs::create_dir_all(dir).map_err(|e| IndexError::io(dir, e))?;
+        IndexManifest::from_config(&config).store(&manifest_path)?;
+        Self::open_checked(dir, config)
+    }
+
+    /// Opens the collection in `dir`, failing with [`IndexError::ManifestMismatch`] if `config`
+    /// disagrees with the persisted manifest (model, dimension, distance, graph, analyzer).
+    pub fn open(dir: &Path, config: CollectionConfig) -> Result<Self> {
+        validate_config(&config)?;
+        let stored = load_manifest(dir, &config.name)?;
+        stored.check_compatible(&IndexManifest::from_config(&config))?;
+        Self::open_checked(dir, config)
+    }
+
+    /// Opens the collection in `dir` with its persisted manifest and default maintenance.
+    pub fn open_existing(dir: &Path) -> Result<Self> {
+        let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let m = load_manifest(dir, name)?;
+        let config = CollectionConfig {
+            name: m.name,
+            embedding_model: m.embedding_model,
+            dimension: m.dimension,
+            distance: m.distance,
+            hnsw: m.hnsw,
+            bm25: m.bm25,
+            maintenance: MaintenanceConfig::default(),
+        };
+        Self::open_checked(dir, config)
+    }
+
+    fn open_checked(dir: &Path, config: CollectionConfig) -> Result<Self> {
+        let meta = MetaStore::open(&dir.join("meta"), config.maintenance.sled_cache_bytes)?;
+        let sparse = SparseIndex::open(&dir.join("bm25"), config.bm25.analyzer, &config.name)?;
+        let last = meta.last_seq()?;
+        let next_chunk = meta.next_chunk_id()?;
+        let sparse_writer = recover_sparse(
+            &meta,
+            &sparse,
+            config.maintenance.tantivy_memory_bytes,
+            last,
+        )?;
+        let dense = recover_dense(dir, &config, &meta, last)?;
+        let snapshot = Snapshot {
+            seq: last,
+            bm25: sparse.reload()?,
+            dense: dense.view(next_chunk),
+        };
+        let shared = Arc::new(Shared {
+            dir: PathBuf::from(dir),
+            config,
+            meta,
+            sparse,
+            snapshot: ArcSwap::from_pointee(snapshot),
+        });
+        let state = WriterState {
+            sparse: sparse_writer,
+            dense,
+            last_seq: last,
+            next_chunk,
+            committed_seq: last,
+            degraded: false,
+        };
+        let writer = IndexWriter::new(Arc::clone(&shared), state);
+        Ok(Self { shared, writer })
+    }
+
+    /// The collection's name.
+    pub fn name(&self) -> &str {
+        &self.shared.config.name
+    }
+
+    /// The configuration it was opened with.
+    pub fn config(&self) -> &CollectionConfig {
+        &self.shared.config
+    }
+
+    /// Its directory.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    /// A reader (cheap clone).
+    pub fn reader(&self) -> IndexReader {
+        IndexReader::new(Arc::clone(&self.shared))
+    }
+
+    /// The writer (cheap clone; all clones share one lock).
+    pub fn writer(&self) -> IndexWriter {
+        self.writer.clone()
+    }
+
+    /// True when no reader, searcher or writer clone is held outside this collection.
+    pub(crate) fn is_unshared(&self) -> bool {
+        // One reference from `self`, one from `self.writer`.
+        Arc::strong_count(&self.shared) == 2 && self.writer.is_unshared()
+    }
+
+    /// Bytes used on disk by the sled store.
+    pub fn meta_size_on_disk(&self) -> Result<u64> {
+        self.shared.meta.size_on_disk()
+    }
+}
+
+fn load_manifest(dir: &Path, name: &str) -> Result<IndexManifest> {
+    let path = dir.join(MANIFEST);
+    if !path.exists() {
+        return Err(IndexError::CollectionNotFound {
+            name: name.to_owned(),
+        });
+    }
+    IndexManifest::load(&path)
+}

@@ -1,0 +1,115 @@
+//! [`Graph`]: a thin wrapper over one `hnsw_rs::Hnsw<f32, DistDot>`.
+//!
+//! hnsw_rs has no delete; the owner ([`super::DenseWriter`]) keeps tombstones and rebuilds the
+//! graph when they pile up. Inserts and searches both take `&self` (hnsw_rs locks per node), so
+//! searches run concurrently with inserts on the same graph.
+
+use std::path::Path;
+
+use hnsw_rs::hnswio::HnswIo;
+use hnsw_rs::prelude::{AnnT, DistDot, Hnsw};
+
+use crate::config::HnswConfig;
+use crate::{IndexError, Result};
+
+/// hnsw_rs caps the number of layers at 16.
+const MAX_LAYERS: usize = 16;
+/// Batches at least this large are inserted with hnsw_rs's parallel insert.
+const PARALLEL_INSERT_MIN: usize = 64;
+
+/// One HNSW graph over normalised vectors, keyed by chunk id (hnsw_rs's `DataId`).
+pub struct Graph {
+    hnsw: Hnsw<'static, f32, DistDot>,
+}
+
+impl Graph {
+    /// An empty graph sized for about `capacity` points.
+    pub fn new(config: &HnswConfig, capacity: usize) -> Self {
+        let hnsw = Hnsw::new(
+            config.m,
+            capacity.max(1024),
+            MAX_LAYERS,
+            config.ef_construction,
+            DistDot,
+        );
+        Self { hnsw }
+    }
+
+    /// Number of points, tombstoned ones included.
+    pub fn len(&self) -> usize {
+        self.hnsw.get_nb_point()
+    }
+
+    /// True when the graph has no point.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Inserts `(id, normalised vector)` pairs, in parallel for large batches.
+    pub fn insert(&self, items: &[(u64, Vec<f32>)]) {
+        if items.len() >= PARALLEL_INSERT_MIN {
+            let refs: Vec<(&Vec<f32>, usize)> =
+                items.iter().map(|(id, v)| (v, *id as usize)).collect();
+            self.hnsw.parallel_insert(&refs);
+        } else {
+            for (id, v) in items {
+                self.hnsw.insert((v.as_slice(), *id as usize));
+            }
+        }
+    }
+
+    /// The `k` approximate nearest points to `query` as `(id, DistDot distance)`, nearest first.
+    pub fn search(&self, query: &[f32], k: usize, ef: usize) -> Vec<(u64, f32)> {
+        if self.is_empty() {
+            return Vec::new();
+        }
+        self.hnsw
+            .search(query, k, ef.max(k))
+            .into_iter()
+            .map(|n| (n.d_id as u64, n.distance))
+            .collect()
+    }
+
+    /// hnsw_rs's own filtered search (exposed for tests of its filter contract).
+    pub fn search_filter(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        keep: &dyn Fn(&usize) -> bool,
+    ) -> Vec<(u64, f32)> {
+        let filter: &dyn hnsw_rs::filter::FilterT = &keep;
+        self.hnsw
+            .search_filter(query, k, ef.max(k), Some(filter))
+            .into_iter()
+            .map(|n| (n.d_id as u64, n.distance))
+            .collect()
+    }
+
+    /// Writes `<dir>/<basename>.hnsw.{graph,data}`; returns the basename hnsw_rs used.
+    pub fn dump(&self, dir: &Path, basename: &str) -> Result<String> {
+        self.hnsw
+            .file_dump(dir, basename)
+            .map_err(|e| IndexError::dense(format!("dump to {}: {e}", dir.display())))
+    }
+
+    /// Loads a graph written by [`Self::dump`].
+    ///
+    /// hnsw_rs ties the loaded graph's lifetime to its `HnswIo` loader, so the loader (a few
+    /// hundred bytes, no point data since mmap is off) is leaked once per load to get a
+    /// `'static` graph. Loads happen on open and never in a loop. hnsw_rs asserts on malformed
+    /// files; the panic is caught and reported as an error.
+    pub fn load(dir: &Path, basename: &str) -> Result<Self> {
+        let io: &'static HnswIo = Box::leak(Box::new(HnswIo::new(dir, basename)));
+        let loaded =
+            std::panic::catch_unwind(move || io.load_hnsw_with_dist::<f32, DistDot>(DistDot));
+        match loaded {
+            Ok(Ok(hnsw)) => Ok(Self { hnsw }),
+            Ok(Err(e)) => Err(IndexError::dense(format!("load {}: {e}", dir.display()))),
+            Err(_) => Err(IndexError::dense(format!(
+                "load {}: hnsw_rs panicked",
+                dir.display()
+            ))),
+        }
+    }
+}

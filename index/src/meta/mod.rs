@@ -1,0 +1,395 @@
+//! The sled meta store: the source of truth of a collection.
+//!
+//! One sled tree per collection, with a one-byte key prefix per record kind:
+//!
+//! | key                      | value                                   |
+//! |--------------------------|-----------------------------------------|
+//! | `d` + doc id (UTF-8)     | [`StoredDoc`] (JSON)                    |
+//! | `c` + chunk id (u64 BE)  | [`StoredChunk`] (JSON)                  |
+//! | `v` + chunk id (u64 BE)  | the normalised vector, f32 little-endian |
+//! | `o` + seq (u64 BE)       | [`Op`] (JSON): chunks added and removed |
+//! | `m` + counter name       | u64 BE counters: last seq, next chunk id, counts, pruned log |
+//!
+//! Every write ([`MetaStore::apply`]) is one atomic sled batch (records, op-log entries and
+//! counters together) followed by `flush` (fsync); only then is it acknowledged. The op log
+//! (`seq -> Op`) lets recovery replay into tantivy and the HNSW whatever they lack, deletes
+//! included; entries at or below the sequence both of them persisted are pruned.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::types::{ChunkId, DocumentInfo, Seq};
+use crate::{IndexError, Result};
+
+const DOC: u8 = b'd';
+const CHUNK: u8 = b'c';
+const VECTOR: u8 = b'v';
+const OP: u8 = b'o';
+const LAST_SEQ: &[u8] = b"mlast_seq";
+const NEXT_CHUNK: &[u8] = b"mnext_chunk";
+const DOC_COUNT: &[u8] = b"mdoc_count";
+const CHUNK_COUNT: &[u8] = b"mchunk_count";
+const PRUNED_UPTO: &[u8] = b"mpruned_upto";
+
+/// A document as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredDoc {
+    /// Title.
+    pub title: String,
+    /// Metadata.
+    pub metadata: BTreeMap<String, String>,
+    /// Content hash.
+    pub content_hash: String,
+    /// Chunk ids in document order.
+    pub chunk_ids: Vec<ChunkId>,
+    /// Seq of the write that stored this version.
+    pub seq: Seq,
+}
+
+/// A chunk as stored (its vector is kept under its own key).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredChunk {
+    /// Owning document.
+    pub doc_id: String,
+    /// Position in the document.
+    pub ordinal: u32,
+    /// Text.
+    pub text: String,
+    /// Span start (chars).
+    pub span_start: usize,
+    /// Span end (chars, exclusive).
+    pub span_end: usize,
+    /// Enclosing headings.
+    pub heading_path: Vec<String>,
+}
+
+/// One op-log entry: the chunks one write added and removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Op {
+    /// The document written.
+    pub doc_id: String,
+    /// Chunks created by the write.
+    pub added: Vec<ChunkId>,
+    /// Chunks deleted by the write.
+    pub removed: Vec<ChunkId>,
+}
+
+/// A new chunk with its (normalised) vector.
+#[derive(Debug, Clone)]
+pub struct NewChunk {
+    /// Its id.
+    pub id: ChunkId,
+    /// The record.
+    pub chunk: StoredChunk,
+    /// The normalised vector.
+    pub vector: Vec<f32>,
+}
+
+/// One sequenced write, planned by the writer and applied atomically.
+#[derive(Debug, Clone)]
+pub struct WritePlan {
+    /// Its sequence number.
+    pub seq: Seq,
+    /// The document.
+    pub doc_id: String,
+    /// The new version of the document; `None` deletes it.
+    pub doc: Option<StoredDoc>,
+    /// Whether a previous version existed.
+    pub existed: bool,
+    /// Chunks to create.
+    pub added: Vec<NewChunk>,
+    /// Chunks to delete.
+    pub removed: Vec<ChunkId>,
+}
+
+impl WritePlan {
+    /// The op-log entry of this write.
+    pub fn op(&self) -> Op {
+        Op {
+            doc_id: self.doc_id.clone(),
+            added: self.added.iter().map(|c| c.id).collect(),
+            removed: self.removed.clone(),
+        }
+    }
+}
+
+/// Handle on a collection's sled database; clones share it.
+#[derive(Clone)]
+pub struct MetaStore {
+    db: sled::Db,
+}
+
+fn key(prefix: u8, id: u64) -> [u8; 9] {
+    let mut k = [prefix; 9];
+    k[1..].copy_from_slice(&id.to_be_bytes());
+    k
+}
+
+fn doc_key(id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(id.len() + 1);
+    k.push(DOC);
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| IndexError::corrupt(what, e))
+}
+
+fn encode<T: Serialize>(what: &str, value: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| IndexError::corrupt(what, e))
+}
+
+fn decode_u64(bytes: &[u8]) -> Result<u64> {
+    let arr: [u8; 8] = bytes
+        .try_into()
+        .map_err(|_| IndexError::corrupt("counter", "not 8 bytes"))?;
+    Ok(u64::from_be_bytes(arr))
+}
+
+/// Encodes a vector as little-endian f32s.
+fn encode_vector(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn decode_vector(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+impl MetaStore {
+    /// Opens (or creates) the sled database in `dir`.
+    pub fn open(dir: &Path, cache_bytes: u64) -> Result<Self> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_bytes)
+            .open()?;
+        Ok(Self { db })
+    }
+
+    fn counter(&self, name: &[u8]) -> Result<u64> {
+        match self.db.get(name)? {
+            Some(v) => decode_u64(&v),
+            None => Ok(0),
+        }
+    }
+
+    /// Sequence number of the last acknowledged write.
+    pub fn last_seq(&self) -> Result<Seq> {
+        self.counter(LAST_SEQ)
+    }
+
+    /// The id the next new chunk gets.
+    pub fn next_chunk_id(&self) -> Result<u64> {
+        self.counter(NEXT_CHUNK)
+    }
+
+    /// Number of documents.
+    pub fn doc_count(&self) -> Result<u64> {
+        self.counter(DOC_COUNT)
+    }
+
+    /// Number of chunks.
+    pub fn chunk_count(&self) -> Result<u64> {
+        self.counter(CHUNK_COUNT)
+    }
+
+    /// Op-log entries with seq `<=` this were pruned.
+    pub fn pruned_upto(&self) -> Result<Seq> {
+        self.counter(PRUNED_UPTO)
+    }
+
+    /// The stored document `id`.
+    pub fn get_doc(&self, id: &str) -> Result<Option<StoredDoc>> {
+        self.db
+            .get(doc_key(id))?
+            .map(|v| decode("document", &v))
+            .transpose()
+    }
+
+    /// The stored document `id` as a [`DocumentInfo`].
+    pub fn document_info(&self, id: &str) -> Result<Option<DocumentInfo>> {
+        Ok(self.get_doc(id)?.map(|d| DocumentInfo {
+            id: id.to_owned(),
+            title: d.title,
+            metadata: d.metadata,
+            content_hash: d.content_hash,
+            chunk_ids: d.chunk_ids,
+            seq: d.seq,
+        }))
+    }
+
+    /// The stored chunk `id`.
+    pub fn get_chunk(&self, id: ChunkId) -> Result<Option<StoredChunk>> {
+        self.db
+            .get(key(CHUNK, id.0))?
+            .map(|v| decode("chunk", &v))
+            .transpose()
+    }
+
+    /// The stored (normalised) vector of chunk `id`.
+    pub fn get_vector(&self, id: ChunkId) -> Result<Option<Vec<f32>>> {
+        Ok(self.db.get(key(VECTOR, id.0))?.map(|v| decode_vector(&v)))
+    }
+
+    /// Applies `plans` (in seq order) as one atomic batch, then flushes to disk. `next_chunk` is
+    /// the chunk-id counter after the plans.
+    pub fn apply(&self, plans: &[WritePlan], next_chunk: u64) -> Result<()> {
+        let Some(last) = plans.last() else {
+            return Ok(());
+        };
+        let mut docs = self.doc_count()? as i64;
+        let mut chunks = self.chunk_count()? as i64;
+        let mut batch = sled::Batch::default();
+        for plan in plans {
+            docs += i64::from(plan.doc.is_some()) - i64::from(plan.existed);
+            chunks += plan.added.len() as i64 - plan.removed.len() as i64;
+            self.add_plan(&mut batch, plan)?;
+        }
+        batch.insert(LAST_SEQ, &last.seq.to_be_bytes());
+        batch.insert(NEXT_CHUNK, &next_chunk.to_be_bytes());
+        batch.insert(DOC_COUNT, &(docs.max(0) as u64).to_be_bytes());
+        batch.insert(CHUNK_COUNT, &(chunks.max(0) as u64).to_be_bytes());
+        self.db.apply_batch(batch)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn add_plan(&self, batch: &mut sled::Batch, plan: &WritePlan) -> Result<()> {
+        match &plan.doc {
+            Some(doc) => batch.insert(doc_key(&plan.doc_id), encode("document", doc)?),
+            None => batch.remove(doc_key(&plan.doc_id)),
+        }
+        for id in &plan.removed {
+            batch.remove(&key(CHUNK, id.0));
+            batch.remove(&key(VECTOR, id.0));
+        }
+        for c in &plan.added {
+            batch.insert(&key(CHUNK, c.id.0), encode("chunk", &c.chunk)?);
+            batch.insert(&key(VECTOR, c.id.0), encode_vector(&c.vector));
+        }
+        batch.insert(&key(OP, plan.seq), encode("op", &plan.op())?);
+        Ok(())
+    }
+
+    /// The op-log entries with seq `> after`, in order; `None` if some of them were pruned
+    /// (the caller must then rebuild from [`Self::live_chunks`]).
+    pub fn ops_after(&self, after: Seq) -> Result<Option<Vec<(Seq, Op)>>> {
+        if after < self.pruned_upto()? {
+            return Ok(None);
+        }
+        let start = key(OP, after.saturating_add(1));
+        let mut ops = Vec::new();
+        for item in self.db.range(start..key(OP + 1, 0)) {
+            let (k, v) = item?;
+            ops.push((decode_u64(&k[1..])?, decode("op", &v)?));
+        }
+        Ok(Some(ops))
+    }
+
+    /// Deletes op-log entries with seq `<= upto` (both indexes have persisted them).
+    pub fn prune_ops(&self, upto: Seq) -> Result<()> {
+        if upto <= self.pruned_upto()? {
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        for item in self.db.range(key(OP, 0)..=key(OP, upto)) {
+            batch.remove(item?.0);
+        }
+        batch.insert(PRUNED_UPTO, &upto.to_be_bytes());
+        self.db.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Every live chunk id, ascending.
+    pub fn live_chunk_ids(&self) -> impl Iterator<Item = Result<ChunkId>> + '_ {
+        self.db
+            .scan_prefix([CHUNK])
+            .map(|item| Ok(ChunkId(decode_u64(&item?.0[1..])?)))
+    }
+
+    /// Every live (id, chunk, doc id) for re-indexing, ascending by id.
+    pub fn live_chunks(&self) -> impl Iterator<Item = Result<(ChunkId, StoredChunk)>> + '_ {
+        self.db.scan_prefix([CHUNK]).map(|item| {
+            let (k, v) = item?;
+            Ok((ChunkId(decode_u64(&k[1..])?), decode("chunk", &v)?))
+        })
+    }
+
+    /// Every live (id, vector), ascending by id.
+    pub fn live_vectors(&self) -> impl Iterator<Item = Result<(ChunkId, Vec<f32>)>> + '_ {
+        self.db.scan_prefix([VECTOR]).map(|item| {
+            let (k, v) = item?;
+            Ok((ChunkId(decode_u64(&k[1..])?), decode_vector(&v)))
+        })
+    }
+
+    /// Bytes sled uses on disk.
+    pub fn size_on_disk(&self) -> Result<u64> {
+        Ok(self.db.size_on_disk()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(seq: Seq, doc: &str, added: &[u64], removed: &[u64]) -> WritePlan {
+        WritePlan {
+            seq,
+            doc_id: doc.into(),
+            doc: Some(StoredDoc {
+                title: "t".into(),
+                metadata: BTreeMap::new(),
+                content_hash: "h".into(),
+                chunk_ids: added.iter().copied().map(ChunkId).collect(),
+                seq,
+            }),
+            existed: !removed.is_empty(),
+            added: added
+                .iter()
+                .map(|&id| NewChunk {
+                    id: ChunkId(id),
+                    chunk: StoredChunk {
+                        doc_id: doc.into(),
+                        ordinal: 0,
+                        text: "x".into(),
+                        span_start: 0,
+                        span_end: 1,
+                        heading_path: vec![],
+                    },
+                    vector: vec![0.5, -1.0],
+                })
+                .collect(),
+            removed: removed.iter().copied().map(ChunkId).collect(),
+        }
+    }
+
+    #[test]
+    fn apply_log_prune() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = MetaStore::open(dir.path(), 1 << 20).unwrap();
+        meta.apply(
+            &[plan(1, "a", &[0, 1], &[]), plan(2, "a", &[2], &[0, 1])],
+            3,
+        )
+        .unwrap();
+        assert_eq!(meta.last_seq().unwrap(), 2);
+        assert_eq!(meta.chunk_count().unwrap(), 1);
+        assert_eq!(meta.doc_count().unwrap(), 1);
+        assert_eq!(meta.get_vector(ChunkId(2)).unwrap(), Some(vec![0.5, -1.0]));
+        assert!(meta.get_chunk(ChunkId(0)).unwrap().is_none());
+        let ops = meta.ops_after(0).unwrap().unwrap();
+        assert_eq!(ops.len(), 2);
+        assert_eq!(ops[1].1.removed, vec![ChunkId(0), ChunkId(1)]);
+        meta.prune_ops(1).unwrap();
+        assert!(meta.ops_after(0).unwrap().is_none());
+        assert_eq!(meta.ops_after(1).unwrap().unwrap().len(), 1);
+        let live: Vec<_> = meta.live_chunk_ids().map(|r| r.unwrap()).collect();
+        assert_eq!(live, vec![ChunkId(2)]);
+    }
+}

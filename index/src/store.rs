@@ -1,0 +1,114 @@
+//! [`Store`]: a directory of named collections, `<root>/<name>/`.
+//!
+//! The store opens each collection at most once (sled and tantivy lock their files) and hands
+//! out shared handles. Names are validated before they touch a path.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::config::{validate_collection_name, CollectionConfig};
+use crate::{Collection, IndexError, Result};
+
+/// A root directory of collections.
+pub struct Store {
+    root: PathBuf,
+    open: Mutex<HashMap<String, Arc<Collection>>>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `root`.
+    pub fn open(root: &Path) -> Result<Self> {
+        std::fs::create_dir_all(root).map_err(|e| IndexError::io(root, e))?;
+        Ok(Self {
+            root: root.to_owned(),
+            open: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn dir(&self, name: &str) -> Result<PathBuf> {
+        validate_collection_name(name)?;
+        Ok(self.root.join(name))
+    }
+
+    /// Creates collection `config.name`.
+    pub fn create_collection(&self, config: CollectionConfig) -> Result<Arc<Collection>> {
+        let dir = self.dir(&config.name)?;
+        let mut open = self.open.lock();
+        let name = config.name.clone();
+        let collection = Arc::new(Collection::create(&dir, config)?);
+        open.insert(name, Arc::clone(&collection));
+        Ok(collection)
+    }
+
+    /// Opens collection `config.name`, checking `config` against its manifest (a different
+    /// embedder or dimension is [`IndexError::ManifestMismatch`]).
+    pub fn open_collection(&self, config: CollectionConfig) -> Result<Arc<Collection>> {
+        let dir = self.dir(&config.name)?;
+        let mut open = self.open.lock();
+        if let Some(c) = open.get(&config.name) {
+            let stored = crate::IndexManifest::from_config(c.config());
+            stored.check_compatible(&crate::IndexManifest::from_config(&config))?;
+            return Ok(Arc::clone(c));
+        }
+        let name = config.name.clone();
+        let collection = Arc::new(Collection::open(&dir, config)?);
+        open.insert(name, Arc::clone(&collection));
+        Ok(collection)
+    }
+
+    /// The collection `name` with its persisted manifest; [`IndexError::CollectionNotFound`]
+    /// if it does not exist.
+    pub fn collection(&self, name: &str) -> Result<Arc<Collection>> {
+        let dir = self.dir(name)?;
+        let mut open = self.open.lock();
+        if let Some(c) = open.get(name) {
+            return Ok(Arc::clone(c));
+        }
+        let collection = Arc::new(Collection::open_existing(&dir)?);
+        open.insert(name.to_owned(), Arc::clone(&collection));
+        Ok(collection)
+    }
+
+    /// Names of the collections on disk, sorted.
+    pub fn list(&self) -> Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&self.root).map_err(|e| IndexError::io(&self.root, e))? {
+            let path = entry.map_err(|e| IndexError::io(&self.root, e))?.path();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            if validate_collection_name(name).is_ok() && path.join("manifest.json").exists() {
+                names.push(name.to_owned());
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Deletes collection `name` and all its data. Fails with [`IndexError::CollectionInUse`]
+    /// while any handle on it (collection, reader, writer, searcher) is held elsewhere.
+    pub fn delete_collection(&self, name: &str) -> Result<()> {
+        let dir = self.dir(name)?;
+        let mut open = self.open.lock();
+        if !dir.join("manifest.json").exists() {
+            return Err(IndexError::CollectionNotFound {
+                name: name.to_owned(),
+            });
+        }
+        if let Some(c) = open.remove(name) {
+            let unshared = Arc::strong_count(&c) == 1 && c.is_unshared();
+            if !unshared {
+                open.insert(name.to_owned(), c);
+                return Err(IndexError::CollectionInUse {
+                    name: name.to_owned(),
+                });
+            }
+            drop(c);
+        }
+        std::fs::remove_dir_all(&dir).map_err(|e| IndexError::io(&dir, e))
+    }
+}

@@ -1,0 +1,313 @@
+//! The write side: [`IndexWriter`] sequences every write through sled and then applies it to
+//! tantivy and the HNSW.
+//!
+//! Protocol of one write (`upsert_document(s)`, `delete_document`), under the writer lock:
+//!
+//! 1. validate and normalise the input (before taking the lock);
+//! 2. plan it: next seq, fresh chunk ids, the chunks it removes; an upsert whose content hash
+//!    equals the stored one plans nothing ([`UpsertOutcome::Unchanged`]);
+//! 3. apply the plans to sled in one atomic batch and flush: **the write is now durable and is
+//!    acknowledged when the call returns**;
+//! 4. apply it to tantivy's writer (delete-by-term + add, uncommitted) and to the graph
+//!    (insert, tombstones), both invisible to searchers until the next commit.
+//!
+//! [`IndexWriter::commit`] commits tantivy with payload `{"seq": last}`, publishes a new
+//! snapshot (tantivy searcher + dense view) atomically, compacts the graph when tombstones pass
+//! the configured ratio, dumps it every `dump_every_writes` writes, and prunes the op log below
+//! what both indexes have persisted. A crash anywhere loses nothing acknowledged: the next open
+//! replays sled's op log into whatever tantivy or the dump lack (see `recovery`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
+
+use crate::dense::{normalise, DenseWriter};
+use crate::meta::{NewChunk, StoredChunk, StoredDoc, WritePlan};
+use crate::reader::{Shared, Snapshot};
+use crate::sparse::SparseWriter;
+use crate::types::{ChunkId, DocumentRecord, Seq, UpsertOutcome};
+use crate::{IndexError, Result};
+
+/// The single writer of a collection. Clones share it; calls from many threads are serialized.
+#[derive(Clone)]
+pub struct IndexWriter {
+    shared: Arc<Shared>,
+    state: Arc<Mutex<WriterState>>,
+}
+
+/// Mutable writer state, behind the writer lock.
+pub(crate) struct WriterState {
+    pub sparse: SparseWriter,
+    pub dense: DenseWriter,
+    /// Last seq written to sled and applied to both indexes.
+    pub last_seq: Seq,
+    /// Next chunk id to hand out.
+    pub next_chunk: u64,
+    /// Seq in the last tantivy commit payload.
+    pub committed_seq: Seq,
+    /// Set when a write reached sled but not the indexes.
+    pub degraded: bool,
+}
+
+/// A validated document with normalised vectors.
+struct Prepared {
+    doc: DocumentRecord,
+    vectors: Vec<Vec<f32>>,
+}
+
+impl IndexWriter {
+    pub(crate) fn new(shared: Arc<Shared>, state: WriterState) -> Self {
+        Self {
+            shared,
+            state: Arc::new(Mutex::new(state)),
+        }
+    }
+
+    /// True when this is the only handle on the writer.
+    pub(crate) fn is_unshared(&self) -> bool {
+        Arc::strong_count(&self.state) == 1
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, WriterState>> {
+        let state = self.state.lock();
+        if state.degraded {
+            return Err(IndexError::NeedsRecovery);
+        }
+        Ok(state)
+    }
+
+    fn prepare(&self, doc: DocumentRecord) -> Result<Prepared> {
+        if doc.id.is_empty() {
+            return Err(IndexError::EmptyDocumentId);
+        }
+        let dim = self.shared.config.dimension;
+        let mut vectors = Vec::with_capacity(doc.chunks.len());
+        for c in &doc.chunks {
+            if c.span_start > c.span_end {
+                return Err(IndexError::InvalidSpan {
+                    start: c.span_start,
+                    end: c.span_end,
+                });
+            }
+            vectors.push(normalise(&c.vector, dim)?);
+        }
+        Ok(Prepared { doc, vectors })
+    }
+
+    /// Upserts one document; durable when it returns. See [`UpsertOutcome`].
+    pub fn upsert_document(&self, doc: DocumentRecord) -> Result<UpsertOutcome> {
+        let mut outcomes = self.upsert_documents(vec![doc])?;
+        outcomes
+            .pop()
+            .ok_or_else(|| IndexError::corrupt("upsert", "no outcome"))
+    }
+
+    /// Upserts many documents with one sled flush and a parallel HNSW insert (bulk loads).
+    /// Either all are validated and written or none is. Later entries win over earlier ones
+    /// with the same id.
+    pub fn upsert_documents(&self, docs: Vec<DocumentRecord>) -> Result<Vec<UpsertOutcome>> {
+        let prepared = docs
+            .into_iter()
+            .map(|d| self.prepare(d))
+            .collect::<Result<Vec<_>>>()?;
+        let mut state = self.lock()?;
+        let mut planner = Planner::new(&self.shared, &state);
+        let mut outcomes = Vec::with_capacity(prepared.len());
+        for p in prepared {
+            outcomes.push(planner.upsert(p)?);
+        }
+        self.write(&mut state, planner)?;
+        Ok(outcomes)
+    }
+
+    /// Deletes document `id` and its chunks; `false` if it did not exist. Durable when it
+    /// returns.
+    pub fn delete_document(&self, id: &str) -> Result<bool> {
+        let mut state = self.lock()?;
+        let mut planner = Planner::new(&self.shared, &state);
+        let existed = planner.delete(id)?;
+        self.write(&mut state, planner)?;
+        Ok(existed)
+    }
+
+    /// Steps 3 and 4 of the protocol.
+    fn write(&self, state: &mut WriterState, planner: Planner) -> Result<()> {
+        if planner.plans.is_empty() {
+            return Ok(());
+        }
+        self.shared.meta.apply(&planner.plans, planner.next_chunk)?;
+        state.next_chunk = planner.next_chunk;
+        if let Err(e) = apply_to_indexes(state, &planner.plans) {
+            state.degraded = true;
+            return Err(e);
+        }
+        state.last_seq = planner.seq;
+        Ok(())
+    }
+
+    /// Makes every acknowledged write visible to new searchers, atomically across both
+    /// indexes; returns the seq of the published snapshot.
+    pub fn commit(&self) -> Result<Seq> {
+        self.commit_inner(false)
+    }
+
+    /// [`Self::commit`], then dumps the HNSW graph regardless of `dump_every_writes` and prunes
+    /// the op log, so that the next open replays nothing. Call after a bulk load or at shutdown.
+    pub fn checkpoint(&self) -> Result<Seq> {
+        self.commit_inner(true)
+    }
+
+    fn commit_inner(&self, force_dump: bool) -> Result<Seq> {
+        let mut state = self.lock()?;
+        let st = &mut *state;
+        let seq = st.last_seq;
+        if st.committed_seq != seq {
+            st.sparse.commit(seq)?;
+            st.committed_seq = seq;
+        }
+        let bm25 = self.shared.sparse.reload()?;
+        let maint = &self.shared.config.maintenance;
+        let compact = st
+            .dense
+            .needs_compaction(maint.compact_tombstone_ratio, maint.compact_min_tombstones);
+        if compact {
+            let items = crate::recovery::live_vectors(&self.shared.meta)?;
+            st.dense.rebuild(&items);
+        }
+        let due = seq - st.dense.dumped_seq() >= maint.dump_every_writes;
+        if (compact || due || force_dump) && st.dense.dumped_seq() != seq {
+            st.dense.dump(&self.shared.dir, seq)?;
+        }
+        let dense = st.dense.view(st.next_chunk);
+        self.shared
+            .snapshot
+            .store(Arc::new(Snapshot { seq, bm25, dense }));
+        self.shared.meta.prune_ops(seq.min(st.dense.dumped_seq()))?;
+        Ok(seq)
+    }
+
+    /// Seq of the last acknowledged write.
+    pub fn last_seq(&self) -> Seq {
+        self.state.lock().last_seq
+    }
+}
+
+/// Steps 4 of the protocol, in seq order.
+fn apply_to_indexes(state: &mut WriterState, plans: &[WritePlan]) -> Result<()> {
+    let mut inserts = Vec::new();
+    for plan in plans {
+        for id in &plan.removed {
+            state.sparse.delete_chunk(*id);
+        }
+        state.dense.tombstone(plan.removed.iter().map(|c| c.0));
+        if let Some(doc) = &plan.doc {
+            for c in &plan.added {
+                state.sparse.add_chunk(c.id, &c.chunk, doc)?;
+                inserts.push((c.id.0, c.vector.clone()));
+            }
+        }
+    }
+    state.dense.insert(&inserts);
+    Ok(())
+}
+
+/// Turns requests into [`WritePlan`]s, tracking seq, chunk ids and in-batch document versions.
+struct Planner<'a> {
+    shared: &'a Shared,
+    seq: Seq,
+    next_chunk: u64,
+    plans: Vec<WritePlan>,
+    overlay: HashMap<String, Option<StoredDoc>>,
+}
+
+impl<'a> Planner<'a> {
+    fn new(shared: &'a Shared, state: &WriterState) -> Self {
+        Self {
+            shared,
+            seq: state.last_seq,
+            next_chunk: state.next_chunk,
+            plans: Vec::new(),
+            overlay: HashMap::new(),
+        }
+    }
+
+    fn current(&self, id: &str) -> Result<Option<StoredDoc>> {
+        match self.overlay.get(id) {
+            Some(doc) => Ok(doc.clone()),
+            None => self.shared.meta.get_doc(id),
+        }
+    }
+
+    fn upsert(&mut self, p: Prepared) -> Result<UpsertOutcome> {
+        let Prepared { doc, vectors } = p;
+        let old = self.current(&doc.id)?;
+        if old
+            .as_ref()
+            .is_some_and(|o| o.content_hash == doc.content_hash)
+        {
+            return Ok(UpsertOutcome::Unchanged);
+        }
+        self.seq += 1;
+        let added: Vec<NewChunk> = doc
+            .chunks
+            .into_iter()
+            .zip(vectors)
+            .enumerate()
+            .map(|(ordinal, (c, vector))| {
+                let id = ChunkId(self.next_chunk);
+                self.next_chunk += 1;
+                let chunk = StoredChunk {
+                    doc_id: doc.id.clone(),
+                    ordinal: ordinal as u32,
+                    text: c.text,
+                    span_start: c.span_start,
+                    span_end: c.span_end,
+                    heading_path: c.heading_path,
+                };
+                NewChunk { id, chunk, vector }
+            })
+            .collect();
+        let stored = StoredDoc {
+            title: doc.title,
+            metadata: doc.metadata,
+            content_hash: doc.content_hash,
+            chunk_ids: added.iter().map(|c| c.id).collect(),
+            seq: self.seq,
+        };
+        let outcome = if old.is_some() {
+            UpsertOutcome::Updated
+        } else {
+            UpsertOutcome::Added
+        };
+        self.push(doc.id, Some(stored), old, added);
+        Ok(outcome)
+    }
+
+    fn delete(&mut self, id: &str) -> Result<bool> {
+        let Some(old) = self.current(id)? else {
+            return Ok(false);
+        };
+        self.seq += 1;
+        self.push(id.to_owned(), None, Some(old), Vec::new());
+        Ok(true)
+    }
+
+    fn push(
+        &mut self,
+        doc_id: String,
+        doc: Option<StoredDoc>,
+        old: Option<StoredDoc>,
+        added: Vec<NewChunk>,
+    ) {
+        self.overlay.insert(doc_id.clone(), doc.clone());
+        self.plans.push(WritePlan {
+            seq: self.seq,
+            doc_id,
+            doc,
+            existed: old.is_some(),
+            removed: old.map(|o| o.chunk_ids).unwrap_or_default(),
+            added,
+        });
+    }
+}

@@ -1,0 +1,303 @@
+//! Upsert / update / delete semantics, filters, snapshots, manifest checks and the store.
+
+use ragd_index::testing::{doc, marker, test_config};
+use ragd_index::{ChunkId, Filter, IndexError, Searcher, Store, UpsertOutcome};
+
+use crate::{create, reopen, DIM};
+
+fn bm25_ids(s: &Searcher, q: &str) -> Vec<ChunkId> {
+    s.search_bm25(q, 10, &Filter::default())
+        .unwrap()
+        .into_iter()
+        .map(|h| h.id)
+        .collect()
+}
+
+#[test]
+fn upsert_unchanged_update_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = create(dir.path(), "c");
+    let w = c.writer();
+    assert_eq!(
+        w.upsert_document(doc("a", 1, 2, DIM)).unwrap(),
+        UpsertOutcome::Added
+    );
+    assert_eq!(
+        w.upsert_document(doc("a", 1, 2, DIM)).unwrap(),
+        UpsertOutcome::Unchanged
+    );
+    assert_eq!(w.last_seq(), 1);
+    w.commit().unwrap();
+    let s1 = c.reader().searcher();
+    let old = s1.get_document("a").unwrap().unwrap();
+    assert_eq!(bm25_ids(&s1, &marker("a", 1)), vec![old.chunk_ids[1]]);
+
+    assert_eq!(
+        w.upsert_document(doc("a", 2, 3, DIM)).unwrap(),
+        UpsertOutcome::Updated
+    );
+    // Not committed yet: a new searcher still sees the old version in both indexes.
+    let s2 = c.reader().searcher();
+    assert_eq!(s2.stats().unwrap().bm25_chunks, 2);
+    assert_eq!(s2.stats().unwrap().dense_chunks, 2);
+    let new_vec = doc("a", 2, 3, DIM).chunks[2].vector.clone();
+    let dense = s2.search_dense(&new_vec, 10, &Filter::default()).unwrap();
+    assert!(dense.iter().all(|h| old.chunk_ids.contains(&h.id)));
+    w.commit().unwrap();
+    let s3 = c.reader().searcher();
+    let new = s3.get_document("a").unwrap().unwrap();
+    assert_eq!(new.chunk_ids.len(), 3);
+    assert_eq!(bm25_ids(&s3, &marker("a", 2)), vec![new.chunk_ids[2]]);
+    let dense = s3.search_dense(&new_vec, 1, &Filter::default()).unwrap();
+    assert_eq!(dense[0].id, new.chunk_ids[2]);
+    assert!((dense[0].score - 1.0).abs() < 1e-3, "{}", dense[0].score);
+    let st = s3.stats().unwrap();
+    assert_eq!((st.meta_chunks, st.bm25_chunks, st.dense_chunks), (3, 3, 3));
+    // The old snapshot is unaffected.
+    assert_eq!(s1.stats().unwrap().bm25_chunks, 2);
+
+    assert!(w.delete_document("a").unwrap());
+    assert!(!w.delete_document("a").unwrap());
+    w.commit().unwrap();
+    let s4 = c.reader().searcher();
+    assert!(s4.get_document("a").unwrap().is_none());
+    assert!(bm25_ids(&s4, &marker("a", 2)).is_empty());
+    assert!(s4
+        .search_dense(&new_vec, 5, &Filter::default())
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        s4.get_chunks(&new.chunk_ids).unwrap(),
+        vec![None, None, None]
+    );
+}
+
+#[test]
+fn chunk_records_and_filters() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = create(dir.path(), "c");
+    let w = c.writer();
+    let docs: Vec<_> = ["a", "bb", "ccc", "dddd"]
+        .iter()
+        .map(|id| doc(id, 1, 2, DIM))
+        .collect();
+    w.upsert_documents(docs).unwrap();
+    w.commit().unwrap();
+    let s = c.reader().searcher();
+    let info = s.get_document("bb").unwrap().unwrap();
+    let rec = s.get_chunks(&info.chunk_ids).unwrap();
+    let r1 = rec[1].as_ref().unwrap();
+    assert_eq!(
+        (r1.doc_id.as_str(), r1.ordinal, r1.title.as_str()),
+        ("bb", 1, "title of bb")
+    );
+    assert!(r1.text.contains(&marker("bb", 1)));
+    assert_eq!(r1.metadata.get("parity").map(String::as_str), Some("0"));
+
+    // "chunk" is in every chunk; the filter keeps only even-length ids.
+    let even = Filter::default().eq("parity", "0");
+    let hits = s.search_bm25("chunk", 100, &even).unwrap();
+    assert_eq!(hits.len(), 4);
+    let recs = s
+        .get_chunks(&hits.iter().map(|h| h.id).collect::<Vec<_>>())
+        .unwrap();
+    assert!(recs
+        .iter()
+        .all(|r| r.as_ref().unwrap().doc_id.len() % 2 == 0));
+    let q = doc("a", 1, 2, DIM).chunks[0].vector.clone();
+    let dense = s.search_dense(&q, 3, &even).unwrap();
+    assert_eq!(dense.len(), 3);
+    let none = Filter::default().eq("parity", "7");
+    assert!(s.search_dense(&q, 3, &none).unwrap().is_empty());
+    assert!(s.search_bm25("chunk", 3, &none).unwrap().is_empty());
+}
+
+#[test]
+fn manifest_mismatch_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let c = create(dir.path(), "c");
+        c.writer().upsert_document(doc("a", 1, 1, DIM)).unwrap();
+    } // dropped without commit: reopen must replay
+    let mut other = test_config("c", DIM + 1);
+    let err = ragd_index::Collection::open(&dir.path().join("c"), other.clone())
+        .err()
+        .unwrap();
+    assert!(
+        matches!(
+            err,
+            IndexError::ManifestMismatch {
+                field: "dimension",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    other.dimension = DIM;
+    other.embedding_model = "another-model".into();
+    let err = ragd_index::Collection::open(&dir.path().join("c"), other)
+        .err()
+        .unwrap();
+    assert!(matches!(
+        err,
+        IndexError::ManifestMismatch {
+            field: "embedding_model",
+            ..
+        }
+    ));
+    let c = reopen(dir.path(), "c");
+    let st = c.reader().searcher().stats().unwrap();
+    assert_eq!(
+        (
+            st.documents,
+            st.meta_chunks,
+            st.bm25_chunks,
+            st.dense_chunks
+        ),
+        (1, 1, 1, 1)
+    );
+}
+
+#[test]
+fn store_collections() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let a = store.create_collection(test_config("alpha", DIM)).unwrap();
+    store.create_collection(test_config("beta", DIM)).unwrap();
+    assert!(matches!(
+        store
+            .create_collection(test_config("beta", DIM))
+            .err()
+            .unwrap(),
+        IndexError::CollectionExists { .. }
+    ));
+    assert!(matches!(
+        store
+            .create_collection(test_config("../x", DIM))
+            .err()
+            .unwrap(),
+        IndexError::InvalidCollectionName { .. }
+    ));
+    assert_eq!(store.list().unwrap(), vec!["alpha", "beta"]);
+    a.writer().upsert_document(doc("d", 1, 1, DIM)).unwrap();
+    assert!(matches!(
+        store.delete_collection("alpha").unwrap_err(),
+        IndexError::CollectionInUse { .. }
+    ));
+    drop(a);
+    store.delete_collection("alpha").unwrap();
+    assert_eq!(store.list().unwrap(), vec!["beta"]);
+    assert!(matches!(
+        store.collection("alpha").err().unwrap(),
+        IndexError::CollectionNotFound { .. }
+    ));
+    let mut wrong = test_config("beta", DIM);
+    wrong.embedding_model = "x".into();
+    assert!(store.open_collection(wrong).is_err());
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.collection("beta").unwrap().name(), "beta");
+}
+
+#[test]
+fn tombstone_compaction_keeps_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = create(dir.path(), "c");
+    let w = c.writer();
+    let ids: Vec<String> = (0..40).map(|i| format!("d{i}")).collect();
+    w.upsert_documents(ids.iter().map(|id| doc(id, 1, 2, DIM)).collect())
+        .unwrap();
+    w.commit().unwrap();
+    for id in &ids[..30] {
+        w.delete_document(id).unwrap();
+    }
+    w.commit().unwrap(); // 60 tombstones of 80 points: compacts
+    let s = c.reader().searcher();
+    let st = s.stats().unwrap();
+    assert_eq!(
+        (st.meta_chunks, st.bm25_chunks, st.dense_chunks),
+        (20, 20, 20)
+    );
+    let q = doc("d35", 1, 2, DIM).chunks[1].vector.clone();
+    let hits = s.search_dense(&q, 20, &Filter::default()).unwrap();
+    assert_eq!(hits.len(), 20);
+    let want = s.get_document("d35").unwrap().unwrap().chunk_ids[1];
+    assert_eq!(hits[0].id, want);
+    drop((s, w, c));
+    let c = reopen(dir.path(), "c");
+    let st = c.reader().searcher().stats().unwrap();
+    assert_eq!(
+        (st.meta_chunks, st.bm25_chunks, st.dense_chunks),
+        (20, 20, 20)
+    );
+}
+
+#[test]
+fn concurrent_searches_while_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = create(dir.path(), "c");
+    let w = c.writer();
+    w.upsert_documents((0..20).map(|i| doc(&format!("s{i}"), 1, 2, DIM)).collect())
+        .unwrap();
+    w.commit().unwrap();
+    let reader = c.reader();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        for t in 0..3 {
+            let reader = reader.clone();
+            let stop = &stop;
+            scope.spawn(move || {
+                let q = doc(&format!("s{t}"), 1, 2, DIM).chunks[0].vector.clone();
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) || n < 10 {
+                    let s = reader.searcher();
+                    let st = s.stats().unwrap();
+                    // Snapshot counts are always consistent between the two indexes.
+                    assert_eq!(st.bm25_chunks, st.dense_chunks);
+                    assert!(!s
+                        .search_dense(&q, 5, &Filter::default())
+                        .unwrap()
+                        .is_empty());
+                    assert!(!s
+                        .search_bm25("chunk", 5, &Filter::default())
+                        .unwrap()
+                        .is_empty());
+                    n += 1;
+                }
+            });
+        }
+        for i in 20..80 {
+            w.upsert_document(doc(&format!("s{i}"), 1, 2, DIM)).unwrap();
+            if i % 10 == 0 {
+                w.commit().unwrap();
+            }
+        }
+        w.commit().unwrap();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let st = reader.searcher().stats().unwrap();
+    assert_eq!(
+        (st.documents, st.bm25_chunks, st.dense_chunks),
+        (80, 160, 160)
+    );
+}
+
+#[test]
+fn cjk_collection() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = test_config("cjk", DIM);
+    cfg.bm25.analyzer = ragd_index::Bm25Analyzer::Cjk;
+    let c = ragd_index::Collection::create(&dir.path().join("cjk"), cfg).unwrap();
+    let w = c.writer();
+    let mut d = doc("j", 1, 2, DIM);
+    d.chunks[0].text = "東京都に行きます Rust programming".into();
+    d.chunks[1].text = "京都の大学".into();
+    w.upsert_document(d).unwrap();
+    w.commit().unwrap();
+    let s = c.reader().searcher();
+    let ids = s.get_document("j").unwrap().unwrap().chunk_ids;
+    assert_eq!(bm25_ids(&s, "東京"), vec![ids[0]]);
+    assert_eq!(bm25_ids(&s, "RUST").len(), 1);
+    let both = bm25_ids(&s, "京都");
+    assert_eq!(both.len(), 2);
+}
