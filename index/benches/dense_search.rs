@@ -1,5 +1,141 @@
-//! Placeholder.
+//! HNSW build time, recall@10 and single-threaded queries/s at several `ef`, on seeded,
+//! normalised, clustered synthetic vectors; writes the same vectors for
+//! `benches/peer_hnswlib.py` (hnswlib with the same M / ef_construction).
+//!
+//! `RAGD_BENCH_N` (default 50 000), `RAGD_BENCH_DIM` (384), `RAGD_BENCH_DIR`
+//! (/tmp/ragd-bench). Run: `cargo bench -p ragd-index --bench dense_search`, then
+//! `python3 index/benches/peer_hnswlib.py /tmp/ragd-bench`.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
 use criterion::{criterion_group, criterion_main, Criterion};
-fn bench(_c: &mut Criterion) {}
+use ragd_index::config::HnswConfig;
+use ragd_index::dense::{normalise, DenseView, DenseWriter};
+use ragd_index::testing::{brute_force_knn, clustered_vectors, recall};
+
+const M: usize = 16;
+const EF_CONSTRUCTION: usize = 200;
+const K: usize = 10;
+const QUERIES: usize = 1000;
+const EFS: [usize; 7] = [16, 32, 64, 96, 128, 256, 512];
+const SEED: u64 = 2024;
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn out_dir() -> PathBuf {
+    PathBuf::from(std::env::var("RAGD_BENCH_DIR").unwrap_or_else(|_| "/tmp/ragd-bench".into()))
+}
+
+/// `u32 n, u32 dim, n * dim f32` little-endian.
+fn write_vectors(path: &Path, data: &[Vec<f32>]) {
+    let mut f = std::io::BufWriter::new(fs::File::create(path).unwrap());
+    f.write_all(&(data.len() as u32).to_le_bytes()).unwrap();
+    f.write_all(&(data[0].len() as u32).to_le_bytes()).unwrap();
+    for v in data {
+        for x in v {
+            f.write_all(&x.to_le_bytes()).unwrap();
+        }
+    }
+}
+
+/// Exact top-k of every query, two threads.
+fn ground_truth(data: &[Vec<f32>], queries: &[Vec<f32>]) -> Vec<Vec<usize>> {
+    let half = queries.len() / 2;
+    std::thread::scope(|s| {
+        let a = s.spawn(|| {
+            queries[..half]
+                .iter()
+                .map(|q| brute_force_knn(data, q, K))
+                .collect::<Vec<_>>()
+        });
+        let mut b: Vec<Vec<usize>> = queries[half..]
+            .iter()
+            .map(|q| brute_force_knn(data, q, K))
+            .collect();
+        let mut all = a.join().unwrap();
+        all.append(&mut b);
+        all
+    })
+}
+
+fn measure(view: &DenseView, queries: &[Vec<f32>], truth: &[Vec<usize>], ef: usize) -> (f64, f64) {
+    let start = Instant::now();
+    let mut total = 0.0;
+    for (q, t) in queries.iter().zip(truth) {
+        let hits = view.search(q, K, ef, None);
+        total += recall(&hits.iter().map(|h| h.id.0).collect::<Vec<_>>(), t);
+    }
+    let qps = queries.len() as f64 / start.elapsed().as_secs_f64();
+    (total / queries.len() as f64, qps)
+}
+
+fn bench(c: &mut Criterion) {
+    let n = env_or("RAGD_BENCH_N", 50_000);
+    let dim = env_or("RAGD_BENCH_DIM", 384);
+    let dir = out_dir();
+    fs::create_dir_all(&dir).unwrap();
+    let clusters = (n / 100).max(10);
+    let data = clustered_vectors(n, dim, clusters, 1.0, SEED);
+    let queries = clustered_vectors(QUERIES, dim, clusters, 1.0, SEED + 1);
+    let truth = ground_truth(&data, &queries);
+    write_vectors(&dir.join("base.f32"), &data);
+    write_vectors(&dir.join("queries.f32"), &queries);
+    let gt: Vec<u8> = truth
+        .iter()
+        .flatten()
+        .flat_map(|i| (*i as u32).to_le_bytes())
+        .collect();
+    fs::write(dir.join("gt.u32"), gt).unwrap();
+
+    let items: Vec<(u64, Vec<f32>)> = data
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (i as u64, normalise(v, dim).unwrap()))
+        .collect();
+    let config = HnswConfig {
+        m: M,
+        ef_construction: EF_CONSTRUCTION,
+        ef_search: 64,
+    };
+    let start = Instant::now();
+    let dense = DenseWriter::build(config, &items);
+    let build = start.elapsed().as_secs_f64();
+    let view = dense.view(n as u64);
+    let nq: Vec<Vec<f32>> = queries.iter().map(|q| normalise(q, dim).unwrap()).collect();
+    let mut report = format!("{{\"n\":{n},\"dim\":{dim},\"m\":{M},\"ef_construction\":{EF_CONSTRUCTION},\"build_s\":{build:.2},\"runs\":[");
+    println!("ragd/hnsw_rs n={n} dim={dim} M={M} efC={EF_CONSTRUCTION} build={build:.1}s (parallel insert, {} threads)", std::thread::available_parallelism().map_or(1, |p| p.get()));
+    for (i, ef) in EFS.iter().enumerate() {
+        let (r, qps) = measure(&view, &nq, &truth, *ef);
+        println!("ragd/hnsw_rs ef={ef:4} recall@10={r:.4} qps={qps:.0} (1 thread)");
+        let sep = if i == 0 { "" } else { "," };
+        report.push_str(&format!(
+            "{sep}{{\"ef\":{ef},\"recall\":{r:.4},\"qps\":{qps:.0}}}"
+        ));
+    }
+    report.push_str("]}");
+    fs::write(dir.join("ragd_results.json"), report).unwrap();
+
+    let mut group = c.benchmark_group("dense_search");
+    group.sample_size(20);
+    for ef in [64, 128] {
+        group.bench_function(format!("k10_ef{ef}_n{n}"), |b| {
+            let mut i = 0;
+            b.iter(|| {
+                i = (i + 1) % nq.len();
+                view.search(&nq[i], K, ef, None)
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group!(benches, bench);
 criterion_main!(benches);

@@ -30,9 +30,11 @@ fn compare(every: usize) {
     graph.insert(&items);
     let view_owner = DenseWriter::build(HnswConfig::default(), &items);
     let view = view_owner.view(N as u64);
-    let keep = |id: &usize| id % every == 0;
-    let allowed: HashSet<u64> = (0..N as u64).filter(|i| *i as usize % every == 0).collect();
-    let subset_ids: Vec<usize> = (0..N).filter(|i| i % every == 0).collect();
+    let keep = |id: &usize| id.is_multiple_of(every);
+    let allowed: HashSet<u64> = (0..N as u64)
+        .filter(|i| (*i as usize).is_multiple_of(every))
+        .collect();
+    let subset_ids: Vec<usize> = (0..N).filter(|i| i.is_multiple_of(every)).collect();
     let subset: Vec<Vec<f32>> = subset_ids.iter().map(|&i| data[i].clone()).collect();
     let want = 10.min(subset.len());
     let queries = random_unit_vectors(20, DIM, 8);
@@ -47,7 +49,7 @@ fn compare(every: usize) {
                 theirs += res.len();
                 violations += res
                     .iter()
-                    .filter(|(id, _)| *id as usize % every != 0)
+                    .filter(|(id, _)| !(*id as usize).is_multiple_of(every))
                     .count();
             }
             Err(_) => panics += 1,
