@@ -12,7 +12,8 @@ const BATCH: usize = 32;
 
 fn bench_embed(c: &mut Criterion) {
     let mut cfg = ragd::Config::default();
-    cfg.apply_env(|k| std::env::var(k).ok());
+    cfg.apply_env(|k| std::env::var(k).ok())
+        .expect("valid RAGD_* environment");
     let embedder = ragd::model::load_embedder(&cfg).expect("load embedder");
     let corpus = ragd::bench::default_scifact_dir().join("corpus.jsonl");
     let passages = ragd::bench::read_passages(&corpus, PASSAGES).expect("read SciFact corpus");

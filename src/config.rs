@@ -166,13 +166,13 @@ impl Config {
             }
             None => Self::default(),
         };
-        cfg.apply_env(|k| std::env::var(k).ok());
+        cfg.apply_env(|k| std::env::var(k).ok())?;
         cfg.validate()?;
         Ok(cfg)
     }
 
     /// Applies the environment overrides listed in the module docs.
-    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) {
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         if let Some(v) = get("RAGD_DATA_DIR") {
             self.data_dir = v.into();
         }
@@ -189,6 +189,7 @@ impl Config {
             self.embedder.device.clone_from(&v);
             self.generator.device = v;
         }
+        Ok(())
     }
 
     /// Checks ranges once, at startup.
@@ -229,7 +230,8 @@ mod tests {
     fn env_overrides_file_and_unknown_keys_are_errors() {
         let mut cfg = Config::from_toml("[embedder]\nmax_batch = 8\n", Path::new("x")).unwrap();
         assert_eq!(cfg.embedder.max_batch, 8);
-        cfg.apply_env(|k| (k == "RAGD_DEVICE").then(|| "cuda:1".to_string()));
+        cfg.apply_env(|k| (k == "RAGD_DEVICE").then(|| "cuda:1".to_string()))
+            .unwrap();
         assert_eq!(cfg.generator.device, "cuda:1");
         let err = Config::from_toml("[embedder]\nbatch = 8\n", Path::new("c.toml")).unwrap_err();
         let msg = err.to_string();

@@ -4,6 +4,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+// mimalloc keeps freed pages for reuse: the encoder allocates and frees tens of MB per batch,
+// and with the system allocator every such buffer was a fresh mmap plus page faults.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = ragd::cli::Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("RAGD_LOG")

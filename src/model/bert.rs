@@ -12,10 +12,11 @@
 //! bare (`embeddings.*`) or prefixed (`bert.embeddings.*`) tensor names; the query, key and value
 //! projections are fused into one matrix at load time.
 
-use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Module, Shape, Tensor, D};
+use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
-use rayon::prelude::*;
 use serde::Deserialize;
+
+use super::kernels::{BiasGelu, PackedAttention};
 
 /// The fields of a Hugging Face BERT `config.json` the encoder needs.
 #[derive(Debug, Clone, Deserialize)]
@@ -71,6 +72,8 @@ struct Block {
     attn_out: Linear,
     attn_norm: LayerNorm,
     ffn_in: Linear,
+    /// `ffn_in`'s bias, for the fused bias + GELU kernel.
+    ffn_in_bias: Vec<f32>,
     ffn_out: Linear,
     ffn_norm: LayerNorm,
 }
@@ -209,19 +212,27 @@ impl Block {
     fn load(vb: VarBuilder, cfg: &BertConfig) -> candle_core::Result<Self> {
         let h = cfg.hidden_size;
         let sa = vb.pp("attention.self");
-        let parts = ["query", "key", "value"].map(|p| linear(sa.pp(p), h, h));
-        let [q, k, v] = parts;
-        let (q, k, v) = (q?, k?, v?);
+        let (q, k, v) = (
+            linear(sa.pp("query"), h, h)?,
+            linear(sa.pp("key"), h, h)?,
+            linear(sa.pp("value"), h, h)?,
+        );
         let weight = Tensor::cat(&[q.weight(), k.weight(), v.weight()], 0)?;
         let bias = match (q.bias(), k.bias(), v.bias()) {
             (Some(qb), Some(kb), Some(vb)) => Some(Tensor::cat(&[qb, kb, vb], 0)?),
             _ => None,
         };
+        let ffn_in = linear(vb.pp("intermediate.dense"), h, cfg.intermediate_size)?;
+        let ffn_in_bias = match ffn_in.bias() {
+            Some(b) => b.to_vec1()?,
+            None => vec![0.0; cfg.intermediate_size],
+        };
         Ok(Self {
             qkv: Linear::new(weight, bias),
             attn_out: linear(vb.pp("attention.output.dense"), h, h)?,
             attn_norm: layer_norm(vb.pp("attention.output.LayerNorm"), h, cfg.layer_norm_eps)?,
-            ffn_in: linear(vb.pp("intermediate.dense"), h, cfg.intermediate_size)?,
+            ffn_in,
+            ffn_in_bias,
             ffn_out: linear(vb.pp("output.dense"), cfg.intermediate_size, h)?,
             ffn_norm: layer_norm(vb.pp("output.LayerNorm"), h, cfg.layer_norm_eps)?,
         })
@@ -235,107 +246,53 @@ impl Block {
         act: Activation,
     ) -> candle_core::Result<Tensor> {
         let qkv = self.qkv.forward(x)?;
-        let ctx = attention(&qkv, lens, heads)?;
+        let cpu = x.device().is_cpu();
+        let ctx = if cpu {
+            qkv.apply_op1_no_bwd(&PackedAttention {
+                lens: lens.to_vec(),
+                heads,
+            })?
+        } else {
+            attention(&qkv, lens, heads)?
+        };
         let x = self
             .attn_norm
             .forward(&(self.attn_out.forward(&ctx)? + x)?)?;
-        let inner = self.ffn_in.forward(&x)?;
         let inner = match act {
-            // candle's own erf GELU runs on one thread on the CPU; ours is parallel.
-            Activation::GeluErf if inner.device().is_cpu() => {
-                inner.apply_op1_no_bwd(&ParGeluErf)?
+            Activation::GeluErf if cpu => {
+                let pre = x.matmul(&self.ffn_in.weight().t()?)?;
+                pre.apply_op1_no_bwd(&BiasGelu {
+                    bias: self.ffn_in_bias.clone(),
+                })?
             }
-            Activation::GeluErf => inner.gelu_erf()?,
-            Activation::GeluTanh => inner.gelu()?,
+            Activation::GeluErf => self.ffn_in.forward(&x)?.gelu_erf()?,
+            Activation::GeluTanh => self.ffn_in.forward(&x)?.gelu()?,
         };
         self.ffn_norm.forward(&(self.ffn_out.forward(&inner)? + x)?)
     }
 }
 
-/// Scaled dot-product attention over packed `[N, 3 * hidden]` projections, one sequence at a time
-/// (sequences in parallel). Returns `[N, hidden]`.
+/// Attention built from candle ops, one sequence at a time: the path for non-CPU devices (the
+/// CPU uses the fused [`PackedAttention`] kernel). Returns `[N, hidden]`.
 fn attention(qkv: &Tensor, lens: &[usize], heads: usize) -> candle_core::Result<Tensor> {
     let hidden = qkv.dim(1)? / 3;
     let head_dim = hidden / heads;
     let scale = 1.0 / (head_dim as f64).sqrt();
-    let mut offsets = Vec::with_capacity(lens.len());
+    let mut outs = Vec::with_capacity(lens.len());
     let mut start = 0;
     for &len in lens {
-        offsets.push((start, len));
+        // [len, 3, heads, head_dim] -> [3, heads, len, head_dim]
+        let s = qkv
+            .narrow(0, start, len)?
+            .reshape((len, 3, heads, head_dim))?;
+        let s = s.permute((1, 2, 0, 3))?.contiguous()?;
+        let (q, k, v) = (s.get(0)?, s.get(1)?, s.get(2)?);
+        let scores = (q.matmul(&k.t()?.contiguous()?)? * scale)?;
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        outs.push(probs.matmul(&v)?.transpose(0, 1)?.reshape((len, hidden))?);
         start += len;
     }
-    let outs = offsets
-        .par_iter()
-        .map(|&(start, len)| {
-            // [len, 3, heads, head_dim] -> [3, heads, len, head_dim]
-            let s = qkv
-                .narrow(0, start, len)?
-                .reshape((len, 3, heads, head_dim))?;
-            let s = s.permute((1, 2, 0, 3))?.contiguous()?;
-            let (q, k, v) = (s.get(0)?, s.get(1)?, s.get(2)?);
-            let scores = (q.matmul(&k.t()?)? * scale)?;
-            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-            probs.matmul(&v)?.transpose(0, 1)?.reshape((len, hidden))
-        })
-        .collect::<candle_core::Result<Vec<_>>>()?;
     Tensor::cat(&outs, 0)
-}
-
-/// Exact GELU, `x/2 * (1 + erf(x/sqrt 2))`, computed in parallel over the tensor.
-struct ParGeluErf;
-
-impl CustomOp1 for ParGeluErf {
-    fn name(&self) -> &'static str {
-        "par-gelu-erf"
-    }
-
-    fn cpu_fwd(
-        &self,
-        storage: &CpuStorage,
-        layout: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(data) = storage else {
-            candle_core::bail!(
-                "par-gelu-erf: only f32 is supported, got {:?}",
-                candle_core::backend::BackendStorage::dtype(storage)
-            );
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("par-gelu-erf: input must be contiguous");
-        };
-        let src = &data[start..end];
-        let mut dst = vec![0f32; src.len()];
-        dst.par_chunks_mut(4096)
-            .zip(src.par_chunks(4096))
-            .for_each(|(d, s)| {
-                for (o, &v) in d.iter_mut().zip(s) {
-                    *o = 0.5 * v * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2));
-                }
-            });
-        Ok((CpuStorage::F32(dst), layout.shape().clone()))
-    }
-}
-
-/// erf(x) with maximum absolute error 1.2e-7 (Numerical Recipes' `erfc` Chebyshev fit, 3rd ed.,
-/// §6.2.2), evaluated in f32.
-fn erf(x: f32) -> f32 {
-    let z = x.abs();
-    let t = 1.0 / (1.0 + 0.5 * z);
-    let poly = -z * z - 1.265_512_2
-        + t * (1.000_023_7
-            + t * (0.374_091_96
-                + t * (0.096_784_18
-                    + t * (-0.186_288_06
-                        + t * (0.278_868_07
-                            + t * (-1.135_203_98
-                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
-    let erfc = t * poly.exp();
-    let r = 1.0 - erfc;
-    if x >= 0.0 {
-        r
-    } else {
-        -r
-    }
 }
 
 /// Mean of the hidden states of each packed sequence: `[N, hidden]` -> `[lens.len(), hidden]`.
@@ -361,27 +318,3 @@ pub fn l2_normalize(x: &Tensor) -> candle_core::Result<Tensor> {
 
 /// Element type every candle model here computes in on the CPU.
 pub const DTYPE: DType = DType::F32;
-
-#[cfg(test)]
-mod tests {
-    use super::erf;
-
-    #[test]
-    fn erf_matches_reference_values() {
-        // Values from Abramowitz & Stegun, table 7.1.
-        for (x, want) in [
-            (0.0f32, 0.0f32),
-            (0.5, 0.520_499_9),
-            (1.0, 0.842_700_8),
-            (2.0, 0.995_322_3),
-            (-1.0, -0.842_700_8),
-            (4.0, 1.0),
-        ] {
-            assert!(
-                (erf(x) - want).abs() < 2e-7,
-                "erf({x}) = {} want {want}",
-                erf(x)
-            );
-        }
-    }
-}

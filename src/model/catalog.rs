@@ -210,3 +210,34 @@ pub const CATALOG: &[ModelSpec] = &[MINILM, SMOLLM2, GEMMA3];
 pub fn find(name: &str) -> Option<&'static ModelSpec> {
     CATALOG.iter().find(|m| m.name.eq_ignore_ascii_case(name))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catalogue_entries_are_well_formed() {
+        for spec in CATALOG {
+            assert_eq!(
+                find(&spec.name.to_uppercase()).map(|s| s.name),
+                Some(spec.name)
+            );
+            assert!(!spec.files.is_empty() && spec.size() > 0, "{}", spec.name);
+            for f in spec.files {
+                assert_eq!(f.sha256.len(), 64, "{}/{}", spec.name, f.name);
+                assert!(f
+                    .sha256
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+                assert!(!f.parts.is_empty());
+            }
+        }
+        let defaults: Vec<ModelRole> = CATALOG
+            .iter()
+            .filter(|m| m.default)
+            .map(|m| m.role)
+            .collect();
+        assert_eq!(defaults, [ModelRole::Embedder, ModelRole::Generator]);
+        assert_eq!(GEMMA3.packages().len(), 4);
+    }
+}

@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod device;
 pub mod embedder;
 pub mod fetch;
+pub mod kernels;
 pub mod worker;
 
 use std::path::{Path, PathBuf};

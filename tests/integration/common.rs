@@ -15,7 +15,8 @@ pub fn shared_dir() -> PathBuf {
 /// CLI uses, fetched on first use.
 pub fn config() -> Config {
     let mut cfg = Config::default();
-    cfg.apply_env(|k| std::env::var(k).ok());
+    cfg.apply_env(|k| std::env::var(k).ok())
+        .expect("valid RAGD_* environment");
     cfg
 }
 
