@@ -1,5 +1,5 @@
 //! HNSW build time, recall@10 and single-threaded queries/s at several `ef`, on seeded,
-//! normalised, clustered synthetic vectors; writes the same vectors for
+//! normalised synthetic vectors of low intrinsic dimension (embedding-like); writes the same vectors for
 //! `benches/peer_hnswlib.py` (hnswlib with the same M / ef_construction).
 //!
 //! `RAGD_BENCH_N` (default 50 000), `RAGD_BENCH_DIM` (384), `RAGD_BENCH_DIR`
@@ -14,7 +14,7 @@ use std::time::Instant;
 use criterion::{criterion_group, criterion_main, Criterion};
 use ragd_index::config::HnswConfig;
 use ragd_index::dense::{normalise, DenseView, DenseWriter};
-use ragd_index::testing::{brute_force_knn, clustered_vectors, recall};
+use ragd_index::testing::{brute_force_knn, low_rank_vectors, recall};
 
 const M: usize = 16;
 const EF_CONSTRUCTION: usize = 200;
@@ -22,6 +22,9 @@ const K: usize = 10;
 const QUERIES: usize = 1000;
 const EFS: [usize; 7] = [16, 32, 64, 96, 128, 256, 512];
 const SEED: u64 = 2024;
+/// Intrinsic dimension and noise of the synthetic, embedding-like vectors.
+const RANK: usize = 32;
+const NOISE: f32 = 0.3;
 
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -82,9 +85,8 @@ fn bench(c: &mut Criterion) {
     let dim = env_or("RAGD_BENCH_DIM", 384);
     let dir = out_dir();
     fs::create_dir_all(&dir).unwrap();
-    let clusters = (n / 100).max(10);
-    let data = clustered_vectors(n, dim, clusters, 1.0, SEED);
-    let queries = clustered_vectors(QUERIES, dim, clusters, 1.0, SEED + 1);
+    let data = low_rank_vectors(n, dim, RANK, NOISE, SEED);
+    let queries = low_rank_vectors(QUERIES, dim, RANK, NOISE, SEED + 1);
     let truth = ground_truth(&data, &queries);
     write_vectors(&dir.join("base.f32"), &data);
     write_vectors(&dir.join("queries.f32"), &queries);

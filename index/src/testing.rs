@@ -61,6 +61,25 @@ pub fn clustered_vectors(
         .collect()
 }
 
+/// `n` unit vectors with low intrinsic dimension, like text embeddings: a seeded random linear
+/// map of `rank`-dimensional Gaussian codes into `dim` dimensions, plus isotropic noise of
+/// relative scale `noise`.
+pub fn low_rank_vectors(n: usize, dim: usize, rank: usize, noise: f32, seed: u64) -> Vec<Vec<f32>> {
+    let basis = random_unit_vectors(rank, dim, 0x5eed_ba5e);
+    let mut r = rng(seed);
+    let noise = noise / (dim as f32).sqrt();
+    (0..n)
+        .map(|_| {
+            let mut v: Vec<f32> = (0..dim).map(|_| noise * gaussian(&mut r)).collect();
+            for b in &basis {
+                let z = gaussian(&mut r) / (rank as f32).sqrt();
+                v.iter_mut().zip(b).for_each(|(x, bx)| *x += z * bx);
+            }
+            unit(v)
+        })
+        .collect()
+}
+
 /// Exact top-`k` indices of `data` by dot product with `query` (the oracle).
 pub fn brute_force_knn(data: &[Vec<f32>], query: &[f32], k: usize) -> Vec<usize> {
     let mut scored: Vec<(f32, usize)> = data

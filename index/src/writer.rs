@@ -26,7 +26,7 @@ use crate::dense::{normalise, DenseWriter};
 use crate::meta::{NewChunk, StoredChunk, StoredDoc, WritePlan};
 use crate::reader::{Shared, Snapshot};
 use crate::sparse::SparseWriter;
-use crate::types::{ChunkId, DocumentRecord, Seq, UpsertOutcome};
+use crate::types::{ChunkId, ChunkInput, DocumentRecord, Seq, UpsertOutcome};
 use crate::{IndexError, Result};
 
 /// The single writer of a collection. Clones share it; calls from many threads are serialized.
@@ -249,25 +249,7 @@ impl<'a> Planner<'a> {
             return Ok(UpsertOutcome::Unchanged);
         }
         self.seq += 1;
-        let added: Vec<NewChunk> = doc
-            .chunks
-            .into_iter()
-            .zip(vectors)
-            .enumerate()
-            .map(|(ordinal, (c, vector))| {
-                let id = ChunkId(self.next_chunk);
-                self.next_chunk += 1;
-                let chunk = StoredChunk {
-                    doc_id: doc.id.clone(),
-                    ordinal: ordinal as u32,
-                    text: c.text,
-                    span_start: c.span_start,
-                    span_end: c.span_end,
-                    heading_path: c.heading_path,
-                };
-                NewChunk { id, chunk, vector }
-            })
-            .collect();
+        let added = self.new_chunks(&doc.id, doc.chunks, vectors);
         let stored = StoredDoc {
             title: doc.title,
             metadata: doc.metadata,
@@ -282,6 +264,30 @@ impl<'a> Planner<'a> {
         };
         self.push(doc.id, Some(stored), old, added);
         Ok(outcome)
+    }
+
+    /// Assigns fresh ids to the chunks of document `doc_id`.
+    fn new_chunks(
+        &mut self,
+        doc_id: &str,
+        chunks: Vec<ChunkInput>,
+        vectors: Vec<Vec<f32>>,
+    ) -> Vec<NewChunk> {
+        let mut out = Vec::with_capacity(chunks.len());
+        for (ordinal, (c, vector)) in chunks.into_iter().zip(vectors).enumerate() {
+            let id = ChunkId(self.next_chunk);
+            self.next_chunk += 1;
+            let chunk = StoredChunk {
+                doc_id: doc_id.to_owned(),
+                ordinal: ordinal as u32,
+                text: c.text,
+                span_start: c.span_start,
+                span_end: c.span_end,
+                heading_path: c.heading_path,
+            };
+            out.push(NewChunk { id, chunk, vector });
+        }
+        out
     }
 
     fn delete(&mut self, id: &str) -> Result<bool> {

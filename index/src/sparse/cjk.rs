@@ -115,6 +115,8 @@ impl TokenStream for CjkTokenStream {
         self.next <= self.tokens.len()
     }
 
+    // tantivy's contract: `token`/`token_mut` are only called after `advance` returned true,
+    // so `next - 1` indexes an existing token (tantivy's own streams index the same way).
     fn token(&self) -> &Token {
         &self.tokens[self.next - 1]
     }
