@@ -3,6 +3,7 @@
 //! Global options (`--config`, `--data-dir`, `--models-dir`) apply to every command and override
 //! the configuration file and the environment (see [`crate::config`]).
 
+mod chunk;
 mod models;
 
 use std::path::PathBuf;
@@ -49,7 +50,7 @@ pub enum Command {
     /// Ingest files or folders into a collection.
     Ingest,
     /// Split a file into chunks and print them.
-    Chunk,
+    Chunk(chunk::ChunkArgs),
     /// Search a collection (BM25, dense or hybrid).
     Search,
     /// Answer a question from a collection, citing sources.
@@ -107,7 +108,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Embed(args)) => crate::bench::run_embed_bench(&cfg, &args),
         Command::Serve => not_yet("serve", 7),
         Command::Ingest => not_yet("ingest", 7),
-        Command::Chunk => not_yet("chunk", 3),
+        Command::Chunk(args) => chunk::run(&cfg, &args),
         Command::Search => not_yet("search", 5),
         Command::Ask => not_yet("ask", 6),
         Command::Eval => not_yet("eval", 5),

@@ -1,4 +1,5 @@
 //! ragd's integration tests: one binary, one module per scenario.
 
+mod chunk_cli;
 mod common;
 mod embedder;
