@@ -10,6 +10,7 @@ pub mod device;
 pub mod embedder;
 pub mod fetch;
 pub mod kernels;
+pub mod reranker;
 pub mod worker;
 
 use std::path::{Path, PathBuf};

@@ -3,3 +3,4 @@
 mod chunk_cli;
 mod common;
 mod embedder;
+mod reranker;
