@@ -11,7 +11,8 @@
 //! | `RAGD_MODELS_DIR` | `models_dir` |
 //! | `RAGD_EMBEDDER` | `embedder.model` |
 //! | `RAGD_GENERATOR` | `generator.model` |
-//! | `RAGD_DEVICE` | `embedder.device` and `generator.device` |
+//! | `RAGD_RERANKER` | `reranker.model` |
+//! | `RAGD_DEVICE` | `embedder.device`, `generator.device` and `reranker.device` |
 
 use std::path::{Path, PathBuf};
 
@@ -60,6 +61,33 @@ pub struct Config {
     pub embedder: EmbedderConfig,
     /// The answer-writing model.
     pub generator: GeneratorConfig,
+    /// The cross-encoder reranker.
+    pub reranker: RerankerConfig,
+}
+
+/// Settings of the cross-encoder reranker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RerankerConfig {
+    /// A local folder in Hugging Face layout (`config.json`, `tokenizer.json`, `*.safetensors`),
+    /// e.g. cross-encoder/ms-marco-MiniLM-L-6-v2. No trained cross-encoder can be fetched by
+    /// name, so there is no default: reranking needs this set. Default: unset.
+    pub model: Option<PathBuf>,
+    /// `cpu`, `cuda` or `cuda:N`. Default: `cpu`.
+    pub device: String,
+    /// Most tokens of one (query, passage) pair; passages are truncated, queries never.
+    /// Default: 512.
+    pub max_length: usize,
+}
+
+impl Default for RerankerConfig {
+    fn default() -> Self {
+        Self {
+            model: None,
+            device: "cpu".into(),
+            max_length: 512,
+        }
+    }
 }
 
 /// Settings of the embedding model.
@@ -71,7 +99,8 @@ pub struct EmbedderConfig {
     pub model: String,
     /// `cpu`, `cuda` or `cuda:N`. Default: `cpu`.
     pub device: String,
-    /// Most tokens (all inputs together) per forward pass. Default: 8192.
+    /// Most tokens (all inputs together) per forward pass. Default: 2048 (larger batches
+    /// allocate buffers the allocator returns to the OS each time: measurably slower).
     pub batch_tokens: usize,
     /// Most inputs per forward pass. Default: 64.
     pub max_batch: usize,
@@ -119,6 +148,7 @@ impl Default for Config {
             models_dir: default_models_dir(),
             embedder: EmbedderConfig::default(),
             generator: GeneratorConfig::default(),
+            reranker: RerankerConfig::default(),
         }
     }
 }
@@ -128,7 +158,7 @@ impl Default for EmbedderConfig {
         Self {
             model: "all-MiniLM-L6-v2".into(),
             device: "cpu".into(),
-            batch_tokens: 8192,
+            batch_tokens: 2048,
             max_batch: 64,
             queue: 256,
         }
@@ -185,8 +215,12 @@ impl Config {
         if let Some(v) = get("RAGD_GENERATOR") {
             self.generator.model = v;
         }
+        if let Some(v) = get("RAGD_RERANKER") {
+            self.reranker.model = Some(v.into());
+        }
         if let Some(v) = get("RAGD_DEVICE") {
             self.embedder.device.clone_from(&v);
+            self.reranker.device.clone_from(&v);
             self.generator.device = v;
         }
         Ok(())
@@ -219,10 +253,12 @@ mod tests {
     fn example_file_matches_defaults() {
         let text = include_str!("../ragd.example.toml");
         let parsed = Config::from_toml(text, Path::new("ragd.example.toml")).unwrap();
-        let mut want = Config::default();
         // The example spells the default folders out for a user whose HOME is /home/me.
-        want.data_dir = "/home/me/.local/share/ragd".into();
-        want.models_dir = "/home/me/.cache/ragd/models".into();
+        let want = Config {
+            data_dir: "/home/me/.local/share/ragd".into(),
+            models_dir: "/home/me/.cache/ragd/models".into(),
+            ..Config::default()
+        };
         assert_eq!(parsed, want);
     }
 

@@ -20,6 +20,12 @@ pub enum ServiceError {
     /// A model worker is overloaded or stopped.
     #[error(transparent)]
     Worker(#[from] WorkerError),
+    /// The index failed or rejected the request.
+    #[error(transparent)]
+    Index(#[from] index::IndexError),
+    /// A bug or broken invariant inside ragd (never the caller's fault).
+    #[error("internal error: {0}")]
+    Internal(String),
     /// The request is invalid (the caller's fault); the message says how.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

@@ -8,7 +8,10 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod eval;
+pub mod jobs;
 pub mod model;
+pub mod rag;
 
 pub use config::Config;
 pub use error::ServiceError;

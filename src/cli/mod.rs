@@ -4,6 +4,7 @@
 //! the configuration file and the environment (see [`crate::config`]).
 
 mod chunk;
+mod eval;
 mod models;
 
 use std::path::PathBuf;
@@ -56,7 +57,8 @@ pub enum Command {
     /// Answer a question from a collection, citing sources.
     Ask,
     /// Evaluate retrieval on a BEIR data set.
-    Eval,
+    #[command(subcommand)]
+    Eval(eval::EvalCommand),
     /// Fetch, list and verify models.
     #[command(subcommand)]
     Models(models::ModelsCommand),
@@ -111,9 +113,21 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Chunk(args) => chunk::run(&cfg, &args),
         Command::Search => not_yet("search", 5),
         Command::Ask => not_yet("ask", 6),
-        Command::Eval => not_yet("eval", 5),
+        Command::Eval(cmd) => eval::run(&cfg, cmd),
         Command::Demo => not_yet("demo", 7),
     }
+}
+
+/// A progress bar on stderr (hidden when stderr is not a terminal).
+pub fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len);
+    let style = indicatif::ProgressStyle::with_template(
+        "{msg} [{bar:30}] {pos}/{len} ({per_sec}, eta {eta})",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    bar.set_style(style.progress_chars("=> "));
+    bar.set_message(what.to_string());
+    bar
 }
 
 fn not_yet(command: &str, issue: u32) -> anyhow::Result<()> {

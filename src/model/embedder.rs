@@ -34,7 +34,7 @@ impl Default for EmbedderOptions {
     fn default() -> Self {
         Self {
             model_id: "all-MiniLM-L6-v2".into(),
-            batch_tokens: 8192,
+            batch_tokens: 2048,
             max_batch: 64,
         }
     }

@@ -159,3 +159,31 @@ pub fn load_embedder(cfg: &crate::Config) -> Result<embedder::CandleEmbedder, Mo
     };
     embedder::CandleEmbedder::load(&dir, &device, options)
 }
+
+/// Loads the cross-encoder reranker from `path`, else from `reranker.model` in the config.
+pub fn load_reranker(
+    cfg: &crate::Config,
+    path: Option<&Path>,
+) -> Result<std::sync::Arc<dyn reranker::Reranker>, ModelError> {
+    let Some(dir) = path
+        .map(Path::to_path_buf)
+        .or_else(|| cfg.reranker.model.clone())
+    else {
+        return Err(ModelError::Invalid {
+            path: PathBuf::from("reranker.model"),
+            reason: "no cross-encoder configured: set reranker.model in the config file, or pass \
+                     --reranker-path, to a folder with config.json, tokenizer.json and \
+                     *.safetensors (e.g. cross-encoder/ms-marco-MiniLM-L-6-v2)"
+                .into(),
+        });
+    };
+    let device = device::parse_device(&cfg.reranker.device)?;
+    let options = reranker::CrossEncoderOptions {
+        model_id: dir.display().to_string(),
+        max_length: cfg.reranker.max_length,
+        ..Default::default()
+    };
+    Ok(std::sync::Arc::new(reranker::CandleCrossEncoder::load(
+        &dir, &device, options,
+    )?))
+}

@@ -1,0 +1,130 @@
+//! The ingestion pipeline shared by `ragd ingest`, `ragd eval` and (later) bulk jobs:
+//! documents → chunks → embeddings in batches → one `IndexWriter` upsert per document.
+//!
+//! Documents whose content hash is already stored are skipped before chunking and embedding, so
+//! re-ingesting an unchanged corpus costs one lookup per document and indexes nothing twice.
+
+use std::sync::Arc;
+
+use index::{ChunkInput, Collection, DocumentRecord, IndexWriter, UpsertOutcome};
+use ingest::{chunk_document, Chunk, Chunker, Document, Embedder};
+
+use crate::error::Result;
+
+/// Counts of one ingestion run.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct IngestSummary {
+    /// New documents.
+    pub added: usize,
+    /// Documents whose content changed and were replaced.
+    pub updated: usize,
+    /// Documents already stored with the same content hash.
+    pub unchanged: usize,
+    /// Documents that could not be chunked or embedded (each reported in `errors`).
+    pub failed: usize,
+    /// Chunks written.
+    pub chunks: usize,
+    /// Per-document errors: (document id, message).
+    pub errors: Vec<(String, String)>,
+}
+
+/// What the pipeline needs: the chunker and the embedder.
+pub struct Pipeline {
+    /// Splits documents.
+    pub chunker: Box<dyn Chunker>,
+    /// Embeds chunks.
+    pub embedder: Arc<dyn Embedder>,
+    /// Chunks embedded together (several documents' worth when they are short).
+    pub embed_batch: usize,
+}
+
+impl Pipeline {
+    /// Ingests `docs` into `collection` and commits; `progress` is called after each group of
+    /// documents with (documents done, chunks written so far). Chunks of several documents are
+    /// embedded together, so short documents still fill the embedder's batches.
+    pub fn ingest(
+        &self,
+        collection: &Collection,
+        docs: &[Document],
+        mut progress: impl FnMut(usize, usize),
+    ) -> Result<IngestSummary> {
+        let writer = collection.writer();
+        let searcher = collection.reader().searcher();
+        let mut summary = IngestSummary::default();
+        let mut pending: Vec<(&Document, Vec<Chunk>)> = Vec::new();
+        let mut pending_chunks = 0;
+        for (i, doc) in docs.iter().enumerate() {
+            let stored = searcher.get_document(doc.id().as_str())?;
+            if stored.is_some_and(|d| d.content_hash == doc.content_hash()) {
+                summary.unchanged += 1;
+            } else {
+                match chunk_document(doc, self.chunker.as_ref()) {
+                    Ok(chunks) => {
+                        pending_chunks += chunks.len();
+                        pending.push((doc, chunks));
+                    }
+                    Err(e) => summary.fail(doc, &e),
+                }
+            }
+            if pending_chunks >= self.embed_batch || i + 1 == docs.len() {
+                self.flush(&writer, std::mem::take(&mut pending), &mut summary)?;
+                pending_chunks = 0;
+                progress(i + 1, summary.chunks);
+            }
+        }
+        writer.commit()?;
+        Ok(summary)
+    }
+
+    /// Embeds the chunks of `group` together and upserts each document.
+    fn flush(
+        &self,
+        writer: &IndexWriter,
+        group: Vec<(&Document, Vec<Chunk>)>,
+        summary: &mut IngestSummary,
+    ) -> Result<()> {
+        let texts: Vec<&str> = group
+            .iter()
+            .flat_map(|(_, cs)| cs.iter().map(|c| c.text.as_str()))
+            .collect();
+        let mut vectors = self.embedder.embed(&texts)?.into_iter();
+        for (doc, chunks) in group {
+            let inputs = chunks
+                .iter()
+                .zip(vectors.by_ref())
+                .map(|(c, e)| {
+                    let mut input = ChunkInput::new(
+                        c.text.clone(),
+                        c.char_span.start,
+                        c.char_span.end,
+                        e.vector,
+                    );
+                    input.heading_path.clone_from(&c.heading_path);
+                    input
+                })
+                .collect::<Vec<_>>();
+            summary.chunks += inputs.len();
+            let record = DocumentRecord {
+                id: doc.id().as_str().to_string(),
+                title: doc.title().to_string(),
+                metadata: doc.metadata().clone(),
+                content_hash: doc.content_hash().to_string(),
+                chunks: inputs,
+            };
+            match writer.upsert_document(record)? {
+                UpsertOutcome::Added => summary.added += 1,
+                UpsertOutcome::Updated => summary.updated += 1,
+                UpsertOutcome::Unchanged => summary.unchanged += 1,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl IngestSummary {
+    fn fail(&mut self, doc: &Document, error: &dyn std::fmt::Display) {
+        self.failed += 1;
+        self.errors
+            .push((doc.id().as_str().to_string(), error.to_string()));
+    }
+}

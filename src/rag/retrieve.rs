@@ -1,0 +1,232 @@
+//! Two-stage retrieval: query → (embed + dense search) ∥ BM25 → fusion → optional rerank → top k.
+//!
+//! The first stage is cheap and wide: `candidates` hits per retriever (default 100), fused into
+//! one deduplicated list ([`index::fusion`]). The second stage is expensive and narrow: the
+//! cross-encoder scores only the best `rerank_candidates` fused hits (default 50), so its cost is
+//! bounded by that number and the passage token budget, whatever the collection size.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use index::fusion::{self, Fusion};
+use index::{ChunkId, ChunkRecord, Filter, ScoredChunk, Searcher};
+use ingest::Embedder;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, ServiceError};
+use crate::model::reranker::Reranker;
+
+/// Which first-stage retrievers run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// BM25 only.
+    Bm25,
+    /// Dense (embedding) search only.
+    Dense,
+    /// Both, fused.
+    #[default]
+    Hybrid,
+}
+
+/// Parameters of one retrieval.
+#[derive(Debug, Clone)]
+pub struct RetrieveOptions {
+    /// First-stage retrievers.
+    pub mode: Mode,
+    /// How hybrid lists are fused.
+    pub fusion: Fusion,
+    /// Hits taken from each first-stage retriever.
+    pub candidates: usize,
+    /// Whether the cross-encoder reorders the fused candidates.
+    pub rerank: bool,
+    /// Fused candidates the reranker scores.
+    pub rerank_candidates: usize,
+    /// Results returned.
+    pub k: usize,
+    /// Metadata filter applied by both retrievers.
+    pub filter: Filter,
+}
+
+impl Default for RetrieveOptions {
+    fn default() -> Self {
+        Self {
+            mode: Mode::Hybrid,
+            fusion: Fusion::default(),
+            candidates: 100,
+            rerank: false,
+            rerank_candidates: 50,
+            k: 10,
+            filter: Filter::default(),
+        }
+    }
+}
+
+/// Scores a hit received at each stage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct StageScores {
+    /// Cosine similarity from dense search.
+    pub dense: Option<f32>,
+    /// BM25 score.
+    pub bm25: Option<f32>,
+    /// Fused score (hybrid mode).
+    pub fused: Option<f32>,
+    /// Cross-encoder logit.
+    pub rerank: Option<f32>,
+}
+
+/// One retrieved chunk with its final score and per-stage scores.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    /// The chunk, loaded from the store.
+    pub chunk: ChunkRecord,
+    /// The score the results are ordered by (the last stage's).
+    pub score: f32,
+    /// Every stage's score.
+    pub stages: StageScores,
+}
+
+/// Runs retrievals against a collection snapshot.
+pub struct Retriever {
+    embedder: Arc<dyn Embedder>,
+    reranker: Option<Arc<dyn Reranker>>,
+}
+
+type Ranked = Vec<(ChunkId, f32)>;
+
+fn pairs(hits: Vec<ScoredChunk>) -> Ranked {
+    hits.into_iter().map(|h| (h.id, h.score)).collect()
+}
+
+impl Retriever {
+    /// A retriever embedding queries with `embedder`, reranking with `reranker` when given.
+    pub fn new(embedder: Arc<dyn Embedder>, reranker: Option<Arc<dyn Reranker>>) -> Self {
+        Self { embedder, reranker }
+    }
+
+    /// Retrieves the top `opts.k` chunks for `query`.
+    pub fn retrieve(
+        &self,
+        searcher: &Searcher,
+        query: &str,
+        opts: &RetrieveOptions,
+    ) -> Result<Vec<Hit>> {
+        if query.trim().is_empty() {
+            return Err(ServiceError::InvalidArgument("the query is empty".into()));
+        }
+        if opts.k == 0 || opts.candidates == 0 {
+            return Err(ServiceError::InvalidArgument(
+                "k and candidates must be at least 1".into(),
+            ));
+        }
+        let (dense, bm25) = self.first_stage(searcher, query, opts)?;
+        let fused: Ranked = match opts.mode {
+            Mode::Bm25 => bm25.clone(),
+            Mode::Dense => dense.clone(),
+            Mode::Hybrid => fusion::fuse(opts.fusion, &dense, &bm25),
+        };
+        let keep = if opts.rerank {
+            opts.rerank_candidates.max(opts.k)
+        } else {
+            opts.k
+        };
+        let top: Ranked = fused.into_iter().take(keep).collect();
+        let records = self.load(searcher, &top)?;
+        let lookup = |list: &Ranked| list.iter().copied().collect::<HashMap<ChunkId, f32>>();
+        let (dense_map, bm25_map) = (lookup(&dense), lookup(&bm25));
+        let mut hits: Vec<Hit> = top
+            .iter()
+            .zip(records)
+            .map(|(&(id, score), chunk)| Hit {
+                chunk,
+                score,
+                stages: StageScores {
+                    dense: dense_map.get(&id).copied(),
+                    bm25: bm25_map.get(&id).copied(),
+                    fused: (opts.mode == Mode::Hybrid).then_some(score),
+                    rerank: None,
+                },
+            })
+            .collect();
+        if opts.rerank {
+            let n = opts.rerank_candidates.min(hits.len());
+            self.rerank(query, &mut hits[..n])?;
+        }
+        hits.truncate(opts.k);
+        Ok(hits)
+    }
+
+    /// Dense and BM25 candidate lists, computed in parallel (only those the mode needs).
+    fn first_stage(
+        &self,
+        searcher: &Searcher,
+        query: &str,
+        opts: &RetrieveOptions,
+    ) -> Result<(Ranked, Ranked)> {
+        let want_dense = opts.mode != Mode::Bm25;
+        let want_bm25 = opts.mode != Mode::Dense;
+        let (dense, bm25) = rayon::join(
+            || -> Result<Ranked> {
+                if !want_dense {
+                    return Ok(Vec::new());
+                }
+                let vector = self.embedder.embed(&[query])?.remove(0).vector;
+                Ok(pairs(searcher.search_dense(
+                    &vector,
+                    opts.candidates,
+                    &opts.filter,
+                )?))
+            },
+            || -> Result<Ranked> {
+                if !want_bm25 {
+                    return Ok(Vec::new());
+                }
+                Ok(pairs(searcher.search_bm25(
+                    query,
+                    opts.candidates,
+                    &opts.filter,
+                )?))
+            },
+        );
+        Ok((dense?, bm25?))
+    }
+
+    fn load(&self, searcher: &Searcher, ranked: &Ranked) -> Result<Vec<ChunkRecord>> {
+        let ids: Vec<ChunkId> = ranked.iter().map(|x| x.0).collect();
+        let records = searcher.get_chunks(&ids)?;
+        // A hit the searcher returned but whose record is gone would be an index bug; report it.
+        records
+            .into_iter()
+            .zip(&ids)
+            .map(|(r, id)| {
+                r.ok_or_else(|| {
+                    ServiceError::Internal(format!("chunk {} is indexed but has no record", id.0))
+                })
+            })
+            .collect()
+    }
+
+    /// Reranks the first `opts.rerank_candidates` hits by cross-encoder score; later hits keep
+    /// their fused order after them.
+    fn rerank(&self, query: &str, hits: &mut [Hit]) -> Result<()> {
+        let Some(reranker) = &self.reranker else {
+            return Err(ServiceError::InvalidArgument(
+                "reranking was requested but no reranker is configured".into(),
+            ));
+        };
+        let passages: Vec<&str> = hits.iter().map(|h| h.chunk.text.as_str()).collect();
+        let scores = reranker
+            .rerank(query, &passages)
+            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        for (hit, s) in hits.iter_mut().zip(scores) {
+            hit.stages.rerank = Some(s);
+            hit.score = s;
+        }
+        hits.sort_by(|a, b| {
+            b.score
+                .total_cmp(&a.score)
+                .then(a.chunk.id.cmp(&b.chunk.id))
+        });
+        Ok(())
+    }
+}
