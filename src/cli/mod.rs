@@ -5,6 +5,7 @@
 
 mod chunk;
 mod eval;
+mod kb;
 mod models;
 
 use std::path::PathBuf;
@@ -49,11 +50,11 @@ pub enum Command {
     /// Run the gRPC server.
     Serve,
     /// Ingest files or folders into a collection.
-    Ingest,
+    Ingest(kb::IngestArgs),
     /// Split a file into chunks and print them.
     Chunk(chunk::ChunkArgs),
     /// Search a collection (BM25, dense or hybrid).
-    Search,
+    Search(kb::SearchArgs),
     /// Answer a question from a collection, citing sources.
     Ask,
     /// Evaluate retrieval on a BEIR data set.
@@ -63,7 +64,7 @@ pub enum Command {
     #[command(subcommand)]
     Models(models::ModelsCommand),
     /// Ingest the bundled sample knowledge base and answer questions about it.
-    Demo,
+    Demo(kb::DemoArgs),
     /// Embed text with the embedding model and print the vector.
     Embed(EmbedArgs),
     /// Measure throughput (prints one JSON object with --json).
@@ -109,12 +110,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Embed(args) => embed(&cfg, &args),
         Command::Bench(BenchCommand::Embed(args)) => crate::bench::run_embed_bench(&cfg, &args),
         Command::Serve => not_yet("serve", 7),
-        Command::Ingest => not_yet("ingest", 7),
+        Command::Ingest(args) => kb::ingest(&cfg, &args),
         Command::Chunk(args) => chunk::run(&cfg, &args),
-        Command::Search => not_yet("search", 5),
+        Command::Search(args) => kb::search(&cfg, &args),
         Command::Ask => not_yet("ask", 6),
         Command::Eval(cmd) => eval::run(&cfg, cmd),
-        Command::Demo => not_yet("demo", 7),
+        Command::Demo(args) => kb::demo(&cfg, &args),
     }
 }
 

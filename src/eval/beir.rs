@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use index::fusion::{Fusion, Normalization};
-use index::{CollectionConfig, Store};
+use index::Store;
 use ingest::{ChunkingStrategy, Embedder};
 
 use super::metrics::{evaluate, Metrics, Qrels, Run};
@@ -133,11 +133,7 @@ pub fn run(
     retriever: &Retriever,
 ) -> anyhow::Result<EvalReport> {
     let store = Store::open(&cfg.data_dir)?;
-    let config = CollectionConfig::new(&eval.collection, embedder.model_id(), embedder.dimension());
-    let collection = match store.open_collection(config.clone()) {
-        Err(index::IndexError::CollectionNotFound { .. }) => store.create_collection(config)?,
-        other => other?,
-    };
+    let collection = crate::jobs::open_or_create(&store, &eval.collection, embedder.as_ref())?;
     let corpus = eval.dir.join("corpus.jsonl");
     let report = ingest::load_path(&corpus, &ingest::LoadOptions::default());
     if let Some(e) = report.errors.first() {

@@ -2,4 +2,4 @@
 
 pub mod pipeline;
 
-pub use pipeline::{IngestSummary, Pipeline};
+pub use pipeline::{open_or_create, IngestSummary, Pipeline};

@@ -6,7 +6,10 @@
 
 use std::sync::Arc;
 
-use index::{ChunkInput, Collection, DocumentRecord, IndexWriter, UpsertOutcome};
+use index::{
+    ChunkInput, Collection, CollectionConfig, DocumentRecord, IndexError, IndexWriter, Store,
+    UpsertOutcome,
+};
 use ingest::{chunk_document, Chunk, Chunker, Document, Embedder};
 
 use crate::error::Result;
@@ -126,5 +129,19 @@ impl IngestSummary {
         self.failed += 1;
         self.errors
             .push((doc.id().as_str().to_string(), error.to_string()));
+    }
+}
+
+/// Opens collection `name` for `embedder`, creating it if it does not exist. An existing
+/// collection made with another embedder or dimension is an error (`ManifestMismatch`).
+pub fn open_or_create(
+    store: &Store,
+    name: &str,
+    embedder: &dyn Embedder,
+) -> index::Result<Arc<Collection>> {
+    let config = CollectionConfig::new(name, embedder.model_id(), embedder.dimension());
+    match store.open_collection(config.clone()) {
+        Err(IndexError::CollectionNotFound { .. }) => store.create_collection(config),
+        other => other,
     }
 }

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use index::fusion::{self, Fusion};
+use index::fusion::{self, Fusion, Normalization};
 use index::{ChunkId, ChunkRecord, Filter, ScoredChunk, Searcher};
 use ingest::Embedder;
 use serde::{Deserialize, Serialize};
@@ -28,6 +28,13 @@ pub enum Mode {
     #[default]
     Hybrid,
 }
+
+/// The default fusion: a convex combination of z-score-normalised scores with equal weights,
+/// chosen on SciFact's train split over RRF (k 10–100) and min-max (α 0.5–0.6); see BENCHMARKS.md.
+pub const DEFAULT_FUSION: Fusion = Fusion::Convex {
+    alpha: 0.5,
+    normalization: Normalization::ZScore,
+};
 
 /// Parameters of one retrieval.
 #[derive(Debug, Clone)]

@@ -1,7 +1,7 @@
 //! Shared helpers: the configuration tests use, and the location of ../shared.
 
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use ragd::model::embedder::CandleEmbedder;
 use ragd::Config;
@@ -21,7 +21,15 @@ pub fn config() -> Config {
 }
 
 /// The default embedder, loaded once per test binary.
+pub fn shared_embedder() -> Arc<CandleEmbedder> {
+    static EMBEDDER: OnceLock<Arc<CandleEmbedder>> = OnceLock::new();
+    EMBEDDER
+        .get_or_init(|| Arc::new(ragd::model::load_embedder(&config()).expect("load embedder")))
+        .clone()
+}
+
+/// The default embedder, by reference.
 pub fn embedder() -> &'static CandleEmbedder {
-    static EMBEDDER: OnceLock<CandleEmbedder> = OnceLock::new();
-    EMBEDDER.get_or_init(|| ragd::model::load_embedder(&config()).expect("load embedder"))
+    static EMBEDDER: OnceLock<Arc<CandleEmbedder>> = OnceLock::new();
+    EMBEDDER.get_or_init(shared_embedder)
 }

@@ -4,3 +4,4 @@ mod chunk_cli;
 mod common;
 mod embedder;
 mod reranker;
+mod retrieval;

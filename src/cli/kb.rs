@@ -1,0 +1,280 @@
+//! Local knowledge-base commands: `ragd ingest`, `ragd search` and `ragd demo`.
+//!
+//! They open the collection in the data folder directly (no server); `--server` variants come
+//! with the gRPC service.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use index::fusion::Fusion;
+use index::{Collection, Filter, Store};
+use ingest::{ChunkingStrategy, Embedder, LoadOptions};
+
+use crate::config::Config;
+use crate::jobs::{open_or_create, Pipeline};
+use crate::rag::{Hit, Mode, RetrieveOptions, Retriever};
+
+/// `ragd ingest`.
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Files or folders (walked recursively) to ingest.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// The collection to ingest into (created if missing).
+    #[arg(long, default_value = "default")]
+    pub collection: String,
+    /// Chunking strategy as JSON, e.g. '{"kind":"sliding","size":128,"overlap":32}'.
+    #[arg(long, default_value = r#"{"kind":"recursive"}"#, value_parser = parse_strategy)]
+    pub chunker: ChunkingStrategy,
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ragd search`.
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// The query.
+    pub query: String,
+    /// The collection to search.
+    #[arg(long, default_value = "default")]
+    pub collection: String,
+    /// First-stage retrieval.
+    #[arg(long, value_enum, default_value_t = Mode::Hybrid)]
+    pub mode: Mode,
+    /// Fusion for hybrid mode: rrf[:K], minmax[:ALPHA] or zscore[:ALPHA] (ALPHA weighs dense;
+    /// the default was chosen on SciFact's train split, see BENCHMARKS.md).
+    #[arg(long, default_value = "zscore:0.5", value_parser = crate::eval::beir::parse_fusion)]
+    pub fusion: Fusion,
+    /// Results to print.
+    #[arg(long, short, default_value_t = 5)]
+    pub k: usize,
+    /// Rerank the fused candidates with the configured cross-encoder.
+    #[arg(long)]
+    pub rerank: bool,
+    /// Only chunks whose document metadata has KEY=VALUE (repeatable).
+    #[arg(long = "filter", value_parser = parse_filter)]
+    pub filters: Vec<(String, String)>,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ragd demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// The knowledge base to ingest [default: examples/kb].
+    #[arg(long)]
+    pub kb: Option<PathBuf>,
+}
+
+/// Parses a JSON chunking strategy.
+pub fn parse_strategy(s: &str) -> Result<ChunkingStrategy, String> {
+    serde_json::from_str(s).map_err(|e| format!("invalid chunking strategy: {e}"))
+}
+
+fn parse_filter(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("`{s}`: expected KEY=VALUE"))
+}
+
+struct Kb {
+    embedder: Arc<dyn Embedder>,
+    collection: Arc<Collection>,
+}
+
+fn open_kb(cfg: &Config, name: &str) -> anyhow::Result<Kb> {
+    let embedder: Arc<dyn Embedder> = Arc::new(crate::model::load_embedder(cfg)?);
+    let store = Store::open(&cfg.data_dir)
+        .with_context(|| format!("data folder {}", cfg.data_dir.display()))?;
+    let collection = open_or_create(&store, name, embedder.as_ref())?;
+    Ok(Kb {
+        embedder,
+        collection,
+    })
+}
+
+/// Loads `paths`, reporting bad files on stderr, and ingests what loaded.
+fn ingest_paths(
+    kb: &Kb,
+    paths: &[PathBuf],
+    chunking: &ChunkingStrategy,
+) -> anyhow::Result<crate::jobs::IngestSummary> {
+    let mut docs = Vec::new();
+    for path in paths {
+        let report = ingest::load_path(path, &LoadOptions::default());
+        for e in &report.errors {
+            eprintln!("skipped: {e}");
+        }
+        for (reason, n) in &report.skipped {
+            eprintln!("skipped {n} file(s) under {}: {reason:?}", path.display());
+        }
+        docs.extend(report.documents);
+    }
+    let pipeline = Pipeline {
+        chunker: chunking.build(kb.embedder.clone())?,
+        embedder: kb.embedder.clone(),
+        embed_batch: 64,
+    };
+    let bar = super::progress_bar(docs.len() as u64, "ingesting");
+    let summary = pipeline.ingest(&kb.collection, &docs, |done, _| {
+        bar.set_position(done as u64)
+    })?;
+    bar.finish_and_clear();
+    Ok(summary)
+}
+
+/// `ragd ingest`.
+pub fn ingest(cfg: &Config, args: &IngestArgs) -> anyhow::Result<()> {
+    let kb = open_kb(cfg, &args.collection)?;
+    let s = ingest_paths(&kb, &args.paths, &args.chunker)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&s)?);
+    } else {
+        println!(
+            "collection {}: {} added, {} updated, {} unchanged, {} failed; {} chunks written",
+            args.collection, s.added, s.updated, s.unchanged, s.failed, s.chunks
+        );
+        for (id, e) in &s.errors {
+            println!("  failed {id}: {e}");
+        }
+    }
+    anyhow::ensure!(
+        s.failed == 0 || s.added + s.updated + s.unchanged > 0,
+        "no document could be ingested"
+    );
+    Ok(())
+}
+
+/// `ragd search`.
+pub fn search(cfg: &Config, args: &SearchArgs) -> anyhow::Result<()> {
+    let store = Store::open(&cfg.data_dir)?;
+    let collection = store.collection(&args.collection)?;
+    let embedder: Arc<dyn Embedder> = Arc::new(crate::model::load_embedder(cfg)?);
+    let reranker = if args.rerank {
+        Some(crate::model::load_reranker(cfg, None)?)
+    } else {
+        None
+    };
+    let retriever = Retriever::new(embedder, reranker);
+    let opts = RetrieveOptions {
+        mode: args.mode,
+        fusion: args.fusion,
+        k: args.k,
+        rerank: args.rerank,
+        filter: Filter {
+            must: args.filters.clone(),
+        },
+        ..RetrieveOptions::default()
+    };
+    let hits = retriever.retrieve(&collection.reader().searcher(), &args.query, &opts)?;
+    if args.json {
+        let hits: Vec<_> = hits.iter().map(hit_json).collect();
+        println!(
+            "{}",
+            serde_json::json!({"query": args.query, "mode": args.mode, "hits": hits})
+        );
+    } else {
+        print_hits(&hits);
+    }
+    Ok(())
+}
+
+fn hit_json(h: &Hit) -> serde_json::Value {
+    let c = &h.chunk;
+    serde_json::json!({
+        "doc_id": c.doc_id, "chunk_id": c.id.0, "title": c.title, "start": c.span_start,
+        "end": c.span_end, "heading_path": c.heading_path, "score": h.score, "scores": h.stages,
+        "text": c.text,
+    })
+}
+
+fn print_hits(hits: &[Hit]) {
+    if hits.is_empty() {
+        println!("  (nothing found)");
+    }
+    for (i, h) in hits.iter().enumerate() {
+        let c = &h.chunk;
+        // The first heading usually repeats the title.
+        let path = match c.heading_path.split_first() {
+            Some((first, rest)) if *first == c.title => rest,
+            _ => &c.heading_path[..],
+        };
+        let heading = if path.is_empty() {
+            String::new()
+        } else {
+            format!(" > {}", path.join(" > "))
+        };
+        println!(
+            "  [{}] {} ({}{heading}) chars {}..{}  score {:.4}",
+            i + 1,
+            c.doc_id,
+            c.title,
+            c.span_start,
+            c.span_end,
+            h.score
+        );
+        let snippet: String = c
+            .text
+            .chars()
+            .take(220)
+            .collect::<String>()
+            .replace('\n', " ");
+        let more = if c.text.chars().count() > 220 {
+            "…"
+        } else {
+            ""
+        };
+        println!("      \"{snippet}{more}\"");
+    }
+}
+
+const DEMO_QUESTIONS: &[&str] = &[
+    "What does the KV cache store, and why does it make decoding faster?",
+    "Which shaft seal fits an XJ-9000 pump built in 2021?",
+    "What is NF4?",
+    "中文句子以什么标点结尾？",
+];
+
+fn default_kb() -> PathBuf {
+    let local = Path::new("examples/kb");
+    if local.is_dir() {
+        local.to_path_buf()
+    } else {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/kb")
+    }
+}
+
+/// `ragd demo`: ingest the bundled knowledge base and retrieve cited sources for a few questions.
+pub fn demo(cfg: &Config, args: &DemoArgs) -> anyhow::Result<()> {
+    let kb_dir = args.kb.clone().unwrap_or_else(default_kb);
+    println!(
+        "ragd demo: knowledge base {}, data folder {}",
+        kb_dir.display(),
+        cfg.data_dir.display()
+    );
+    let kb = open_kb(cfg, "demo")?;
+    let s = ingest_paths(&kb, &[kb_dir], &ChunkingStrategy::default())?;
+    println!(
+        "ingested into collection `demo`: {} added, {} updated, {} unchanged ({} chunks written)\n",
+        s.added, s.updated, s.unchanged, s.chunks
+    );
+    let retriever = Retriever::new(kb.embedder.clone(), None);
+    let searcher = kb.collection.reader().searcher();
+    let opts = RetrieveOptions {
+        k: 3,
+        ..RetrieveOptions::default()
+    };
+    for q in DEMO_QUESTIONS {
+        println!("Q: {q}");
+        print_hits(&retriever.retrieve(&searcher, q, &opts)?);
+        println!();
+    }
+    println!("Hybrid retrieval (BM25 + MiniLM dense, reciprocal rank fusion) found the cited passages above;");
+    println!("generated answers arrive with `ragd ask`. Try your own question:");
+    println!("  cargo run --release -- search \"how does reranking work?\" --collection demo");
+    Ok(())
+}
