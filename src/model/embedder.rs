@@ -17,7 +17,7 @@ use serde::Deserialize;
 use tokenizers::{Tokenizer, TruncationParams, TruncationStrategy};
 
 use super::bert::{bert_root, l2_normalize, mean_pool, BertConfig, BertEncoder, DTYPE};
-use super::ModelError;
+use super::{read_json, ModelError};
 
 /// Settings of the embedder that are not in the checkpoint.
 #[derive(Debug, Clone)]
@@ -67,17 +67,6 @@ pub struct CandleEmbedder {
     pooling: Pooling,
     max_tokens: usize,
     options: EmbedderOptions,
-}
-
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ModelError> {
-    let text = fs_err::read_to_string(path).map_err(|e| ModelError::Io {
-        path: path.to_path_buf(),
-        source: e,
-    })?;
-    serde_json::from_str(&text).map_err(|e| ModelError::Invalid {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })
 }
 
 fn require(dir: &Path, name: &str) -> Result<PathBuf, ModelError> {

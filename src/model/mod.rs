@@ -103,6 +103,18 @@ pub enum ModelError {
     Tokenizer(String),
 }
 
+/// Reads a JSON file of a model folder (`config.json` and friends).
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ModelError> {
+    let text = fs_err::read_to_string(path).map_err(|source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| ModelError::Invalid {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
 /// Where to get a model: a catalogue name or a local path.
 #[derive(Debug, Clone)]
 pub enum ModelSource {

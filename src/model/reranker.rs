@@ -24,7 +24,7 @@ use tokenizers::utils::truncation::TruncationError;
 use tokenizers::{Encoding, Tokenizer, TruncationParams, TruncationStrategy};
 
 use super::bert::{bert_root, BertConfig, BertEncoder, DTYPE};
-use super::ModelError;
+use super::{read_json, ModelError};
 
 /// Errors from scoring query–passage pairs.
 #[derive(Debug, thiserror::Error)]
@@ -369,17 +369,6 @@ fn safetensors_in(dir: &Path) -> Result<Vec<PathBuf>, ModelError> {
         });
     }
     Ok(files)
-}
-
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ModelError> {
-    let text = fs_err::read_to_string(path).map_err(|e| ModelError::Io {
-        path: path.to_path_buf(),
-        source: e,
-    })?;
-    serde_json::from_str(&text).map_err(|e| ModelError::Invalid {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })
 }
 
 #[cfg(test)]

@@ -65,11 +65,7 @@ impl Chunker for FixedChunker {
         Ok(meter
             .finalize(spans)
             .into_iter()
-            .map(|(byte_span, token_count)| ChunkSpan {
-                byte_span,
-                token_count,
-                heading_path: Vec::new(),
-            })
+            .map(|(byte_span, token_count)| ChunkSpan::flat(byte_span, token_count))
             .collect())
     }
 }

@@ -149,6 +149,17 @@ pub struct ChunkSpan {
     pub heading_path: Vec<String>,
 }
 
+impl ChunkSpan {
+    /// A span without a heading path (every chunker but the recursive one).
+    pub fn flat(byte_span: Range<usize>, token_count: usize) -> Self {
+        Self {
+            byte_span,
+            token_count,
+            heading_path: Vec::new(),
+        }
+    }
+}
+
 /// One chunk of a document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Chunk {

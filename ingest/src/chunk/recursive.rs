@@ -21,7 +21,7 @@ use std::ops::Range;
 use serde::{Deserialize, Serialize};
 
 use super::fixed::default_size;
-use super::measure::{is_blank, pieces, Level, Meter, PARAGRAPH_LEVELS};
+use super::measure::{is_blank, pieces, trim, Level, Meter, PARAGRAPH_LEVELS};
 use super::{ChunkSpan, Chunker, SizeUnit, TokenBudget};
 use crate::error::ChunkError;
 
@@ -87,7 +87,9 @@ impl RecursiveChunker {
         let candidate = pieces(text, p.clone(), Level::Word)
             .into_iter()
             .filter(|w| w.start > p.start && !is_blank(&text[w.clone()]))
-            .map(|w| w.start)
+            // A UAX #29 word may begin with a whitespace cluster that a combining mark follows
+            // (`\t\u{658}`); a chunk must start after it.
+            .map(|w| trim(text, w).start)
             .find(|&s| {
                 meter.units(&(s..c.start)) <= self.config.overlap && meter.fits(&(s..c.end))
             });

@@ -230,11 +230,7 @@ impl Chunker for SemanticChunker {
         Ok(meter
             .finalize(sized)
             .into_iter()
-            .map(|(byte_span, token_count)| ChunkSpan {
-                byte_span,
-                token_count,
-                heading_path: Vec::new(),
-            })
+            .map(|(byte_span, token_count)| ChunkSpan::flat(byte_span, token_count))
             .collect())
     }
 }

@@ -146,11 +146,7 @@ impl Chunker for SlidingChunker {
         Ok(meter
             .finalize(windows)
             .into_iter()
-            .map(|(byte_span, token_count)| ChunkSpan {
-                byte_span,
-                token_count,
-                heading_path: Vec::new(),
-            })
+            .map(|(byte_span, token_count)| ChunkSpan::flat(byte_span, token_count))
             .collect())
     }
 }

@@ -399,6 +399,16 @@ fn chunk_document_reports_char_offsets() {
 }
 
 /// About 1 MB of varied text.
+/// Found by the Unicode proptest: a UAX #29 word that starts with a tab glued to a combining
+/// mark made the recursive chunker's overlap start on the tab.
+#[test]
+fn overlap_never_starts_on_whitespace_glued_to_a_mark() {
+    let text = "\u{3040}\t\u{658}\u{600}\u{600}\n- item\n.丄嬠鄓呡稿暑付槱皺";
+    for case in tiny_cases().iter().chain(&cases()) {
+        check(case, text);
+    }
+}
+
 fn megabyte() -> String {
     let block = format!("{ENGLISH}\n\n{CHINESE}\n\n{JAPANESE}\n\n{MIXED}\n\n");
     let mut text = String::with_capacity(1 << 20);
