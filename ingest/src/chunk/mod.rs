@@ -138,6 +138,14 @@ impl TokenCounter for EmbedderTokens {
     }
 }
 
+/// Checks `0 <= overlap < size` for the overlapping chunkers.
+pub(crate) fn check_overlap(overlap: usize, size: usize) -> Result<(), ChunkError> {
+    if overlap >= size {
+        return Err(ChunkError::OverlapTooLarge { overlap, size });
+    }
+    Ok(())
+}
+
 /// A chunk as a [`Chunker`] produces it, before it is attached to a document.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChunkSpan {

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::fixed::default_size;
 use super::measure::{is_blank, pieces, trim, Level, Meter, PARAGRAPH_LEVELS};
-use super::{ChunkSpan, Chunker, SizeUnit, TokenBudget};
+use super::{check_overlap, ChunkSpan, Chunker, SizeUnit, TokenBudget};
 use crate::error::ChunkError;
 
 /// Configuration of [`RecursiveChunker`].
@@ -71,12 +71,7 @@ impl RecursiveChunker {
     /// Builds the chunker; fails if the size is invalid or `overlap >= size`.
     pub fn new(config: RecursiveConfig, budget: TokenBudget) -> Result<Self, ChunkError> {
         budget.check_size(config.size, config.unit)?;
-        if config.overlap >= config.size {
-            return Err(ChunkError::OverlapTooLarge {
-                overlap: config.overlap,
-                size: config.size,
-            });
-        }
+        check_overlap(config.overlap, config.size)?;
         Ok(Self { config, budget })
     }
 

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::fixed::default_size;
 use super::measure::{trim, Meter};
-use super::{ChunkSpan, Chunker, SizeUnit, TokenBudget};
+use super::{check_overlap, ChunkSpan, Chunker, SizeUnit, TokenBudget};
 use crate::error::ChunkError;
 
 /// Configuration of [`SlidingChunker`].
@@ -68,12 +68,7 @@ impl SlidingChunker {
     /// Builds the chunker; fails unless `0 <= overlap < size` and the size is valid.
     pub fn new(config: SlidingConfig, budget: TokenBudget) -> Result<Self, ChunkError> {
         budget.check_size(config.size, config.unit)?;
-        if config.overlap >= config.size {
-            return Err(ChunkError::OverlapTooLarge {
-                overlap: config.overlap,
-                size: config.size,
-            });
-        }
+        check_overlap(config.overlap, config.size)?;
         Ok(Self { config, budget })
     }
 
