@@ -10,6 +10,7 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    restore_sigpipe();
     let cli = ragd::cli::Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("RAGD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(cli.global.log_level.as_str()));
@@ -23,5 +24,16 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Rust ignores SIGPIPE, so printing into a closed pipe (`ragd models list | head -1`) would
+/// panic; restore the default so the process ends quietly, as other Unix tools do.
+fn restore_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called first thing in main, before any other thread exists; SIG_DFL is a valid
+    // disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }

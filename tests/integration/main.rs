@@ -1,6 +1,7 @@
 //! ragd's integration tests: one binary, one module per scenario.
 
 mod chunk_cli;
+mod cli;
 mod common;
 mod embedder;
 mod reranker;
