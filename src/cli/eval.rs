@@ -40,7 +40,7 @@ pub struct BeirArgs {
     pub mode: Mode,
     /// Fusion for hybrid mode: rrf[:K], minmax[:ALPHA] or zscore[:ALPHA] (ALPHA weighs dense).
     /// The default, z-score convex combination with alpha 0.5, was chosen on SciFact's train
-    /// split (nDCG@10 0.724 vs 0.712 for RRF k = 60); see BENCHMARKS.md.
+    /// split (nDCG@10 0.726 vs 0.712 for RRF k = 60); see BENCHMARKS.md.
     #[arg(long, default_value = "zscore:0.5", value_parser = beir::parse_fusion)]
     pub fusion: Fusion,
     /// Candidates from each retriever.
