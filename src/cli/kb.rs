@@ -273,7 +273,9 @@ pub fn demo(cfg: &Config, args: &DemoArgs) -> anyhow::Result<()> {
         print_hits(&retriever.retrieve(&searcher, q, &opts)?);
         println!();
     }
-    println!("Hybrid retrieval (BM25 + MiniLM dense, reciprocal rank fusion) found the cited passages above;");
+    println!(
+        "Hybrid retrieval (BM25 + MiniLM dense, z-score fusion) found the cited passages above;"
+    );
     println!("generated answers arrive with `ragd ask`. Try your own question:");
     println!("  cargo run --release -- search \"how does reranking work?\" --collection demo");
     Ok(())

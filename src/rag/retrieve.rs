@@ -60,7 +60,7 @@ impl Default for RetrieveOptions {
     fn default() -> Self {
         Self {
             mode: Mode::Hybrid,
-            fusion: Fusion::default(),
+            fusion: DEFAULT_FUSION,
             candidates: 100,
             rerank: false,
             rerank_candidates: 50,
