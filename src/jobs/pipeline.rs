@@ -12,7 +12,7 @@ use index::{
 };
 use ingest::{chunk_document, Chunk, Chunker, Document, Embedder};
 
-use crate::error::Result;
+use crate::error::{Result, ServiceError};
 
 /// Counts of one ingestion run.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
@@ -90,7 +90,16 @@ impl Pipeline {
             .iter()
             .flat_map(|(_, cs)| cs.iter().map(|c| c.text.as_str()))
             .collect();
-        let mut vectors = self.embedder.embed(&texts)?.into_iter();
+        let vectors = self.embedder.embed(&texts)?;
+        if vectors.len() != texts.len() {
+            // Never store a document with some of its chunks silently missing.
+            return Err(ServiceError::Internal(format!(
+                "the embedder returned {} vectors for {} chunks",
+                vectors.len(),
+                texts.len()
+            )));
+        }
+        let mut vectors = vectors.into_iter();
         for (doc, chunks) in group {
             let inputs = chunks
                 .iter()

@@ -178,7 +178,17 @@ impl Retriever {
                 if !want_dense {
                     return Ok(Vec::new());
                 }
-                let vector = self.embedder.embed(&[query])?.remove(0).vector;
+                let vector = self
+                    .embedder
+                    .embed(&[query])?
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| {
+                        ServiceError::Internal(
+                            "the embedder returned no vector for the query".into(),
+                        )
+                    })?;
+                let vector = vector.vector;
                 Ok(pairs(searcher.search_dense(
                     &vector,
                     opts.candidates,
