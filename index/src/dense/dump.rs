@@ -95,37 +95,35 @@ pub fn write(root: &Path, seq: Seq, graph: &Graph, tombstones: Vec<u64>) -> Resu
     remove_stale(root, Some(seq))
 }
 
-/// Dumps found under `root`, by seq ascending (temporary ones excluded).
-fn list(root: &Path) -> Result<Vec<(Seq, PathBuf)>> {
-    let mut found = Vec::new();
+/// Entries of `root` whose name starts with the dump prefix: (rest of the name, path).
+fn dump_entries(root: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let mut out = Vec::new();
     for entry in fs::read_dir(root).map_err(io_err(root))? {
         let path = entry.map_err(io_err(root))?.path();
         let name = path
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or_default();
-        if let Some(seq) = name
-            .strip_prefix(PREFIX)
-            .and_then(|s| s.parse::<Seq>().ok())
-        {
-            found.push((seq, path));
+        if let Some(rest) = name.strip_prefix(PREFIX) {
+            out.push((rest.to_owned(), path));
         }
     }
+    Ok(out)
+}
+
+/// Dumps found under `root`, by seq ascending (temporary ones excluded).
+fn list(root: &Path) -> Result<Vec<(Seq, PathBuf)>> {
+    let mut found: Vec<(Seq, PathBuf)> = dump_entries(root)?
+        .into_iter()
+        .filter_map(|(rest, path)| rest.parse::<Seq>().ok().map(|seq| (seq, path)))
+        .collect();
     found.sort();
     Ok(found)
 }
 
 /// Removes `.tmp` dumps and every dump other than `keep`.
 pub fn remove_stale(root: &Path, keep: Option<Seq>) -> Result<()> {
-    for entry in fs::read_dir(root).map_err(io_err(root))? {
-        let path = entry.map_err(io_err(root))?.path();
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default();
-        let Some(rest) = name.strip_prefix(PREFIX) else {
-            continue;
-        };
+    for (rest, path) in dump_entries(root)? {
         let keep_it = rest.parse::<Seq>().ok().is_some_and(|s| Some(s) == keep);
         if !keep_it {
             fs::remove_dir_all(&path).map_err(io_err(&path))?;

@@ -138,6 +138,16 @@ impl TokenCounter for EmbedderTokens {
     }
 }
 
+/// The texts of `chunker`'s spans of `text` (unit tests of the individual chunkers).
+#[cfg(test)]
+pub(crate) fn split_texts(chunker: &dyn Chunker, text: &str) -> Vec<String> {
+    let spans = chunker.split(text).expect("split");
+    spans
+        .iter()
+        .map(|s| text[s.byte_span.clone()].to_owned())
+        .collect()
+}
+
 /// Checks `0 <= overlap < size` for the overlapping chunkers.
 pub(crate) fn check_overlap(overlap: usize, size: usize) -> Result<(), ChunkError> {
     if overlap >= size {
