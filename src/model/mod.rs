@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod device;
 pub mod embedder;
 pub mod fetch;
+pub mod generator;
 pub mod kernels;
 pub mod reranker;
 pub mod worker;
