@@ -1,6 +1,9 @@
-//! Retrieval-augmented answering: retrieval ([`retrieve`]) today; prompt building and answering
-//! follow.
+//! Retrieval-augmented answering: retrieval ([`retrieve`]), the grounded prompt ([`prompt`]) and
+//! answering with checked citations ([`answer`]).
 
+pub mod answer;
+pub mod prompt;
 pub mod retrieve;
 
+pub use answer::{Answer, AnswerConfig, Citation};
 pub use retrieve::{Hit, Mode, RetrieveOptions, Retriever, StageScores};

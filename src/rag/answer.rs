@@ -1,0 +1,420 @@
+//! Grounded answering: retrieve → relevance gate → prompt → generate → citations.
+//!
+//! The work is split in two so that callers can run generation their own way (the CLI calls the
+//! generator directly; the gRPC service streams it through the bounded generation pool):
+//! [`prepare`] retrieves and builds the prompt, or decides that the knowledge base has nothing
+//! relevant; [`finish`] turns the generated text into an [`Answer`] with checked citations.
+//! [`answer`] chains both with a direct call to the generator.
+//!
+//! **Relevance gate.** When the best retrieved chunk's cosine similarity to the question is below
+//! [`AnswerConfig::min_relevance`], the answer is [`NOT_FOUND`] and the model is not called: a
+//! small model given irrelevant sources tends to answer anyway. The threshold is calibrated in
+//! BENCHMARKS.md ("Answer relevance gate") on SciFact train questions against off-topic ones.
+//! Without a dense score (BM25-only retrieval) the gate cannot judge and lets the model decide.
+//!
+//! **Citations.** The model cites `[n]` or `[n, m]`. Every cited number that names a source in
+//! the prompt becomes a [`Citation`] with the chunk's document id, chunk id, char span and text, so a
+//! client can highlight the exact source; a number with no such source is removed from the text
+//! and from the citations.
+
+use std::ops::ControlFlow;
+use std::time::{Duration, Instant};
+
+use index::Searcher;
+use serde::Serialize;
+
+use super::prompt::{self, GroundedPrompt, PromptBudget, NOT_FOUND};
+use super::{Hit, RetrieveOptions, Retriever};
+use crate::error::Result;
+use crate::model::generator::{Generation, GenerationParams, Generator};
+
+/// Settings of grounded answering.
+#[derive(Debug, Clone)]
+pub struct AnswerConfig {
+    /// Retrieval; `k` is the number of sources offered to the model (default 5).
+    pub retrieve: RetrieveOptions,
+    /// Minimum cosine similarity of the best chunk for the question to be answered at all.
+    pub min_relevance: f32,
+    /// Most tokens of prompt plus reply (capped by the model's context).
+    pub context_tokens: usize,
+    /// Decoding parameters; `max_tokens` is reserved in the context.
+    pub generation: GenerationParams,
+}
+
+/// Default relevance threshold (cosine, MiniLM); see BENCHMARKS.md "Answer relevance gate".
+pub const DEFAULT_MIN_RELEVANCE: f32 = 0.25;
+
+impl Default for AnswerConfig {
+    fn default() -> Self {
+        Self {
+            retrieve: RetrieveOptions {
+                k: 5,
+                ..RetrieveOptions::default()
+            },
+            min_relevance: DEFAULT_MIN_RELEVANCE,
+            context_tokens: 2048,
+            generation: GenerationParams::default(),
+        }
+    }
+}
+
+/// The first half of answering: what was retrieved, and the prompt unless nothing is relevant.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The prompt to generate from; `None` when the answer is [`NOT_FOUND`] without the model.
+    pub prompt: Option<GroundedPrompt>,
+    /// Chunks retrieved.
+    pub retrieved: usize,
+    /// Best cosine similarity among them, if dense scores were computed.
+    pub best_relevance: Option<f32>,
+    /// Time spent retrieving (and reranking).
+    pub retrieve_time: Duration,
+}
+
+/// One source the answer cites.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Citation {
+    /// The number used in the answer text.
+    pub number: usize,
+    /// Document id.
+    pub doc_id: String,
+    /// Chunk id.
+    pub chunk_id: u64,
+    /// Document title.
+    pub title: String,
+    /// Start of the chunk in the document, in chars.
+    pub span_start: usize,
+    /// End (exclusive) of the chunk in the document, in chars.
+    pub span_end: usize,
+    /// The chunk's text: the exact source of the cited statements.
+    pub text: String,
+}
+
+/// Timings and token counts of one answer.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct AnswerStats {
+    /// Retrieval (and rerank) time in ms.
+    pub retrieve_ms: f64,
+    /// Tokens of the prompt (0 when the model was not called).
+    pub prompt_tokens: usize,
+    /// Tokens generated.
+    pub completion_tokens: usize,
+    /// Prompt processing time in ms.
+    pub prompt_ms: f64,
+    /// From the generation call to the first streamed text, in ms.
+    pub time_to_first_token_ms: f64,
+    /// Decode speed in tokens per second.
+    pub tokens_per_second: f64,
+    /// Sources offered to the model.
+    pub sources_used: usize,
+    /// Retrieved chunks that did not fit the context.
+    pub sources_dropped: usize,
+}
+
+/// A grounded answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Answer {
+    /// The answer text, with citation markers that name real sources only.
+    pub text: String,
+    /// Whether the knowledge base has no answer (by the relevance gate or the model's reply).
+    pub not_found: bool,
+    /// The cited sources, in order of first citation.
+    pub citations: Vec<Citation>,
+    /// Timings and token counts.
+    pub stats: AnswerStats,
+}
+
+/// Retrieves for `question` and builds its prompt, or decides it is not answerable.
+pub fn prepare(
+    retriever: &Retriever,
+    searcher: &Searcher,
+    generator: &dyn Generator,
+    question: &str,
+    cfg: &AnswerConfig,
+) -> Result<Prepared> {
+    let started = Instant::now();
+    let hits = retriever.retrieve(searcher, question, &cfg.retrieve)?;
+    let retrieve_time = started.elapsed();
+    let best_relevance = best_relevance(&hits);
+    let relevant = match best_relevance {
+        Some(best) => best >= cfg.min_relevance,
+        None => !hits.is_empty(),
+    };
+    let prompt = if relevant {
+        let budget = PromptBudget {
+            context_tokens: cfg.context_tokens,
+            reply_tokens: cfg.generation.max_tokens,
+        };
+        let p = prompt::build(generator, question, &hits, budget)?;
+        (!p.sources.is_empty()).then_some(p)
+    } else {
+        None
+    };
+    Ok(Prepared {
+        prompt,
+        retrieved: hits.len(),
+        best_relevance,
+        retrieve_time,
+    })
+}
+
+fn best_relevance(hits: &[Hit]) -> Option<f32> {
+    hits.iter()
+        .filter_map(|h| h.stages.dense)
+        .max_by(f32::total_cmp)
+}
+
+/// Turns the generated text (or its absence, when the gate said not found) into an [`Answer`].
+pub fn finish(prepared: &Prepared, generation: Option<&Generation>) -> Answer {
+    let mut stats = AnswerStats {
+        retrieve_ms: ms(prepared.retrieve_time),
+        ..AnswerStats::default()
+    };
+    let (Some(prompt), Some(generation)) = (&prepared.prompt, generation) else {
+        return Answer {
+            text: NOT_FOUND.to_string(),
+            not_found: true,
+            citations: Vec::new(),
+            stats,
+        };
+    };
+    stats.prompt_tokens = generation.prompt_tokens;
+    stats.completion_tokens = generation.completion_tokens;
+    stats.prompt_ms = ms(generation.prompt_time);
+    stats.time_to_first_token_ms = ms(generation.time_to_first_token);
+    let decode = generation.decode_time.as_secs_f64();
+    if decode > 0.0 {
+        stats.tokens_per_second = generation.completion_tokens.saturating_sub(1) as f64 / decode;
+    }
+    stats.sources_used = prompt.sources.len();
+    stats.sources_dropped = prompt.dropped;
+    let (text, numbers) = check_citations(&generation.text, prompt.sources.len());
+    let citations: Vec<Citation> = numbers
+        .iter()
+        .map(|&n| citation(&prompt.sources[n - 1].hit, n))
+        .collect();
+    let not_found = citations.is_empty() && says_not_found(&text);
+    Answer {
+        text: if not_found {
+            NOT_FOUND.to_string()
+        } else {
+            text
+        },
+        not_found,
+        citations,
+        stats,
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn citation(hit: &Hit, number: usize) -> Citation {
+    let c = &hit.chunk;
+    Citation {
+        number,
+        doc_id: c.doc_id.clone(),
+        chunk_id: c.id.0,
+        title: c.title.clone(),
+        span_start: c.span_start,
+        span_end: c.span_end,
+        text: c.text.clone(),
+    }
+}
+
+fn says_not_found(text: &str) -> bool {
+    let lower = text.to_lowercase();
+    lower.contains("not found in the knowledge base")
+        || lower.contains("not in the knowledge base")
+}
+
+/// Retrieves, generates with a direct call to `generator` (streaming text to `on_text`) and
+/// returns the answer. Blocks; run it off the async runtime.
+pub fn answer(
+    retriever: &Retriever,
+    searcher: &Searcher,
+    generator: &dyn Generator,
+    question: &str,
+    cfg: &AnswerConfig,
+    on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
+) -> Result<Answer> {
+    let prepared = prepare(retriever, searcher, generator, question, cfg)?;
+    let Some(prompt) = &prepared.prompt else {
+        let answer = finish(&prepared, None);
+        let _ = on_text(&answer.text);
+        return Ok(answer);
+    };
+    let generation = generator.generate(&prompt.messages, &cfg.generation, on_text)?;
+    Ok(finish(&prepared, Some(&generation)))
+}
+
+/// Keeps the citation markers of `text` that name one of `sources` sources (1-based) and
+/// removes the rest. Returns the cleaned text and the valid numbers in order of first use.
+///
+/// A marker is `[` digits (`,` or `;` optional spaces, digits)* `]`; anything else in brackets
+/// is left alone.
+pub fn check_citations(text: &str, sources: usize) -> (String, Vec<usize>) {
+    let mut out = String::with_capacity(text.len());
+    let mut used: Vec<usize> = Vec::new();
+    let mut rest = text;
+    while let Some(open) = rest.find('[') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        match parse_marker(after) {
+            Some((numbers, len)) => {
+                let valid: Vec<usize> = numbers
+                    .into_iter()
+                    .filter(|n| (1..=sources).contains(n))
+                    .collect();
+                for &n in &valid {
+                    if !used.contains(&n) {
+                        used.push(n);
+                    }
+                }
+                if valid.is_empty() {
+                    // Drop the marker and the space before it.
+                    let trimmed = out.trim_end_matches(' ').len();
+                    out.truncate(trimmed);
+                } else {
+                    let list: Vec<String> = valid.iter().map(usize::to_string).collect();
+                    out.push_str(&format!("[{}]", list.join(", ")));
+                }
+                rest = &after[len..];
+            }
+            None => {
+                out.push('[');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    (out, used)
+}
+
+/// Parses `1, 2]` (the text after `[`): the numbers and the length consumed including `]`.
+fn parse_marker(s: &str) -> Option<(Vec<usize>, usize)> {
+    let close = s.find(']')?;
+    let inner = &s[..close];
+    if inner.is_empty() || inner.len() > 40 {
+        return None;
+    }
+    let numbers = inner
+        .split([',', ';'])
+        .map(|part| {
+            let part = part.trim();
+            if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            part.parse::<usize>().ok()
+        })
+        .collect::<Option<Vec<usize>>>()?;
+    Some((numbers, close + 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::generator::FinishReason;
+    use crate::rag::prompt::tests::hit;
+
+    #[test]
+    fn citations_naming_real_sources_are_kept_in_first_use_order() {
+        let (text, used) = check_citations("B is true [2]. A too [1, 2].", 3);
+        assert_eq!(text, "B is true [2]. A too [1, 2].");
+        assert_eq!(used, vec![2, 1]);
+    }
+
+    #[test]
+    fn citations_of_missing_sources_are_removed() {
+        let (text, used) = check_citations("Fact [7]. Other [1; 9]. Zero [0].", 2);
+        assert_eq!(text, "Fact. Other [1]. Zero.");
+        assert_eq!(used, vec![1]);
+    }
+
+    #[test]
+    fn brackets_that_are_not_citations_stay() {
+        let input = "Use x[i] and [a, b] or [ ] or [12345678901234567890123] [";
+        let (text, used) = check_citations(input, 2);
+        assert_eq!(text, "Use x[i] and [a, b] or [ ] or [12345678901234567890123] [");
+        assert!(used.is_empty());
+    }
+
+    #[test]
+    fn citations_in_cjk_text() {
+        let (text, used) = check_citations("句子以句号结尾[1]。", 1);
+        assert_eq!(text, "句子以句号结尾[1]。");
+        assert_eq!(used, vec![1]);
+    }
+
+    fn generation(text: &str) -> Generation {
+        Generation {
+            text: text.into(),
+            finish: FinishReason::Eos,
+            prompt_tokens: 100,
+            completion_tokens: 11,
+            prompt_time: Duration::from_millis(50),
+            time_to_first_token: Duration::from_millis(60),
+            decode_time: Duration::from_millis(100),
+        }
+    }
+
+    fn prepared(hits: Vec<Hit>) -> Prepared {
+        let g = crate::rag::prompt::tests::WordGenerator::new(1000, "");
+        let budget = PromptBudget {
+            context_tokens: 1000,
+            reply_tokens: 10,
+        };
+        Prepared {
+            prompt: Some(prompt::build(&g, "q", &hits, budget).unwrap()),
+            retrieved: hits.len(),
+            best_relevance: Some(0.9),
+            retrieve_time: Duration::from_millis(3),
+        }
+    }
+
+    #[test]
+    fn finish_maps_citations_to_chunks_and_spans() {
+        let p = prepared(vec![hit(1, "A", "alpha", 0.9), hit(2, "B", "beta", 0.8)]);
+        let a = finish(&p, Some(&generation("Beta holds [2].")));
+        assert!(!a.not_found);
+        assert_eq!(a.citations.len(), 1);
+        let c = &a.citations[0];
+        assert_eq!((c.number, c.doc_id.as_str(), c.chunk_id), (2, "doc-2", 2));
+        assert_eq!((c.span_start, c.span_end, c.text.as_str()), (10, 14, "beta"));
+        assert_eq!(a.stats.completion_tokens, 11);
+        assert!((a.stats.tokens_per_second - 100.0).abs() < 1e-9);
+        assert_eq!(a.stats.sources_used, 2);
+    }
+
+    #[test]
+    fn a_model_reply_of_not_found_is_flagged() {
+        let p = prepared(vec![hit(1, "A", "alpha", 0.9)]);
+        let a = finish(&p, Some(&generation(" Not found in the knowledge base.")));
+        assert!(a.not_found);
+        assert_eq!(a.text, NOT_FOUND);
+        assert!(a.citations.is_empty());
+    }
+
+    #[test]
+    fn no_prompt_means_not_found_without_generation() {
+        let p = Prepared {
+            prompt: None,
+            retrieved: 3,
+            best_relevance: Some(0.05),
+            retrieve_time: Duration::ZERO,
+        };
+        let a = finish(&p, None);
+        assert!(a.not_found);
+        assert_eq!(a.stats.prompt_tokens, 0);
+    }
+
+    #[test]
+    fn best_relevance_is_the_highest_dense_score() {
+        let mut hits = vec![hit(1, "A", "a", 0.2), hit(2, "B", "b", 0.6)];
+        hits[0].stages.dense = None;
+        assert_eq!(best_relevance(&hits), Some(0.6));
+        hits[1].stages.dense = None;
+        assert_eq!(best_relevance(&hits), None);
+    }
+}
