@@ -69,11 +69,16 @@ impl Default for HnswConfig {
 pub enum Bm25Analyzer {
     /// Words split on non-alphanumerics, lower-cased, English stop words removed, English
     /// (Snowball/Porter) stemming.
-    #[default]
     English,
     /// Script-aware: overlapping bigrams over Han/Kana/Hangul runs, lower-cased word tokens for
     /// everything else (see [`crate::sparse::CjkTokenizer`]).
     Cjk,
+    /// The default, chosen per script inside one text: bigrams over Han/Kana/Hangul runs as
+    /// [`Self::Cjk`], and for other words what [`Self::English`] does (lower-case, stop words,
+    /// stemming). English text gets exactly the English terms; Chinese, Japanese and
+    /// mixed-script text is searchable too.
+    #[default]
+    Multilingual,
 }
 
 /// BM25 configuration. tantivy scores with `k1 = 1.2`, `b = 0.75` (Robertson & Zaragoza 2009):

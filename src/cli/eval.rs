@@ -9,6 +9,7 @@ use ingest::{ChunkingStrategy, Embedder};
 
 use crate::config::Config;
 use crate::eval::beir::{self, EvalConfig};
+use crate::eval::gate;
 use crate::rag::{Mode, RetrieveOptions, Retriever};
 
 /// `ragd eval ...`.
@@ -16,6 +17,32 @@ use crate::rag::{Mode, RetrieveOptions, Retriever};
 pub enum EvalCommand {
     /// Retrieval quality on a BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv).
     Beir(BeirArgs),
+    /// Calibrates the answer relevance gate: best-chunk similarity of answerable questions
+    /// (a BEIR split, or a file) against bundled off-topic ones, on an existing collection.
+    Gate(GateArgs),
+}
+
+/// `ragd eval gate`.
+#[derive(Debug, Args)]
+pub struct GateArgs {
+    /// The collection to retrieve from (e.g. `beir-scifact`, made by `ragd eval beir`).
+    #[arg(long)]
+    pub collection: String,
+    /// A BEIR folder whose split's queries are the answerable questions.
+    #[arg(long, conflicts_with = "questions")]
+    pub dir: Option<PathBuf>,
+    /// The split of `--dir` (tune on train).
+    #[arg(long, default_value = "train")]
+    pub split: String,
+    /// A file of answerable questions, one per line, instead of `--dir`.
+    #[arg(long)]
+    pub questions: Option<PathBuf>,
+    /// Chunks retrieved per question (the sources an answer would get).
+    #[arg(long, short, default_value_t = 5)]
+    pub k: usize,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// What a reranking stage uses.
@@ -68,7 +95,67 @@ pub struct BeirArgs {
 
 /// Runs an eval command.
 pub fn run(cfg: &Config, cmd: EvalCommand) -> anyhow::Result<()> {
-    let EvalCommand::Beir(args) = cmd;
+    match cmd {
+        EvalCommand::Beir(args) => run_beir(cfg, &args),
+        EvalCommand::Gate(args) => run_gate(cfg, &args),
+    }
+}
+
+fn run_gate(cfg: &Config, args: &GateArgs) -> anyhow::Result<()> {
+    let answerable: Vec<String> = match (&args.dir, &args.questions) {
+        (Some(dir), _) => beir::read_split(dir, &args.split)?
+            .queries
+            .into_values()
+            .collect(),
+        (None, Some(file)) => fs_err::read_to_string(file)?
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect(),
+        (None, None) => anyhow::bail!("give the answerable questions with --dir or --questions"),
+    };
+    let embedder: Arc<dyn Embedder> = Arc::new(crate::model::load_embedder(cfg)?);
+    let store = index::Store::open(&cfg.data_dir)?;
+    let collection = store.collection(&args.collection)?;
+    let searcher = collection.reader().searcher();
+    let retriever = Retriever::new(embedder, None);
+    let opts = RetrieveOptions {
+        k: args.k,
+        ..RetrieveOptions::default()
+    };
+    let offtopic = gate::offtopic_questions();
+    let report = gate::report(
+        gate::best_scores(&retriever, &searcher, &answerable, &opts)?,
+        gate::best_scores(&retriever, &searcher, &offtopic, &opts)?,
+    );
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+        return Ok(());
+    }
+    let q = |v: &[f32], p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
+    for (name, v) in [
+        ("answerable", &report.answerable),
+        ("off-topic", &report.offtopic),
+    ] {
+        println!(
+            "{name:>10}: {} questions, best cosine min {:.3} p5 {:.3} p50 {:.3} p95 {:.3} max {:.3}",
+            v.len(), q(v, 0.0), q(v, 0.05), q(v, 0.5), q(v, 0.95), q(v, 1.0)
+        );
+    }
+    println!("threshold  answerable answered  off-topic refused");
+    for row in &report.table {
+        println!(
+            "{:>9.3}  {:>18.1}%  {:>16.1}%",
+            row.threshold,
+            row.answerable_kept * 100.0,
+            row.offtopic_refused * 100.0
+        );
+    }
+    Ok(())
+}
+
+fn run_beir(cfg: &Config, args: &BeirArgs) -> anyhow::Result<()> {
     let embedder: Arc<dyn Embedder> = Arc::new(crate::model::load_embedder(cfg)?);
     let reranker = match args.rerank {
         RerankChoice::None => None,

@@ -42,7 +42,7 @@ pub struct AnswerConfig {
 }
 
 /// Default relevance threshold (cosine, MiniLM); see BENCHMARKS.md "Answer relevance gate".
-pub const DEFAULT_MIN_RELEVANCE: f32 = 0.25;
+pub const DEFAULT_MIN_RELEVANCE: f32 = 0.2;
 
 impl Default for AnswerConfig {
     fn default() -> Self {
@@ -225,8 +225,7 @@ fn citation(hit: &Hit, number: usize) -> Citation {
 
 fn says_not_found(text: &str) -> bool {
     let lower = text.to_lowercase();
-    lower.contains("not found in the knowledge base")
-        || lower.contains("not in the knowledge base")
+    lower.contains("not found in the knowledge base") || lower.contains("not in the knowledge base")
 }
 
 /// Retrieves, generates with a direct call to `generator` (streaming text to `on_text`) and
@@ -336,7 +335,10 @@ mod tests {
     fn brackets_that_are_not_citations_stay() {
         let input = "Use x[i] and [a, b] or [ ] or [12345678901234567890123] [";
         let (text, used) = check_citations(input, 2);
-        assert_eq!(text, "Use x[i] and [a, b] or [ ] or [12345678901234567890123] [");
+        assert_eq!(
+            text,
+            "Use x[i] and [a, b] or [ ] or [12345678901234567890123] ["
+        );
         assert!(used.is_empty());
     }
 
@@ -381,7 +383,10 @@ mod tests {
         assert_eq!(a.citations.len(), 1);
         let c = &a.citations[0];
         assert_eq!((c.number, c.doc_id.as_str(), c.chunk_id), (2, "doc-2", 2));
-        assert_eq!((c.span_start, c.span_end, c.text.as_str()), (10, 14, "beta"));
+        assert_eq!(
+            (c.span_start, c.span_end, c.text.as_str()),
+            (10, 14, "beta")
+        );
         assert_eq!(a.stats.completion_tokens, 11);
         assert!((a.stats.tokens_per_second - 100.0).abs() < 1e-9);
         assert_eq!(a.stats.sources_used, 2);

@@ -353,7 +353,11 @@ pub(crate) mod tests {
         assert!(p.messages[1].content.contains(TRUNCATION_MARK));
         assert!(p.prompt_tokens <= limit, "{} > {limit}", p.prompt_tokens);
         // The cut is the longest that fits: one more word would not.
-        assert!(p.prompt_tokens >= limit - 1, "{} < {limit} - 1", p.prompt_tokens);
+        assert!(
+            p.prompt_tokens >= limit - 1,
+            "{} < {limit} - 1",
+            p.prompt_tokens
+        );
     }
 
     #[test]

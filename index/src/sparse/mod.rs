@@ -37,6 +37,7 @@ use crate::{IndexError, Result};
 
 const ENGLISH: &str = "ragd_english";
 const CJK: &str = "ragd_cjk";
+const MULTILINGUAL: &str = "ragd_multilingual";
 /// Weight of a title match relative to a body match. A query term scores
 /// `BM25_text(t) + TITLE_BOOST · BM25_title(t)`; every chunk of a document carries its title, and
 /// with equal weights the short title field (high length-normalised tf) dominated. Chosen on the
@@ -50,30 +51,38 @@ const MAX_TOKEN_BYTES: usize = 64;
 /// Builds the analyzer for `kind`.
 pub fn analyzer(kind: Bm25Analyzer) -> TextAnalyzer {
     match kind {
-        Bm25Analyzer::English => {
-            let builder = TextAnalyzer::builder(SimpleTokenizer::default())
-                .filter(RemoveLongFilter::limit(MAX_TOKEN_BYTES))
-                .filter(LowerCaser)
-                .dynamic();
-            let builder = match StopWordFilter::new(Language::English) {
-                Some(stop) => builder.filter_dynamic(stop),
-                None => builder,
-            };
-            builder
-                .filter_dynamic(Stemmer::new(Language::English))
-                .build()
-        }
+        Bm25Analyzer::English => english_filters(TextAnalyzer::builder(SimpleTokenizer::default())),
         Bm25Analyzer::Cjk => TextAnalyzer::builder(CjkTokenizer)
             .filter(RemoveLongFilter::limit(MAX_TOKEN_BYTES))
             .filter(LowerCaser)
             .build(),
+        // The English stop-word list and the Snowball stemmer leave CJK bigrams unchanged.
+        Bm25Analyzer::Multilingual => english_filters(TextAnalyzer::builder(CjkTokenizer)),
     }
+}
+
+/// Length limit, lower-casing, English stop words and stemming after `tokenizer`.
+fn english_filters<T: tantivy::tokenizer::Tokenizer>(
+    tokenizer: tantivy::tokenizer::TextAnalyzerBuilder<T>,
+) -> TextAnalyzer {
+    let builder = tokenizer
+        .filter(RemoveLongFilter::limit(MAX_TOKEN_BYTES))
+        .filter(LowerCaser)
+        .dynamic();
+    let builder = match StopWordFilter::new(Language::English) {
+        Some(stop) => builder.filter_dynamic(stop),
+        None => builder,
+    };
+    builder
+        .filter_dynamic(Stemmer::new(Language::English))
+        .build()
 }
 
 fn tokenizer_name(kind: Bm25Analyzer) -> &'static str {
     match kind {
         Bm25Analyzer::English => ENGLISH,
         Bm25Analyzer::Cjk => CJK,
+        Bm25Analyzer::Multilingual => MULTILINGUAL,
     }
 }
 
@@ -353,6 +362,32 @@ mod tests {
             terms(Bm25Analyzer::English, "The Cats are Running"),
             ["cat", "run"]
         );
+    }
+
+    #[test]
+    fn multilingual_bigrams_cjk_and_stems_english() {
+        assert_eq!(
+            terms(Bm25Analyzer::Multilingual, "The Cats are Running in 東京都"),
+            ["cat", "run", "東京", "京都"]
+        );
+        let english = "Quantized weights: NF4 stores 16 levels; XJ-9000-B seals.";
+        assert_eq!(
+            terms(Bm25Analyzer::Multilingual, english),
+            terms(Bm25Analyzer::English, english)
+        );
+    }
+
+    proptest::proptest! {
+        /// Without Han/Kana/Hangul, the default analyzer is exactly the English one, so English
+        /// collections keep their measured BM25 quality.
+        #[test]
+        fn multilingual_equals_english_without_cjk(text in "\\PC{0,200}") {
+            let text: String = text.chars().filter(|&c| !super::is_cjk(c)).collect();
+            proptest::prop_assert_eq!(
+                terms(Bm25Analyzer::Multilingual, &text),
+                terms(Bm25Analyzer::English, &text)
+            );
+        }
     }
 
     #[test]
