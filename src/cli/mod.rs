@@ -3,6 +3,7 @@
 //! Global options (`--config`, `--data-dir`, `--models-dir`) apply to every command and override
 //! the configuration file and the environment (see [`crate::config`]).
 
+mod ask;
 mod chunk;
 mod eval;
 mod generate;
@@ -57,7 +58,7 @@ pub enum Command {
     /// Search a collection (BM25, dense or hybrid).
     Search(kb::SearchArgs),
     /// Answer a question from a collection, citing sources.
-    Ask,
+    Ask(ask::AskArgs),
     /// Evaluate retrieval on a BEIR data set.
     #[command(subcommand)]
     Eval(eval::EvalCommand),
@@ -117,7 +118,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ingest(args) => kb::ingest(&cfg, &args),
         Command::Chunk(args) => chunk::run(&cfg, &args),
         Command::Search(args) => kb::search(&cfg, &args),
-        Command::Ask => not_yet("ask", 6),
+        Command::Ask(args) => ask::run(&cfg, &args),
         Command::Eval(cmd) => eval::run(&cfg, cmd),
         Command::Demo(args) => kb::demo(&cfg, &args),
     }

@@ -1,0 +1,174 @@
+//! `ragd ask "question"`: grounded answering against a local collection.
+//!
+//! Retrieval, the relevance gate, the prompt and citation checking are [`crate::rag::answer`];
+//! this file only parses flags and prints. With `--stream` the answer is printed as the model
+//! produces it; the sources follow. `--json` prints one object with the answer, its citations and
+//! timings.
+
+use std::io::Write;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use clap::Args;
+use index::Store;
+use ingest::Embedder;
+
+use crate::config::Config;
+use crate::model::generator::Generator;
+use crate::rag::answer::{self, Answer, AnswerConfig};
+use crate::rag::{Mode, Retriever};
+
+/// `ragd ask`.
+#[derive(Debug, Args)]
+pub struct AskArgs {
+    /// The question.
+    pub question: String,
+    /// The collection to answer from.
+    #[arg(long, default_value = "default")]
+    pub collection: String,
+    /// Print the answer as it is generated.
+    #[arg(long)]
+    pub stream: bool,
+    /// Print one JSON object: answer, citations, timings.
+    #[arg(long)]
+    pub json: bool,
+    /// Sources offered to the model.
+    #[arg(long, short, default_value_t = 5)]
+    pub k: usize,
+    /// First-stage retrieval.
+    #[arg(long, value_enum, default_value_t = Mode::Hybrid)]
+    pub mode: Mode,
+    /// Rerank the fused candidates with the configured cross-encoder.
+    #[arg(long)]
+    pub rerank: bool,
+    /// Most tokens to generate [default: generator.max_tokens].
+    #[arg(long)]
+    pub max_tokens: Option<usize>,
+    /// Sampling temperature, 0 = greedy [default: generator.temperature].
+    #[arg(long)]
+    pub temperature: Option<f64>,
+    /// Best-chunk cosine similarity under which the answer is "not found" without the model.
+    #[arg(long, default_value_t = answer::DEFAULT_MIN_RELEVANCE)]
+    pub min_relevance: f32,
+}
+
+impl AskArgs {
+    fn answer_config(&self, cfg: &Config) -> AnswerConfig {
+        let mut a = AnswerConfig::default();
+        a.retrieve.k = self.k;
+        a.retrieve.mode = self.mode;
+        a.retrieve.rerank = self.rerank;
+        a.min_relevance = self.min_relevance;
+        a.generation = cfg.generator.params();
+        if let Some(n) = self.max_tokens {
+            a.generation.max_tokens = n;
+        }
+        if let Some(t) = self.temperature {
+            a.generation.temperature = t;
+        }
+        a
+    }
+}
+
+/// Runs `ragd ask`.
+pub fn run(cfg: &Config, args: &AskArgs) -> anyhow::Result<()> {
+    let store = Store::open(&cfg.data_dir)?;
+    let collection = store.collection(&args.collection).map_err(|e| {
+        anyhow::anyhow!(
+            "{e}\nIngest documents first, e.g. `ragd ingest examples/kb --collection {}`",
+            args.collection
+        )
+    })?;
+    let embedder: Arc<dyn Embedder> = Arc::new(crate::model::load_embedder(cfg)?);
+    let reranker = if args.rerank {
+        Some(crate::model::load_reranker(cfg, None)?)
+    } else {
+        None
+    };
+    let generator = crate::model::load_generator(cfg)?;
+    let retriever = Retriever::new(embedder, reranker);
+    let searcher = collection.reader().searcher();
+    let acfg = args.answer_config(cfg);
+    let stream = args.stream && !args.json;
+    let mut out = std::io::stdout().lock();
+    let mut sink = |piece: &str| {
+        if stream {
+            let _ = write!(out, "{piece}");
+            let _ = out.flush();
+        }
+        ControlFlow::Continue(())
+    };
+    let a = answer::answer(
+        &retriever,
+        &searcher,
+        generator.as_ref(),
+        &args.question,
+        &acfg,
+        &mut sink,
+    )?;
+    if args.json {
+        println!("{}", answer_json(&args.question, &a, generator.as_ref()));
+        return Ok(());
+    }
+    if stream {
+        println!();
+    } else {
+        println!("{}", a.text);
+    }
+    print_sources(&a);
+    Ok(())
+}
+
+/// The `--json` object of an answer.
+pub fn answer_json(question: &str, a: &Answer, generator: &dyn Generator) -> serde_json::Value {
+    serde_json::json!({
+        "question": question,
+        "answer": a.text,
+        "not_found": a.not_found,
+        "citations": a.citations,
+        "model": generator.info().model_id,
+        "timings": a.stats,
+    })
+}
+
+/// Prints the cited sources of `a` and a line of timings.
+pub fn print_sources(a: &Answer) {
+    if !a.citations.is_empty() {
+        println!("\nSources:");
+    }
+    for c in &a.citations {
+        let snippet: String = c.text.chars().take(160).collect::<String>();
+        let more = if c.text.chars().count() > 160 {
+            "…"
+        } else {
+            ""
+        };
+        println!(
+            "  [{}] {} ({}) chars {}..{}\n      \"{}{more}\"",
+            c.number,
+            c.doc_id,
+            c.title,
+            c.span_start,
+            c.span_end,
+            snippet.replace('\n', " ")
+        );
+    }
+    let s = &a.stats;
+    if s.prompt_tokens > 0 {
+        println!(
+            "\n(retrieval {:.0} ms; prompt {} tokens in {:.0} ms; first token after {:.0} ms; \
+             {} tokens at {:.1} tokens/s)",
+            s.retrieve_ms,
+            s.prompt_tokens,
+            s.prompt_ms,
+            s.time_to_first_token_ms,
+            s.completion_tokens,
+            s.tokens_per_second
+        );
+    } else {
+        println!(
+            "\n(retrieval {:.0} ms; nothing relevant enough was found, so the model was not asked)",
+            s.retrieve_ms
+        );
+    }
+}
