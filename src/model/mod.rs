@@ -1,17 +1,24 @@
 //! Models: where they come from ([`catalog`], [`fetch`]), and the candle implementations of the
-//! embedder ([`embedder`], on the shared [`bert`] encoder).
+//! embedder ([`embedder`], on the shared [`bert`] encoder) and of the GGUF generator
+//! ([`gguf_generator`], with [`gguf_tokenizer`], [`chat_template`] and [`text_stream`]; run off
+//! the async runtime by [`generation_pool`]).
 //!
 //! Every model setting is a [`ModelSource`]: either a catalogue name, fetched into the models
 //! folder on first use, or a local folder/file the user points at.
 
 pub mod bert;
 pub mod catalog;
+pub mod chat_template;
 pub mod device;
 pub mod embedder;
 pub mod fetch;
+pub mod generation_pool;
 pub mod generator;
+pub mod gguf_generator;
+pub mod gguf_tokenizer;
 pub mod kernels;
 pub mod reranker;
+pub mod text_stream;
 pub mod worker;
 
 use std::path::{Path, PathBuf};
@@ -102,6 +109,34 @@ pub enum ModelError {
     /// The tokenizer failed.
     #[error("tokenizer error: {0}")]
     Tokenizer(String),
+    /// The GGUF's `tokenizer.ggml.model` is one ragd cannot rebuild (only `gpt2` byte-level BPE
+    /// and `llama` SentencePiece are supported); the model file is the problem, not the input.
+    #[error(
+        "unsupported GGUF tokenizer model `{0}`: ragd supports `gpt2` (byte-level BPE) and \
+         `llama` (SentencePiece with byte fallback)"
+    )]
+    UnsupportedTokenizer(String),
+    /// The GGUF's `general.architecture` has no implementation here; choose another model.
+    #[error(
+        "unsupported model architecture `{architecture}` in {}: ragd can run {}",
+        path.display(),
+        gguf_generator::SUPPORTED_ARCHITECTURES.join(", ")
+    )]
+    UnsupportedArchitecture {
+        /// The GGUF file.
+        path: PathBuf,
+        /// Its `general.architecture`.
+        architecture: String,
+    },
+    /// The templated prompt does not fit the model's context window (the caller's fault:
+    /// shorten the messages).
+    #[error("the prompt takes {tokens} tokens but the model's context window is {context}")]
+    PromptTooLong {
+        /// Tokens in the templated prompt.
+        tokens: usize,
+        /// The context window.
+        context: usize,
+    },
 }
 
 /// Reads a JSON file of a model folder (`config.json` and friends).
@@ -171,6 +206,33 @@ pub fn load_embedder(cfg: &crate::Config) -> Result<embedder::CandleEmbedder, Mo
         max_batch: cfg.embedder.max_batch,
     };
     embedder::CandleEmbedder::load(&dir, &device, options)
+}
+
+/// Resolves, fetches if needed, and loads the configured generator (`generator.model`).
+pub fn load_generator(
+    cfg: &crate::Config,
+) -> Result<std::sync::Arc<gguf_generator::GgufGenerator>, ModelError> {
+    let source = ModelSource::parse(&cfg.generator.model)?;
+    let device = device::parse_device(&cfg.generator.device)?;
+    load_generator_from(&source, &cfg.models_dir, &device)
+}
+
+/// Loads a generator from `source` (a catalogue name is fetched into `models_dir` first).
+pub fn load_generator_from(
+    source: &ModelSource,
+    models_dir: &Path,
+    device: &candle_core::Device,
+) -> Result<std::sync::Arc<gguf_generator::GgufGenerator>, ModelError> {
+    let path = source.materialize(models_dir)?;
+    let model_id = match source {
+        ModelSource::Catalog(spec) => spec.name.to_string(),
+        ModelSource::Path(p) => p
+            .file_stem()
+            .map_or_else(|| source.id(), |s| s.to_string_lossy().into_owned()),
+    };
+    Ok(std::sync::Arc::new(gguf_generator::GgufGenerator::load(
+        &path, device, model_id,
+    )?))
 }
 
 /// Loads the cross-encoder reranker from `path`, else from `reranker.model` in the config.

@@ -1,0 +1,395 @@
+//! [`GgufGenerator`]: a quantized GGUF chat model on candle, implementing [`Generator`].
+//!
+//! Loading reads the GGUF once: the tokenizer comes from its metadata
+//! ([`GgufTokenizer`]), the chat template from `tokenizer.chat_template` ([`ChatTemplate`]), and
+//! the weights go to the candle model of its `general.architecture` ([`ArchWeights`]).
+//!
+//! One generation is one *sequence* ([`Sequence`]) with its own KV cache:
+//! 1. the messages are templated into ids (control tokens by id, content as plain text);
+//! 2. the whole prompt is prefilled in one forward pass;
+//! 3. tokens are then sampled one at a time ([`LogitsProcessor`] after
+//!    [`apply_repeat_penalty`]) and fed back with the KV cache, until an end-of-turn id, a stop
+//!    string, `max_tokens`, a full context, or the caller's `Break`.
+//!
+//! Weights are shared: candle's `ModelWeights` hold their matrices as `Arc`'d `QMatMul`s, so
+//! cloning the loaded (never-run) weights gives a sequence that shares them and starts with an
+//! empty KV cache. Candle's qwen2 weights are not `Clone`; qwen2 sequences therefore take turns
+//! on one instance behind a mutex and clear its cache first.
+//!
+//! Adding an architecture (e.g. a faster llama forward) is one variant in [`ArchWeights`] and
+//! [`Sequence`], its arm in [`ArchWeights::load`], [`ArchWeights::new_sequence`] and
+//! [`Sequence::forward`]; everything else is architecture-agnostic.
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use candle_core::quantized::gguf_file::{self, Value};
+use candle_core::{DType, Device, Tensor};
+use candle_transformers::generation::{LogitsProcessor, Sampling};
+use candle_transformers::models::{
+    quantized_gemma3, quantized_llama, quantized_qwen2, quantized_qwen3,
+};
+use candle_transformers::utils::apply_repeat_penalty;
+
+use super::chat_template::{ChatTemplate, TemplateTokens};
+use super::generator::{
+    FinishReason, Generation, GenerationParams, Generator, GeneratorInfo, Message,
+};
+use super::gguf_tokenizer::GgufTokenizer;
+use super::text_stream::TextStream;
+use super::ModelError;
+
+/// The `general.architecture` values ragd can run.
+pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "qwen2", "qwen3", "gemma3"];
+
+/// The loaded weights of one architecture, shared by all sequences; never run directly.
+enum ArchWeights {
+    Llama(quantized_llama::ModelWeights),
+    Qwen2(Mutex<quantized_qwen2::ModelWeights>),
+    Qwen3(quantized_qwen3::ModelWeights),
+    Gemma3(quantized_gemma3::ModelWeights),
+}
+
+/// One sequence: the weights plus its own KV cache.
+enum Sequence<'a> {
+    Llama(quantized_llama::ModelWeights),
+    Qwen2(MutexGuard<'a, quantized_qwen2::ModelWeights>),
+    Qwen3(quantized_qwen3::ModelWeights),
+    Gemma3(quantized_gemma3::ModelWeights),
+}
+
+impl ArchWeights {
+    fn load(
+        arch: &str,
+        content: gguf_file::Content,
+        reader: &mut fs_err::File,
+        device: &Device,
+        path: &Path,
+    ) -> Result<Self, ModelError> {
+        Ok(match arch {
+            "llama" => Self::Llama(quantized_llama::ModelWeights::from_gguf(
+                content, reader, device,
+            )?),
+            "qwen2" => Self::Qwen2(Mutex::new(quantized_qwen2::ModelWeights::from_gguf(
+                content, reader, device,
+            )?)),
+            "qwen3" => Self::Qwen3(quantized_qwen3::ModelWeights::from_gguf(
+                content, reader, device,
+            )?),
+            "gemma3" => Self::Gemma3(quantized_gemma3::ModelWeights::from_gguf(
+                content, reader, device,
+            )?),
+            other => {
+                return Err(ModelError::UnsupportedArchitecture {
+                    path: path.to_path_buf(),
+                    architecture: other.to_string(),
+                })
+            }
+        })
+    }
+
+    /// Positions the candle implementation supports, whatever the GGUF claims.
+    fn max_positions(&self) -> usize {
+        match self {
+            Self::Llama(_) => quantized_llama::MAX_SEQ_LEN,
+            Self::Gemma3(_) => quantized_gemma3::MAX_SEQ_LEN,
+            Self::Qwen2(_) | Self::Qwen3(_) => usize::MAX,
+        }
+    }
+
+    /// A sequence with an empty KV cache, sharing these weights.
+    fn new_sequence(&self) -> Sequence<'_> {
+        match self {
+            Self::Llama(w) => Sequence::Llama(w.clone()),
+            Self::Qwen2(w) => {
+                // A panic mid-forward leaves only a stale cache, which is cleared right here.
+                let mut guard = w.lock().unwrap_or_else(PoisonError::into_inner);
+                guard.clear_kv_cache();
+                Sequence::Qwen2(guard)
+            }
+            Self::Qwen3(w) => Sequence::Qwen3(w.clone()),
+            Self::Gemma3(w) => Sequence::Gemma3(w.clone()),
+        }
+    }
+}
+
+impl Sequence<'_> {
+    /// Runs `tokens` (shape `(1, n)`) at positions `pos..pos + n`; logits of the last token.
+    fn forward(&mut self, tokens: &Tensor, pos: usize) -> candle_core::Result<Tensor> {
+        let logits = match self {
+            Self::Llama(m) => m.forward(tokens, pos)?,
+            Self::Qwen2(m) => m.forward(tokens, pos)?,
+            Self::Qwen3(m) => m.forward(tokens, pos)?,
+            Self::Gemma3(m) => m.forward(tokens, pos)?,
+        };
+        logits.squeeze(0)?.to_dtype(DType::F32)
+    }
+}
+
+/// A GGUF chat model on candle.
+pub struct GgufGenerator {
+    info: GeneratorInfo,
+    weights: ArchWeights,
+    tokenizer: GgufTokenizer,
+    template: TemplateTokens,
+    /// Ids that end the assistant's turn.
+    stop_ids: Vec<u32>,
+    device: Device,
+}
+
+impl GgufGenerator {
+    /// Loads a GGUF file; `model_id` names it in [`GeneratorInfo`].
+    pub fn load(path: &Path, device: &Device, model_id: String) -> Result<Self, ModelError> {
+        let io = |source| ModelError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut file = fs_err::File::open(path).map_err(io)?;
+        let content = gguf_file::Content::read(&mut file).map_err(|e| ModelError::Invalid {
+            path: path.to_path_buf(),
+            reason: format!("not a readable GGUF file: {e}"),
+        })?;
+        let md = &content.metadata;
+        let arch = md_string(md, "general.architecture").unwrap_or_default();
+        if !SUPPORTED_ARCHITECTURES.contains(&arch.as_str()) {
+            return Err(ModelError::UnsupportedArchitecture {
+                path: path.to_path_buf(),
+                architecture: arch,
+            });
+        }
+        let tokenizer = GgufTokenizer::from_metadata(md)?;
+        let template = ChatTemplate::detect(md, &tokenizer)?.resolve(&tokenizer)?;
+        let declared_context = md
+            .get(&format!("{arch}.context_length"))
+            .and_then(|v| v.to_u32().ok())
+            .map_or(usize::MAX, |n| n as usize);
+        let started = Instant::now();
+        let weights = ArchWeights::load(&arch, content, &mut file, device, path)?;
+        tracing::debug!(?path, %arch, elapsed = ?started.elapsed(), "loaded generator weights");
+        let stop_ids = stop_ids(&tokenizer, &template);
+        Ok(Self {
+            info: GeneratorInfo {
+                model_id,
+                context_length: declared_context.min(weights.max_positions()),
+                architecture: arch,
+            },
+            weights,
+            tokenizer,
+            template,
+            stop_ids,
+            device: device.clone(),
+        })
+    }
+
+    /// The tokenizer rebuilt from the GGUF.
+    pub fn tokenizer(&self) -> &GgufTokenizer {
+        &self.tokenizer
+    }
+
+    /// The prompt ids [`Generator::generate`] feeds the model for `messages`.
+    pub fn prompt_ids(&self, messages: &[Message]) -> Result<Vec<u32>, ModelError> {
+        self.template.render(&self.tokenizer, messages)
+    }
+
+    /// The chat template in use.
+    pub fn chat_template(&self) -> &ChatTemplate {
+        self.template.template()
+    }
+
+    /// Logits after prefilling `ids` in a fresh sequence (tests compare sequences with this).
+    pub fn prefill_logits(&self, ids: &[u32]) -> Result<Vec<f32>, ModelError> {
+        let mut seq = self.weights.new_sequence();
+        let input = Tensor::new(ids, &self.device)?.unsqueeze(0)?;
+        Ok(seq.forward(&input, 0)?.to_vec1()?)
+    }
+}
+
+/// End-of-sequence and end-of-turn ids, plus the family's other terminators if present.
+fn stop_ids(tok: &GgufTokenizer, template: &TemplateTokens) -> Vec<u32> {
+    let mut ids: Vec<u32> = tok.eos().into_iter().collect();
+    ids.push(template.end_of_turn());
+    for t in ["<|endoftext|>", "<eos>", "<|eot_id|>"] {
+        ids.extend(tok.token_id(t).filter(|&id| tok.is_control(id)));
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+fn md_string(md: &HashMap<String, Value>, key: &str) -> Option<String> {
+    md.get(key).and_then(|v| v.to_string().ok()).cloned()
+}
+
+fn sampling(params: &GenerationParams) -> Sampling {
+    let temperature = params.temperature;
+    let top_p = (params.top_p > 0.0 && params.top_p < 1.0).then_some(params.top_p);
+    match (temperature <= 0.0, params.top_k, top_p) {
+        (true, _, _) => Sampling::ArgMax,
+        (false, 0, None) => Sampling::All { temperature },
+        (false, 0, Some(p)) => Sampling::TopP { p, temperature },
+        (false, k, None) => Sampling::TopK { k, temperature },
+        (false, k, Some(p)) => Sampling::TopKThenTopP { k, p, temperature },
+    }
+}
+
+/// The state of one generation call.
+struct Run<'g, 'cb> {
+    generator: &'g GgufGenerator,
+    params: &'g GenerationParams,
+    on_text: &'cb mut dyn FnMut(&str) -> ControlFlow<()>,
+    started: Instant,
+    first_text: Option<Duration>,
+    text: String,
+    tokens: Vec<u32>,
+}
+
+impl Run<'_, '_> {
+    /// Streams `piece`; `Break` when the caller wants to stop.
+    fn emit(&mut self, piece: &str) -> ControlFlow<()> {
+        if piece.is_empty() {
+            return ControlFlow::Continue(());
+        }
+        self.first_text
+            .get_or_insert_with(|| self.started.elapsed());
+        self.text.push_str(piece);
+        (self.on_text)(piece)
+    }
+
+    fn sample(&self, logits: &Tensor, sampler: &mut LogitsProcessor) -> Result<u32, ModelError> {
+        let p = self.params;
+        let logits = if p.repeat_penalty == 1.0 || p.repeat_last_n == 0 {
+            logits.clone()
+        } else {
+            let from = self.tokens.len().saturating_sub(p.repeat_last_n);
+            apply_repeat_penalty(logits, p.repeat_penalty, &self.tokens[from..])?
+        };
+        Ok(sampler.sample(&logits)?)
+    }
+
+    /// Samples, streams and feeds back tokens until one of the finish conditions.
+    fn decode(
+        &mut self,
+        seq: &mut Sequence<'_>,
+        mut logits: Tensor,
+    ) -> Result<FinishReason, ModelError> {
+        let g = self.generator;
+        let mut sampler = LogitsProcessor::from_sampling(self.params.seed, sampling(self.params));
+        let mut stream = TextStream::new(&g.tokenizer, &self.params.stop);
+        let mut generated = 0;
+        let finish = loop {
+            let next = self.sample(&logits, &mut sampler)?;
+            if g.stop_ids.contains(&next) {
+                break FinishReason::Eos;
+            }
+            generated += 1;
+            self.tokens.push(next);
+            let pushed = stream.push(next);
+            if self.emit(&pushed.text).is_break() {
+                return Ok(FinishReason::Cancelled);
+            }
+            if pushed.stopped {
+                return Ok(FinishReason::Stop);
+            }
+            if generated >= self.params.max_tokens {
+                break FinishReason::Length;
+            }
+            if self.tokens.len() >= g.info.context_length {
+                break FinishReason::ContextFull;
+            }
+            let input = Tensor::new(&[next], &g.device)?.unsqueeze(0)?;
+            logits = seq.forward(&input, self.tokens.len() - 1)?;
+        };
+        let tail = stream.finish();
+        if self.emit(&tail).is_break() {
+            return Ok(FinishReason::Cancelled);
+        }
+        Ok(finish)
+    }
+}
+
+impl Generator for GgufGenerator {
+    fn info(&self) -> &GeneratorInfo {
+        &self.info
+    }
+
+    fn prompt_tokens(&self, messages: &[Message]) -> Result<usize, ModelError> {
+        Ok(self.prompt_ids(messages)?.len())
+    }
+
+    fn count_tokens(&self, text: &str) -> Result<usize, ModelError> {
+        Ok(self.tokenizer.encode_plain(text)?.len())
+    }
+
+    fn generate(
+        &self,
+        messages: &[Message],
+        params: &GenerationParams,
+        on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
+    ) -> Result<Generation, ModelError> {
+        let started = Instant::now();
+        let prompt = self.prompt_ids(messages)?;
+        let context = self.info.context_length;
+        if prompt.len() >= context {
+            return Err(ModelError::PromptTooLong {
+                tokens: prompt.len(),
+                context,
+            });
+        }
+        let prompt_tokens = prompt.len();
+        let mut run = Run {
+            generator: self,
+            params,
+            on_text,
+            started,
+            first_text: None,
+            text: String::new(),
+            tokens: prompt,
+        };
+        if params.max_tokens == 0 {
+            return Ok(finished(
+                run,
+                FinishReason::Length,
+                prompt_tokens,
+                Duration::ZERO,
+                Duration::ZERO,
+            ));
+        }
+        let prefill = Instant::now();
+        let mut seq = self.weights.new_sequence();
+        let input = Tensor::new(run.tokens.as_slice(), &self.device)?.unsqueeze(0)?;
+        let logits = seq.forward(&input, 0)?;
+        let prompt_time = prefill.elapsed();
+        let decode = Instant::now();
+        let finish = run.decode(&mut seq, logits)?;
+        let decode_time = decode.elapsed();
+        Ok(finished(
+            run,
+            finish,
+            prompt_tokens,
+            prompt_time,
+            decode_time,
+        ))
+    }
+}
+
+fn finished(
+    run: Run<'_, '_>,
+    finish: FinishReason,
+    prompt_tokens: usize,
+    prompt_time: Duration,
+    decode_time: Duration,
+) -> Generation {
+    let completion_tokens = run.tokens.len() - prompt_tokens;
+    Generation {
+        time_to_first_token: run.first_text.unwrap_or_else(|| run.started.elapsed()),
+        text: run.text,
+        finish,
+        prompt_tokens,
+        completion_tokens,
+        prompt_time,
+        decode_time,
+    }
+}
