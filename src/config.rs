@@ -18,6 +18,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::generation_pool::GenerationPoolConfig;
+use crate::model::generator::GenerationParams;
+
 /// Errors reading or validating the configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -116,6 +119,35 @@ pub struct GeneratorConfig {
     pub model: String,
     /// `cpu`, `cuda` or `cuda:N`. Default: `cpu`.
     pub device: String,
+    /// Most tokens one answer may take, unless a request says otherwise. Default: 256.
+    pub max_tokens: usize,
+    /// Sampling temperature unless a request says otherwise; 0 decodes greedily. Default: 0.
+    pub temperature: f64,
+    /// Generations that run at the same time, each on its own thread. Default: 1 (candle
+    /// already spreads one sequence over every core; a second one only splits them).
+    pub concurrency: usize,
+    /// Generation requests that may wait for a free thread before new ones are refused.
+    /// Default: 8.
+    pub queue: usize,
+}
+
+impl GeneratorConfig {
+    /// The decoding parameters these defaults give (the rest from [`GenerationParams`]).
+    pub fn params(&self) -> GenerationParams {
+        GenerationParams {
+            max_tokens: self.max_tokens,
+            temperature: self.temperature,
+            ..GenerationParams::default()
+        }
+    }
+
+    /// The sizes of the generation thread pool.
+    pub fn pool(&self) -> GenerationPoolConfig {
+        GenerationPoolConfig {
+            concurrency: self.concurrency,
+            queue: self.queue,
+        }
+    }
 }
 
 fn home() -> PathBuf {
@@ -170,6 +202,10 @@ impl Default for GeneratorConfig {
         Self {
             model: "SmolLM2-135M-Instruct-Q4_1".into(),
             device: "cpu".into(),
+            max_tokens: 256,
+            temperature: 0.0,
+            concurrency: 1,
+            queue: 8,
         }
     }
 }
@@ -232,6 +268,8 @@ impl Config {
             ("embedder.batch_tokens", self.embedder.batch_tokens),
             ("embedder.max_batch", self.embedder.max_batch),
             ("embedder.queue", self.embedder.queue),
+            ("generator.max_tokens", self.generator.max_tokens),
+            ("generator.concurrency", self.generator.concurrency),
         ];
         for (field, v) in positive {
             if v == 0 {
@@ -240,6 +278,12 @@ impl Config {
                     reason: "must be at least 1".into(),
                 });
             }
+        }
+        if !(self.generator.temperature.is_finite() && self.generator.temperature >= 0.0) {
+            return Err(ConfigError::Invalid {
+                field: "generator.temperature",
+                reason: "must be a finite number >= 0".into(),
+            });
         }
         Ok(())
     }

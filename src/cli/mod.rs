@@ -5,6 +5,7 @@
 
 mod chunk;
 mod eval;
+mod generate;
 mod kb;
 mod models;
 
@@ -67,6 +68,8 @@ pub enum Command {
     Demo(kb::DemoArgs),
     /// Embed text with the embedding model and print the vector.
     Embed(EmbedArgs),
+    /// Chat once with the generator (no retrieval) and print token rates.
+    Generate(generate::GenerateArgs),
     /// Measure throughput (prints one JSON object with --json).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -108,6 +111,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Models(cmd) => models::run(&cfg, cmd),
         Command::Embed(args) => embed(&cfg, &args),
+        Command::Generate(args) => generate::run(&cfg, &args),
         Command::Bench(BenchCommand::Embed(args)) => crate::bench::run_embed_bench(&cfg, &args),
         Command::Serve => not_yet("serve", 7),
         Command::Ingest(args) => kb::ingest(&cfg, &args),
