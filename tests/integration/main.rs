@@ -4,5 +4,6 @@ mod chunk_cli;
 mod cli;
 mod common;
 mod embedder;
+mod generator;
 mod reranker;
 mod retrieval;
