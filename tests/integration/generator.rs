@@ -547,3 +547,23 @@ fn prompt_longer_than_context_is_refused() {
         "{err:?}"
     );
 }
+
+#[test]
+fn cli_generate_json_reports_counts_and_rates() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ragd"))
+        .args(["generate", "Say hello.", "--max-tokens", "5", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let completion = v["completion_tokens"].as_u64().unwrap();
+    assert!((1..=5).contains(&completion), "{v}");
+    assert!(v["prompt_tokens"].as_u64().unwrap() > 5, "{v}");
+    assert!(v["decode_tokens_per_s"].as_f64().unwrap() >= 0.0, "{v}");
+    assert!(v["prompt_tokens_per_s"].as_f64().unwrap() > 0.0, "{v}");
+    assert_eq!(v["model"], "SmolLM2-135M-Instruct-Q4_1");
+}
