@@ -16,11 +16,15 @@
 //! empty KV cache. Candle's qwen2 weights are not `Clone`; qwen2 sequences therefore take turns
 //! on one instance behind a mutex and clear its cache first.
 //!
+//! On the CPU, the quantized weights of small models are widened to f32 at load
+//! ([`super::gguf_dequant`]): several times faster decode and far faster prefill.
+//!
 //! Adding an architecture (e.g. a faster llama forward) is one variant in [`ArchWeights`] and
 //! [`Sequence`], its arm in [`ArchWeights::load`], [`ArchWeights::new_sequence`] and
 //! [`Sequence::forward`]; everything else is architecture-agnostic.
 
 use std::collections::HashMap;
+use std::io::{Read, Seek};
 use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -38,6 +42,7 @@ use super::chat_template::{ChatTemplate, TemplateTokens};
 use super::generator::{
     FinishReason, Generation, GenerationParams, Generator, GeneratorInfo, Message,
 };
+use super::gguf_dequant::widen_quantized_tensors;
 use super::gguf_tokenizer::GgufTokenizer;
 use super::text_stream::TextStream;
 use super::ModelError;
@@ -62,10 +67,10 @@ enum Sequence<'a> {
 }
 
 impl ArchWeights {
-    fn load(
+    fn load<R: Read + Seek>(
         arch: &str,
         content: gguf_file::Content,
-        reader: &mut GgufReader,
+        reader: &mut R,
         device: &Device,
         path: &Path,
     ) -> Result<Self, ModelError> {
@@ -159,7 +164,10 @@ impl GgufGenerator {
             .and_then(|v| v.to_u32().ok())
             .map_or(usize::MAX, |n| n as usize);
         let started = Instant::now();
-        let weights = ArchWeights::load(&arch, content, &mut file, device, path)?;
+        let weights = match widen_quantized_tensors(&content, &mut file, device)? {
+            Some((wide, mut reader)) => ArchWeights::load(&arch, wide, &mut reader, device, path)?,
+            None => ArchWeights::load(&arch, content, &mut file, device, path)?,
+        };
         tracing::debug!(?path, %arch, elapsed = ?started.elapsed(), "loaded generator weights");
         Ok(Self {
             info: GeneratorInfo {
