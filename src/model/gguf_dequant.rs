@@ -54,9 +54,9 @@ pub fn widen_quantized_tensors<R: Read + Seek>(
         })
         .sum();
     if widened > MAX_WIDENED_BYTES {
-        tracing::warn!(
+        tracing::debug!(
             widened,
-            "slow quantization kept: widening would exceed the cap"
+            "quantized weights kept: widened they would exceed the cap"
         );
         return Ok(None);
     }
