@@ -10,13 +10,15 @@
 //! [`GenerationEvent::Text`] pieces as they are decoded, then one [`GenerationEvent::Finished`]
 //! (or an error). Dropping the receiver cancels the generation: the next piece cannot be sent, the
 //! generator's `on_text` returns `Break`, and the thread moves on (a request whose receiver is
-//! already gone when it leaves the queue is skipped without running).
+//! already gone when it leaves the queue is skipped without running). A generation that panics
+//! ends its stream without a `Finished` event; the thread survives.
 //!
 //! Why the default concurrency is 1: candle already spreads one sequence's matrix products over
 //! every core, so on a small machine a second concurrent sequence only splits the same cores (and
 //! doubles the KV-cache memory); raise `generator.concurrency` on machines with many cores.
 
 use std::ops::ControlFlow;
+use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -134,7 +136,14 @@ fn run(generator: &dyn Generator, request: Request) {
             Ok(()) => ControlFlow::Continue(()),
             Err(_) => ControlFlow::Break(()),
         };
-    let result = generator.generate(&messages, &params, &mut on_text);
+    // A panic ends this request's stream (without `Finished`), never the pool thread.
+    let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        generator.generate(&messages, &params, &mut on_text)
+    }));
+    let Ok(result) = result else {
+        tracing::error!("a generation panicked; its stream ends without a result");
+        return;
+    };
     // The receiver may be gone (cancelled); then nobody wants the result.
     let _ = events.blocking_send(result.map(GenerationEvent::Finished));
 }
@@ -173,6 +182,7 @@ mod tests {
             if let Some(gate) = self.gate.lock().unwrap().take() {
                 let _ = gate.recv();
             }
+            assert!(params.max_tokens != 13, "unlucky request");
             let mut text = String::new();
             let mut finish = FinishReason::Length;
             for i in 0..params.max_tokens {
@@ -265,6 +275,25 @@ mod tests {
             }
             assert!(matches!(last, Some(GenerationEvent::Finished(_))));
         }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_generation_ends_its_stream_not_the_thread() {
+        let pool = GenerationPool::new(
+            ticker(None),
+            GenerationPoolConfig {
+                concurrency: 1,
+                queue: 1,
+            },
+        )
+        .unwrap();
+        let mut bad = pool.generate(vec![], params(13)).unwrap();
+        assert!(bad.recv().await.is_none());
+        let mut good = pool.generate(vec![], params(1)).unwrap();
+        assert!(matches!(
+            good.recv().await,
+            Some(Ok(GenerationEvent::Text(_)))
+        ));
     }
 
     #[tokio::test]

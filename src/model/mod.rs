@@ -14,6 +14,7 @@ pub mod embedder;
 pub mod fetch;
 pub mod generation_pool;
 pub mod generator;
+pub mod gguf_dequant;
 pub mod gguf_generator;
 pub mod gguf_tokenizer;
 pub mod kernels;

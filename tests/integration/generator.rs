@@ -9,6 +9,7 @@ use std::sync::{Arc, OnceLock};
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use proptest::prelude::*;
+use ragd::model::chat_template::ChatTemplate;
 use ragd::model::generation_pool::{GenerationEvent, GenerationPool, GenerationPoolConfig};
 use ragd::model::generator::{
     FinishReason, Generation, GenerationParams, Generator, GeneratorInfo, Message, Role,
@@ -276,6 +277,25 @@ fn gemma_tokenizer_round_trips_when_cached() {
     }
     // SentencePiece merges: a common word is one piece, not letters.
     assert_eq!(tok.encode_plain("Hello").unwrap().len(), 1);
+    // The base model has no chat template; its vocabulary selects Gemma turns.
+    let template = ChatTemplate::detect(&content.metadata, &tok).unwrap();
+    assert_eq!(template, ChatTemplate::Gemma);
+    let msgs = [
+        Message::new(Role::System, "Be brief."),
+        Message::new(Role::User, "Hi"),
+    ];
+    let ids = template.resolve(&tok).unwrap().render(&tok, &msgs).unwrap();
+    let shown: String = ids
+        .iter()
+        .map(|&id| match tok.is_control(id) {
+            true => tok.tokenizer().id_to_token(id).unwrap(),
+            false => tok.decode(&[id]),
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\n"
+    );
 }
 
 /// Counts the pieces a generator streams (to see where cancellation stopped it).
