@@ -8,9 +8,11 @@ pub mod bert;
 pub mod catalog;
 pub mod device;
 pub mod embedder;
+pub mod fast_llama;
 pub mod fetch;
 pub mod generator;
 pub mod kernels;
+pub mod qkernels;
 pub mod reranker;
 pub mod worker;
 

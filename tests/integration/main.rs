@@ -4,5 +4,6 @@ mod chunk_cli;
 mod cli;
 mod common;
 mod embedder;
+mod fast_llama;
 mod reranker;
 mod retrieval;
