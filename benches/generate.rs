@@ -6,7 +6,7 @@
 //! the FastLlama/candle ratio, with the number of greedy tokens on which they agree), then
 //! criterion groups `prefill` (one 600-token forward from an empty cache) and `decode` (one
 //! token at a context of 600–728). Token ids are seeded pseudo-random: speed does not depend on
-//! the text.
+//! the text. `GENERATE_FAST_ONLY=1` skips candle (whose prefill takes minutes on 2 cores).
 
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -22,6 +22,8 @@ use ragd::model::ModelSource;
 const PROMPT_TOKENS: usize = 600;
 const DECODE_TOKENS: usize = 128;
 const SEED: u64 = 0x5eed_6e4e;
+/// Set this environment variable to time FastLlama alone (profiling).
+const FAST_ONLY: &str = "GENERATE_FAST_ONLY";
 
 /// The two models behind one interface.
 trait Lm: Clone {
@@ -207,6 +209,19 @@ fn bench_model<M: Lm>(c: &mut Criterion, name: &str, model: &M, prompt: &[u32]) 
 fn benches(c: &mut Criterion) {
     let (candle, fast) = load();
     let prompt = prompt();
+    if std::env::var_os(FAST_ONLY).is_some() {
+        let f = generate(&fast, &prompt);
+        println!(
+            "generate summary ({} threads): prefill {} tokens: fast {:.1} tok/s; decode \
+             {DECODE_TOKENS} greedy: fast {:.1} tok/s",
+            rayon::current_num_threads(),
+            prompt.len(),
+            per_second(prompt.len(), f.prefill),
+            per_second(DECODE_TOKENS, f.decode),
+        );
+        bench_model(c, "fast_llama", &fast, &prompt);
+        return;
+    }
     summary(&candle, &fast, &prompt);
     bench_model(c, "fast_llama", &fast, &prompt);
     bench_model(c, "candle_quantized_llama", &candle, &prompt);

@@ -441,6 +441,58 @@ pub fn dot_scalar<const T: usize>(w: &QWeight, r: usize, a: &QActs, t0: usize, o
     }
 }
 
+/// Attention scores against an f16 key cache: `scores[p] = scale · q·k_p` with row
+/// `k_p = k[p·stride..][..q.len()]`.
+///
+/// # Panics
+/// If `k` is too short for `scores.len()` rows (a caller bug).
+pub fn qk_scores_f16(q: &[f32], k: &[u16], stride: usize, scale: f32, scores: &mut [f32]) {
+    let n = scores.len();
+    assert!(
+        n == 0 || (n - 1) * stride + q.len() <= k.len(),
+        "qk_scores_f16: short cache"
+    );
+    #[cfg(target_arch = "x86_64")]
+    if q.len() == avx2::HEAD_DIM && has_avx2() {
+        // SAFETY: `has_avx2` found AVX2, FMA and F16C.
+        unsafe { avx2::qk_scores_64(q, k, stride, scale, scores) };
+        return;
+    }
+    for (p, s) in scores.iter_mut().enumerate() {
+        let row = &k[p * stride..][..q.len()];
+        let dot: f32 = q
+            .iter()
+            .zip(row)
+            .map(|(a, &b)| a * f16::from_bits(b).to_f32())
+            .sum();
+        *s = dot * scale;
+    }
+}
+
+/// `out += Σ_p scores[p] · v_p` over an f16 value cache, `v_p = v[p·stride..][..out.len()]`.
+///
+/// # Panics
+/// If `v` is too short for `scores.len()` rows (a caller bug).
+pub fn weighted_sum_f16(scores: &[f32], v: &[u16], stride: usize, out: &mut [f32]) {
+    let n = scores.len();
+    assert!(
+        n == 0 || (n - 1) * stride + out.len() <= v.len(),
+        "weighted_sum_f16: short cache"
+    );
+    #[cfg(target_arch = "x86_64")]
+    if out.len() == avx2::HEAD_DIM && has_avx2() {
+        // SAFETY: `has_avx2` found AVX2, FMA and F16C.
+        unsafe { avx2::weighted_sum_64(scores, v, stride, out) };
+        return;
+    }
+    for (p, &s) in scores.iter().enumerate() {
+        let row = &v[p * stride..][..out.len()];
+        for (o, &x) in out.iter_mut().zip(row) {
+            *o += s * f16::from_bits(x).to_f32();
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     //! AVX2 + FMA + F16C versions of the block dot products (ggml's x86 `mul_sum_us8_pairs`).
@@ -448,6 +500,50 @@ mod avx2 {
     use std::arch::x86_64::*;
 
     use super::{QActs, QWeight, QK, SCALE_PAD};
+
+    /// Head width of the unrolled attention kernels (SmolLM2, Llama): q and the output row
+    /// stay in eight registers while the positions stream past.
+    pub(super) const HEAD_DIM: usize = 64;
+
+    /// See [`super::qk_scores_f16`]; the caller checked the cache length.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) fn qk_scores_64(
+        q: &[f32],
+        k: &[u16],
+        stride: usize,
+        scale: f32,
+        scores: &mut [f32],
+    ) {
+        let qv: [__m256; 8] = std::array::from_fn(|i| load_f32x8(q, i * 8));
+        for (p, s) in scores.iter_mut().enumerate() {
+            let row = &k[p * stride..][..HEAD_DIM];
+            let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+            for i in (0..8).step_by(2) {
+                a0 = _mm256_fmadd_ps(qv[i], load_f16x8(row, i * 8), a0);
+                a1 = _mm256_fmadd_ps(qv[i + 1], load_f16x8(row, i * 8 + 8), a1);
+            }
+            *s = hsum(_mm256_add_ps(a0, a1)) * scale;
+        }
+    }
+
+    /// See [`super::weighted_sum_f16`]; the caller checked the cache length.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) fn weighted_sum_64(scores: &[f32], v: &[u16], stride: usize, out: &mut [f32]) {
+        let mut acc = [_mm256_setzero_ps(); 8];
+        for (p, &s) in scores.iter().enumerate() {
+            let row = &v[p * stride..][..HEAD_DIM];
+            let sv = _mm256_set1_ps(s);
+            for (i, a) in acc.iter_mut().enumerate() {
+                *a = _mm256_fmadd_ps(sv, load_f16x8(row, i * 8), *a);
+            }
+        }
+        for (chunk, a) in out.chunks_exact_mut(8).zip(acc) {
+            let mut lanes = [0f32; 8];
+            // SAFETY: `lanes` holds eight f32; storeu has no alignment requirement.
+            unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), a) };
+            chunk.iter_mut().zip(lanes).for_each(|(o, l)| *o += l);
+        }
+    }
 
     /// Horizontal sum of eight floats.
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -477,13 +573,22 @@ mod avx2 {
         unsafe { _mm256_loadu_ps(s.as_ptr()) }
     }
 
-    /// 32 activation quants of token `tok`, block `b`.
+    /// The quant rows of tokens `t0..t0 + T`, each `a.k` long.
+    fn act_rows<const T: usize>(a: &QActs, t0: usize) -> [&[i8]; T] {
+        std::array::from_fn(|t| &a.qs[(t0 + t) * a.k..][..a.k])
+    }
+
+    /// 32 activation quants of block `b` of `row` (no bounds check: this is the innermost loop).
+    ///
+    /// # Safety
+    /// `(b + 1) · 32 <= row.len()`.
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
-    fn load_act(a: &QActs, tok: usize, b: usize) -> __m256i {
-        let s = &a.qs[tok * a.k + b * QK..][..QK];
-        // SAFETY: `s` holds exactly 32 bytes; loadu has no alignment requirement.
-        unsafe { _mm256_loadu_si256(s.as_ptr().cast()) }
+    unsafe fn load_act(row: &[i8], b: usize) -> __m256i {
+        debug_assert!((b + 1) * QK <= row.len());
+        // SAFETY: the caller guarantees the 32 bytes at b·32 lie in `row`; loadu has no
+        // alignment requirement.
+        unsafe { _mm256_loadu_si256(row.as_ptr().add(b * QK).cast()) }
     }
 
     /// Σ x·y over 32 unsigned×signed byte pairs, as eight i32 partial sums in floats.
@@ -504,6 +609,7 @@ mod avx2 {
         out: &mut [f32; T],
     ) {
         let qs = &w.qs[r * w.nb * QK / 2..][..w.nb * QK / 2];
+        let rows = act_rows::<T>(a, t0);
         let low = _mm256_set1_epi8(0x0F);
         let mut acc = [_mm256_setzero_ps(); T];
         for g in (0..w.nb).step_by(SCALE_PAD) {
@@ -518,14 +624,15 @@ mod avx2 {
             }
             for i in 0..SCALE_PAD.min(w.nb - g) {
                 let b = g + i;
-                let bytes = &qs[b * QK / 2..][..QK / 2];
-                // SAFETY: `bytes` holds exactly 16 bytes; loadu has no alignment requirement.
-                let q = unsafe { _mm_loadu_si128(bytes.as_ptr().cast()) };
+                // SAFETY: b < nb and `qs` holds nb blocks of 16 bytes; loadu has no alignment
+                // requirement.
+                let q = unsafe { _mm_loadu_si128(qs.as_ptr().add(b * QK / 2).cast()) };
                 let q = _mm256_set_m128i(_mm_srli_epi16::<4>(q), q);
                 let q = _mm256_and_si256(q, low);
                 let lane = _mm256_set1_epi32(i as i32);
                 for t in 0..T {
-                    let p = mul_sum_us8(q, load_act(a, t0 + t, b));
+                    // SAFETY: b < nb = a.k / 32 (matmul checked w.k == a.k).
+                    let p = mul_sum_us8(q, unsafe { load_act(rows[t], b) });
                     let scale = _mm256_permutevar8x32_ps(dd[t], lane);
                     acc[t] = _mm256_fmadd_ps(p, scale, acc[t]);
                 }
@@ -550,6 +657,7 @@ mod avx2 {
         out: &mut [f32; T],
     ) {
         let qs = &w.qs[r * w.nb * QK..][..w.nb * QK];
+        let rows = act_rows::<T>(a, t0);
         let mut acc = [_mm256_setzero_ps(); T];
         for g in (0..w.nb).step_by(SCALE_PAD) {
             let dw = load_f16x8(&w.d, r * w.nb_pad + g);
@@ -559,13 +667,14 @@ mod avx2 {
             }
             for i in 0..SCALE_PAD.min(w.nb - g) {
                 let b = g + i;
-                let bytes = &qs[b * QK..][..QK];
-                // SAFETY: `bytes` holds exactly 32 bytes; loadu has no alignment requirement.
-                let x = unsafe { _mm256_loadu_si256(bytes.as_ptr().cast()) };
+                // SAFETY: b < nb and `qs` holds nb blocks of 32 bytes; loadu has no alignment
+                // requirement.
+                let x = unsafe { _mm256_loadu_si256(qs.as_ptr().add(b * QK).cast()) };
                 let ax = _mm256_sign_epi8(x, x);
                 let lane = _mm256_set1_epi32(i as i32);
                 for t in 0..T {
-                    let sy = _mm256_sign_epi8(load_act(a, t0 + t, b), x);
+                    // SAFETY: b < nb = a.k / 32 (matmul checked w.k == a.k).
+                    let sy = _mm256_sign_epi8(unsafe { load_act(rows[t], b) }, x);
                     let p = mul_sum_us8(ax, sy);
                     let scale = _mm256_permutevar8x32_ps(dd[t], lane);
                     acc[t] = _mm256_fmadd_ps(p, scale, acc[t]);
@@ -575,5 +684,157 @@ mod avx2 {
         for t in 0..T {
             out[t] = hsum(acc[t]);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// GGUF bytes of `rows × k` values in format `kind` (ggml's reference quantizers).
+    fn gguf_bytes(kind: QKind, values: &[f32]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for block in values.chunks_exact(QK) {
+            match kind {
+                QKind::Q4_1 => {
+                    let min = block.iter().copied().fold(f32::INFINITY, f32::min);
+                    let max = block.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                    let d = (max - min) / 15.0;
+                    let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+                    out.extend(f16::from_f32(d).to_bits().to_le_bytes());
+                    out.extend(f16::from_f32(min).to_bits().to_le_bytes());
+                    let q = |x: f32| (((x - min) * id + 0.5) as u8).min(15);
+                    out.extend((0..QK / 2).map(|j| q(block[j]) | (q(block[j + QK / 2]) << 4)));
+                }
+                QKind::Q8_0 => {
+                    let amax = block.iter().fold(0f32, |a, v| a.max(v.abs()));
+                    let d = amax / 127.0;
+                    let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+                    out.extend(f16::from_f32(d).to_bits().to_le_bytes());
+                    out.extend(block.iter().map(|x| (x * id).round() as i8 as u8));
+                }
+            }
+        }
+        out
+    }
+
+    fn case() -> impl Strategy<Value = (QKind, usize, usize, Vec<f32>, Vec<f32>)> {
+        (
+            prop_oneof![Just(QKind::Q4_1), Just(QKind::Q8_0)],
+            1usize..20,
+            1usize..12,
+            1usize..10,
+        )
+            .prop_flat_map(|(kind, blocks, rows, tokens)| {
+                let k = blocks * QK;
+                (
+                    Just(kind),
+                    Just(k),
+                    Just(rows),
+                    prop::collection::vec(-2.0f32..2.0, rows * k),
+                    prop::collection::vec(-4.0f32..4.0, tokens * k),
+                )
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// The dispatched kernels (AVX2 here) equal the scalar reference, and both are within
+        /// the quantization error of the exact f32 product of the dequantized weight.
+        #[test]
+        fn matmul_matches_scalar_reference((kind, k, rows, w, x) in case()) {
+            let weight = QWeight::from_gguf_bytes(kind, &gguf_bytes(kind, &w), rows, k).unwrap();
+            let mut acts = QActs::default();
+            acts.quantize(&x, k).unwrap();
+            let tokens = acts.tokens();
+            let mut out = vec![0.0; tokens * rows];
+            matmul(&weight, &acts, &mut out);
+            let mut wrow = vec![0.0; k];
+            for r in 0..rows {
+                weight.dequantize_row(r, &mut wrow);
+                for t in 0..tokens {
+                    let mut reference = [0f32; 1];
+                    dot_scalar(&weight, r, &acts, t, &mut reference);
+                    let got = out[t * rows + r];
+                    let tol = 1e-4 * (1.0 + reference[0].abs());
+                    prop_assert!((got - reference[0]).abs() <= tol, "simd {got} scalar {}", reference[0]);
+                    // activation rounding: |Δx| ≤ max|x|/254 per value, |w| ≤ ~2.1
+                    let exact: f32 = wrow.iter().zip(&x[t * k..][..k]).map(|(a, b)| a * b).sum();
+                    let bound = k as f32 * 2.1 * 4.0 / 254.0 + 1e-3;
+                    prop_assert!((got - exact).abs() <= bound, "{got} vs exact {exact}");
+                }
+            }
+        }
+
+        /// Activation quantization: every value within half a step, and s = d·Σq.
+        #[test]
+        fn quantize_is_within_half_a_step(x in prop::collection::vec(-100.0f32..100.0, 32..=256)) {
+            let k = x.len() / QK * QK;
+            let x = &x[..k];
+            let mut a = QActs::default();
+            a.quantize(x, k).unwrap();
+            for b in 0..k / QK {
+                let d = a.d[b];
+                let q = &a.qs[b * QK..][..QK];
+                for (v, &q) in x[b * QK..][..QK].iter().zip(q) {
+                    prop_assert!((v - d * f32::from(q)).abs() <= d * 0.5 + 1e-6);
+                }
+                let sum: i32 = q.iter().map(|&q| i32::from(q)).sum();
+                prop_assert!((a.s[b] - d * sum as f32).abs() <= 1e-3 * (1.0 + a.s[b].abs()));
+            }
+        }
+    }
+
+    proptest! {
+        /// The f16-cache attention kernels (unrolled for 64-wide heads) equal naive sums.
+        #[test]
+        fn f16_attention_kernels_match_naive(
+            dim in prop_oneof![Just(64usize), Just(48)],
+            cache in prop::collection::vec(-3.0f32..3.0, 64 * 3 * 40),
+            q in prop::collection::vec(-1.0f32..1.0, 64),
+            n in 1usize..40,
+        ) {
+            let stride = 3 * dim;
+            let bits: Vec<u16> = cache.iter().map(|x| f16::from_f32(*x).to_bits()).collect();
+            let q = &q[..dim];
+            let mut scores = vec![0.0; n];
+            qk_scores_f16(q, &bits[dim..], stride, 0.5, &mut scores);
+            let mut out = vec![1.0; dim];
+            weighted_sum_f16(&scores, &bits[dim..], stride, &mut out);
+            let row = |p: usize| bits[dim + p * stride..][..dim].iter().map(|b| f16::from_bits(*b).to_f32());
+            let mut expect_out = vec![1.0f32; dim];
+            for (p, s) in scores.iter().enumerate() {
+                let expect: f32 = q.iter().zip(row(p)).map(|(a, b)| a * b).sum::<f32>() * 0.5;
+                prop_assert!((s - expect).abs() <= 1e-4 * (1.0 + expect.abs()));
+                expect_out.iter_mut().zip(row(p)).for_each(|(o, v)| *o += s * v);
+            }
+            for (a, b) in out.iter().zip(&expect_out) {
+                prop_assert!((a - b).abs() <= 1e-3 * (1.0 + b.abs()), "{a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn stacking_concatenates_rows() {
+        let w: Vec<f32> = (0..3 * 64).map(|i| (i as f32 * 0.37).sin()).collect();
+        let bytes = gguf_bytes(QKind::Q4_1, &w);
+        let all = QWeight::from_gguf_bytes(QKind::Q4_1, &bytes, 3, 64).unwrap();
+        let (a, b) = bytes.split_at(bytes.len() / 3);
+        let top = QWeight::from_gguf_bytes(QKind::Q4_1, a, 1, 64).unwrap();
+        let rest = QWeight::from_gguf_bytes(QKind::Q4_1, b, 2, 64).unwrap();
+        let stacked = QWeight::stack(&[&top, &rest]).unwrap();
+        let (mut x, mut y) = (vec![0.0; 64], vec![0.0; 64]);
+        for r in 0..3 {
+            all.dequantize_row(r, &mut x);
+            stacked.dequantize_row(r, &mut y);
+            assert_eq!(x, y);
+        }
+        let q8 = QWeight::from_gguf_bytes(QKind::Q8_0, &gguf_bytes(QKind::Q8_0, &w[..64]), 1, 64);
+        assert!(QWeight::stack(&[&top, &q8.unwrap()]).is_err());
+        assert!(QWeight::from_gguf_bytes(QKind::Q4_1, &bytes, 3, 48).is_err());
+        assert!(QWeight::from_gguf_bytes(QKind::Q4_1, &bytes[1..], 3, 64).is_err());
     }
 }
