@@ -5,5 +5,6 @@ mod cli;
 mod common;
 mod embedder;
 mod generator;
+mod fast_llama;
 mod reranker;
 mod retrieval;
