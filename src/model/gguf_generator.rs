@@ -16,8 +16,10 @@
 //! empty KV cache. Candle's qwen2 weights are not `Clone`; qwen2 sequences therefore take turns
 //! on one instance behind a mutex and clear its cache first.
 //!
-//! On the CPU, the quantized weights of small models are widened to f32 at load
-//! ([`super::gguf_dequant`]): several times faster decode and far faster prefill.
+//! The `llama` architecture (SmolLM2, the default) runs on [`FastLlama`], ragd's own forward pass
+//! with AVX2 kernels on the quantized weights. For the other architectures, on the CPU, the
+//! quantized weights of small models are widened to f32 at load ([`super::gguf_dequant`]):
+//! several times faster decode and far faster prefill than candle's quantized matmul.
 //!
 //! Adding an architecture (e.g. a faster llama forward) is one variant in [`ArchWeights`] and
 //! [`Sequence`], its arm in [`ArchWeights::load`], [`ArchWeights::new_sequence`] and
@@ -42,6 +44,7 @@ use super::chat_template::{ChatTemplate, TemplateTokens};
 use super::generator::{
     FinishReason, Generation, GenerationParams, Generator, GeneratorInfo, Message,
 };
+use super::fast_llama::FastLlama;
 use super::gguf_dequant::widen_quantized_tensors;
 use super::gguf_tokenizer::GgufTokenizer;
 use super::text_stream::TextStream;
@@ -52,7 +55,7 @@ pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "qwen2", "qwen3", "gemma
 
 /// The loaded weights of one architecture, shared by all sequences; never run directly.
 enum ArchWeights {
-    Llama(quantized_llama::ModelWeights),
+    Llama(FastLlama),
     Qwen2(Mutex<quantized_qwen2::ModelWeights>),
     Qwen3(quantized_qwen3::ModelWeights),
     Gemma3(quantized_gemma3::ModelWeights),
@@ -60,7 +63,7 @@ enum ArchWeights {
 
 /// One sequence: the weights plus its own KV cache.
 enum Sequence<'a> {
-    Llama(quantized_llama::ModelWeights),
+    Llama(FastLlama),
     Qwen2(MutexGuard<'a, quantized_qwen2::ModelWeights>),
     Qwen3(quantized_qwen3::ModelWeights),
     Gemma3(quantized_gemma3::ModelWeights),
@@ -75,9 +78,7 @@ impl ArchWeights {
         path: &Path,
     ) -> Result<Self, ModelError> {
         Ok(match arch {
-            "llama" => Self::Llama(quantized_llama::ModelWeights::from_gguf(
-                content, reader, device,
-            )?),
+            "llama" => Self::Llama(FastLlama::from_gguf(content, reader, device)?),
             "qwen2" => Self::Qwen2(Mutex::new(quantized_qwen2::ModelWeights::from_gguf(
                 content, reader, device,
             )?)),
@@ -99,7 +100,8 @@ impl ArchWeights {
     /// Positions the candle implementation supports, whatever the GGUF claims.
     fn max_positions(&self) -> usize {
         match self {
-            Self::Llama(_) => quantized_llama::MAX_SEQ_LEN,
+            Self::Llama(m) if !m.is_fast() => quantized_llama::MAX_SEQ_LEN,
+            Self::Llama(_) => usize::MAX,
             Self::Gemma3(_) => quantized_gemma3::MAX_SEQ_LEN,
             Self::Qwen2(_) | Self::Qwen3(_) => usize::MAX,
         }
@@ -108,7 +110,7 @@ impl ArchWeights {
     /// A sequence with an empty KV cache, sharing these weights.
     fn new_sequence(&self) -> Sequence<'_> {
         match self {
-            Self::Llama(w) => Sequence::Llama(w.clone()),
+            Self::Llama(w) => Sequence::Llama(w.fresh()),
             Self::Qwen2(w) => {
                 // A panic mid-forward leaves only a stale cache, which is cleared right here.
                 let mut guard = w.lock().unwrap_or_else(PoisonError::into_inner);
@@ -164,7 +166,15 @@ impl GgufGenerator {
             .and_then(|v| v.to_u32().ok())
             .map_or(usize::MAX, |n| n as usize);
         let started = Instant::now();
-        let weights = match widen_quantized_tensors(&content, &mut file, device)? {
+        // FastLlama multiplies the quantized weights directly (faster than widened f32 and a
+        // sixth of the memory); the other architectures run on candle, where small models gain
+        // from widening.
+        let widened = if arch == "llama" {
+            None
+        } else {
+            widen_quantized_tensors(&content, &mut file, device)?
+        };
+        let weights = match widened {
             Some((wide, mut reader)) => ArchWeights::load(&arch, wide, &mut reader, device, path)?,
             None => ArchWeights::load(&arch, content, &mut file, device, path)?,
         };
