@@ -7,6 +7,8 @@ mod chunk;
 mod eval;
 mod kb;
 mod models;
+mod remote;
+mod serve;
 
 use std::path::PathBuf;
 
@@ -42,13 +44,16 @@ pub struct GlobalArgs {
     /// Log filter when RAGD_LOG is unset (error, warn, info, debug, trace).
     #[arg(long, global = true, default_value = "warn")]
     pub log_level: String,
+    /// Log as JSON lines (structured) instead of text.
+    #[arg(long, global = true)]
+    pub log_json: bool,
 }
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the gRPC server.
-    Serve,
+    /// Run the gRPC server (until SIGINT/SIGTERM).
+    Serve(serve::ServeArgs),
     /// Ingest files or folders into a collection.
     Ingest(kb::IngestArgs),
     /// Split a file into chunks and print them.
@@ -109,7 +114,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Models(cmd) => models::run(&cfg, cmd),
         Command::Embed(args) => embed(&cfg, &args),
         Command::Bench(BenchCommand::Embed(args)) => crate::bench::run_embed_bench(&cfg, &args),
-        Command::Serve => not_yet("serve", 7),
+        Command::Serve(args) => serve::run(cfg, &args),
         Command::Ingest(args) => kb::ingest(&cfg, &args),
         Command::Chunk(args) => chunk::run(&cfg, &args),
         Command::Search(args) => kb::search(&cfg, &args),

@@ -4,5 +4,6 @@ mod chunk_cli;
 mod cli;
 mod common;
 mod embedder;
+mod grpc;
 mod reranker;
 mod retrieval;
