@@ -8,6 +8,8 @@ mod eval;
 mod kb;
 mod models;
 mod remote;
+
+pub use remote::connect;
 mod serve;
 
 use std::path::PathBuf;
@@ -93,6 +95,8 @@ pub struct EmbedArgs {
 pub enum BenchCommand {
     /// Embedding throughput on a BEIR corpus.
     Embed(crate::bench::EmbedBenchArgs),
+    /// Search latency and requests/s with concurrent clients, in-process or over gRPC.
+    Search(crate::bench::search::SearchBenchArgs),
 }
 
 fn load_config(global: &GlobalArgs) -> anyhow::Result<Config> {
@@ -114,6 +118,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Models(cmd) => models::run(&cfg, cmd),
         Command::Embed(args) => embed(&cfg, &args),
         Command::Bench(BenchCommand::Embed(args)) => crate::bench::run_embed_bench(&cfg, &args),
+        Command::Bench(BenchCommand::Search(args)) => crate::bench::search::run(&cfg, &args),
         Command::Serve(args) => serve::run(cfg, &args),
         Command::Ingest(args) => kb::ingest(&cfg, &args),
         Command::Chunk(args) => chunk::run(&cfg, &args),
