@@ -57,6 +57,9 @@ pub enum ServiceError {
         /// Time spent on the call.
         elapsed_ms: u64,
     },
+    /// A streamed request message is over `server.max_message_bytes` (the caller's fault).
+    #[error("message too large: {0}")]
+    MessageTooLarge(String),
     /// The caller went away or cancelled the operation.
     #[error("cancelled: {0}")]
     Cancelled(String),
@@ -91,6 +94,7 @@ impl ServiceError {
             Self::NotFound { .. } => Code::NotFound,
             Self::DeadlineExceeded { .. } => Code::DeadlineExceeded,
             Self::Cancelled(_) => Code::Cancelled,
+            Self::MessageTooLarge(_) => Code::ResourceExhausted,
             Self::Unimplemented(_) => Code::Unimplemented,
         }
     }

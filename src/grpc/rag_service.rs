@@ -193,9 +193,7 @@ async fn ingest_stream(
 ) -> Result<IngestSummary> {
     let mut target: Option<(String, Arc<index::Collection>, Arc<Pipeline>)> = None;
     let mut total = IngestSummary::default();
-    while let Some(msg) = stream.message().await.map_err(|s| {
-        ServiceError::Cancelled(format!("the request stream failed: {}", s.message()))
-    })? {
+    while let Some(msg) = stream.message().await.map_err(stream_error)? {
         let batch = IngestBatch::from(msg);
         let (name, collection, pipeline) = match target.take() {
             Some(t) => check_same(t, &batch)?,
@@ -217,6 +215,17 @@ async fn ingest_stream(
 }
 
 type Target = (String, Arc<index::Collection>, Arc<Pipeline>);
+
+/// A failed read of the request stream: an over-long message (tonic reports OUT_OF_RANGE) is
+/// the caller's RESOURCE_EXHAUSTED, as gRPC conventionally reports message size limits;
+/// anything else means the caller went away.
+fn stream_error(status: Status) -> ServiceError {
+    if status.code() == tonic::Code::OutOfRange {
+        ServiceError::MessageTooLarge(status.message().to_string())
+    } else {
+        ServiceError::Cancelled(format!("the request stream failed: {}", status.message()))
+    }
+}
 
 async fn open_target(state: &AppState, batch: &IngestBatch) -> Result<Target> {
     if batch.collection.is_empty() {

@@ -23,10 +23,17 @@ struct Server {
 
 impl Server {
     async fn start(data: &Path, roots: Vec<PathBuf>, batch: usize) -> Self {
+        Self::start_with(data, |cfg| {
+            cfg.server.allowed_roots = roots;
+            cfg.server.job_batch_documents = batch;
+        })
+        .await
+    }
+
+    async fn start_with(data: &Path, edit: impl FnOnce(&mut ragd::Config)) -> Self {
         let mut cfg = config();
         cfg.data_dir = data.to_path_buf();
-        cfg.server.allowed_roots = roots;
-        cfg.server.job_batch_documents = batch;
+        edit(&mut cfg);
         let state = AppState::new(cfg, shared_embedder(), None).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -294,6 +301,23 @@ async fn collections_documents_search_and_errors() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn message_size_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(dir.path(), |c| c.server.max_message_bytes = 16 * 1024).await;
+    let mut c = server.client().await;
+    let big = pb::IngestDocumentsRequest {
+        collection: "kb".into(),
+        chunker: String::new(),
+        documents: vec![doc("big.md", "Big", &"word ".repeat(8000), "en")],
+    };
+    let r = c.ingest_documents(tokio_stream::iter(vec![big])).await;
+    let status = r.expect_err("too large");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    drop(c);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn health_and_reflection() {
     use tonic_health::pb::health_client::HealthClient;
     use tonic_health::pb::HealthCheckRequest;
@@ -527,4 +551,77 @@ async fn job_resumes_after_restart_and_is_idempotent() {
     assert_eq!((counts.added, counts.unchanged, counts.chunks), (0, 300, 0));
     drop((c, updates));
     server.shutdown().await;
+}
+
+/// The binary end to end: `ragd serve`, `ragd ingest --server`, `ragd search --server`, and a
+/// graceful exit on SIGTERM.
+#[cfg(unix)]
+#[test]
+fn cli_serve_ingest_search_and_sigterm() {
+    use std::process::{Command, Stdio};
+
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let ragd = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_ragd"));
+        c.arg("--data-dir").arg(dir.path());
+        c
+    };
+    let mut server = ragd()
+        .args(["serve", "--addr", &addr])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(std::time::Instant::now() < deadline, "server did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let kb = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/kb");
+    let out = ragd()
+        .args(["ingest", "--server", &addr, "--collection", "kb", "--json"])
+        .arg(&kb)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["added"], 6, "{summary}");
+    let out = ragd()
+        .args([
+            "search",
+            "--server",
+            &addr,
+            "--collection",
+            "kb",
+            "--json",
+            "-k",
+            "1",
+        ])
+        .arg("Which shaft seal fits an XJ-9000 pump built in 2021?")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let found: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(found["hits"][0]["doc_id"], "parts-catalog.md", "{found}");
+    // SAFETY: sending SIGTERM to a child we spawned and have not yet waited for.
+    unsafe {
+        libc::kill(server.id() as i32, libc::SIGTERM);
+    }
+    assert!(
+        server.wait().unwrap().success(),
+        "graceful shutdown exits 0"
+    );
 }
