@@ -4,6 +4,11 @@
 //! as the Python peer does) in batches of `--batch`, after one warm-up batch, and reports
 //! passages/s and tokens/s (tokens after truncation, special tokens included — what the model
 //! processes). It is the same workload as `peers/scifact_dense.py` and `benches/peer_embed.py`.
+//!
+//! `ragd bench search` ([`search`]) measures search latency and throughput with concurrent
+//! clients, in-process or over gRPC.
+
+pub mod search;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;

@@ -13,6 +13,7 @@
 //! | `RAGD_GENERATOR` | `generator.model` |
 //! | `RAGD_RERANKER` | `reranker.model` |
 //! | `RAGD_DEVICE` | `embedder.device`, `generator.device` and `reranker.device` |
+//! | `RAGD_ADDR` | `server.addr` |
 
 use std::path::{Path, PathBuf};
 
@@ -66,6 +67,38 @@ pub struct Config {
     pub generator: GeneratorConfig,
     /// The cross-encoder reranker.
     pub reranker: RerankerConfig,
+    /// The gRPC server (`ragd serve`) and its bulk ingestion jobs.
+    pub server: ServerConfig,
+}
+
+/// Settings of the gRPC server and its jobs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on. Default: `127.0.0.1:50051` (loopback only).
+    pub addr: String,
+    /// Largest message accepted or sent, in bytes. Default: 16 MiB.
+    pub max_message_bytes: usize,
+    /// Folders whose files bulk ingestion jobs may read; a job naming any path outside them is
+    /// refused. Default: none (jobs over server-side files are refused).
+    pub allowed_roots: Vec<PathBuf>,
+    /// Documents per acknowledged job batch: each batch is committed and recorded before the
+    /// next starts, so a restart redoes at most one batch. Default: 64.
+    pub job_batch_documents: usize,
+    /// Seconds a shutdown waits for in-flight requests and job batches. Default: 30.
+    pub shutdown_grace_seconds: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            addr: "127.0.0.1:50051".into(),
+            max_message_bytes: 16 * 1024 * 1024,
+            allowed_roots: Vec::new(),
+            job_batch_documents: 64,
+            shutdown_grace_seconds: 30,
+        }
+    }
 }
 
 /// Settings of the cross-encoder reranker.
@@ -181,6 +214,7 @@ impl Default for Config {
             embedder: EmbedderConfig::default(),
             generator: GeneratorConfig::default(),
             reranker: RerankerConfig::default(),
+            server: ServerConfig::default(),
         }
     }
 }
@@ -254,6 +288,9 @@ impl Config {
         if let Some(v) = get("RAGD_RERANKER") {
             self.reranker.model = Some(v.into());
         }
+        if let Some(v) = get("RAGD_ADDR") {
+            self.server.addr = v;
+        }
         if let Some(v) = get("RAGD_DEVICE") {
             self.embedder.device.clone_from(&v);
             self.reranker.device.clone_from(&v);
@@ -270,6 +307,11 @@ impl Config {
             ("embedder.queue", self.embedder.queue),
             ("generator.max_tokens", self.generator.max_tokens),
             ("generator.concurrency", self.generator.concurrency),
+            ("server.max_message_bytes", self.server.max_message_bytes),
+            (
+                "server.job_batch_documents",
+                self.server.job_batch_documents,
+            ),
         ];
         for (field, v) in positive {
             if v == 0 {
@@ -283,6 +325,12 @@ impl Config {
             return Err(ConfigError::Invalid {
                 field: "generator.temperature",
                 reason: "must be a finite number >= 0".into(),
+            });
+        }
+        if self.server.addr.parse::<std::net::SocketAddr>().is_err() {
+            return Err(ConfigError::Invalid {
+                field: "server.addr",
+                reason: format!("`{}` is not an IP:port address", self.server.addr),
             });
         }
         Ok(())

@@ -1,5 +1,13 @@
-//! The service's error type. Library errors fold in with `#[from]`; the gRPC layer maps this enum
-//! to a status in one exhaustive `match`.
+//! The service's error type, and its one mapping to gRPC status codes.
+//!
+//! Library errors fold in with `#[from]`. [`ServiceError::code`] is the single exhaustive
+//! `match` deciding whose fault an error is: the caller's (INVALID_ARGUMENT, NOT_FOUND,
+//! ALREADY_EXISTS, FAILED_PRECONDITION), overload (RESOURCE_EXHAUSTED), time (DEADLINE_EXCEEDED,
+//! CANCELLED) or ours (INTERNAL). `From<ServiceError> for tonic::Status` uses it.
+
+use index::IndexError;
+use ingest::{ChunkError, EmbedError};
+use tonic::Code;
 
 use crate::config::ConfigError;
 use crate::model::worker::WorkerError;
@@ -16,19 +24,48 @@ pub enum ServiceError {
     Model(#[from] ModelError),
     /// The embedding backend failed on an input.
     #[error(transparent)]
-    Embed(#[from] ingest::EmbedError),
+    Embed(#[from] EmbedError),
     /// A model worker is overloaded or stopped.
     #[error(transparent)]
     Worker(#[from] WorkerError),
     /// The index failed or rejected the request.
     #[error(transparent)]
-    Index(#[from] index::IndexError),
+    Index(#[from] IndexError),
+    /// A chunking strategy could not be built (mostly the caller's parameters).
+    #[error("chunker: {0}")]
+    Chunk(#[from] ChunkError),
+    /// The job store (sled) failed (never the caller's fault).
+    #[error("job store: {0}")]
+    Jobs(#[from] sled::Error),
     /// A bug or broken invariant inside ragd (never the caller's fault).
     #[error("internal error: {0}")]
     Internal(String),
     /// The request is invalid (the caller's fault); the message says how.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// A named thing other than a collection does not exist (the caller's fault).
+    #[error("{kind} {id:?} not found")]
+    NotFound {
+        /// What was looked up: `job`, `document`.
+        kind: &'static str,
+        /// Its id.
+        id: String,
+    },
+    /// The call's deadline passed before the work finished (the caller's budget).
+    #[error("deadline exceeded after {elapsed_ms} ms")]
+    DeadlineExceeded {
+        /// Time spent on the call.
+        elapsed_ms: u64,
+    },
+    /// A streamed request message is over `server.max_message_bytes` (the caller's fault).
+    #[error("message too large: {0}")]
+    MessageTooLarge(String),
+    /// The caller went away or cancelled the operation.
+    #[error("cancelled: {0}")]
+    Cancelled(String),
+    /// The operation exists in the API but not in this build.
+    #[error("{0}")]
+    Unimplemented(&'static str),
     /// An input file could not be read.
     #[error("{}: {source}", path.display())]
     Io {
@@ -41,3 +78,110 @@ pub enum ServiceError {
 
 /// Result alias for the service.
 pub type Result<T> = std::result::Result<T, ServiceError>;
+
+impl ServiceError {
+    /// The gRPC code for this error: the one place that decides whose fault it is.
+    pub fn code(&self) -> Code {
+        match self {
+            Self::Config(_) | Self::Model(_) | Self::Jobs(_) | Self::Internal(_) => Code::Internal,
+            Self::Io { .. } => Code::Internal,
+            Self::Embed(e) => embed_code(e),
+            Self::Worker(WorkerError::Overloaded(_)) => Code::ResourceExhausted,
+            Self::Worker(WorkerError::Stopped(_)) => Code::Unavailable,
+            Self::Index(e) => index_code(e),
+            Self::Chunk(e) => chunk_code(e),
+            Self::InvalidArgument(_) => Code::InvalidArgument,
+            Self::NotFound { .. } => Code::NotFound,
+            Self::DeadlineExceeded { .. } => Code::DeadlineExceeded,
+            Self::Cancelled(_) => Code::Cancelled,
+            Self::MessageTooLarge(_) => Code::ResourceExhausted,
+            Self::Unimplemented(_) => Code::Unimplemented,
+        }
+    }
+}
+
+fn embed_code(e: &EmbedError) -> Code {
+    match e {
+        EmbedError::Tokenize(_) => Code::InvalidArgument,
+        EmbedError::Model(_) => Code::Internal,
+    }
+}
+
+fn chunk_code(e: &ChunkError) -> Code {
+    match e {
+        ChunkError::ZeroSize { .. }
+        | ChunkError::OverlapTooLarge { .. }
+        | ChunkError::OverModelLimit { .. }
+        | ChunkError::MinAboveMax { .. }
+        | ChunkError::InvalidThreshold { .. } => Code::InvalidArgument,
+        ChunkError::EmbeddingCount { .. } => Code::Internal,
+        ChunkError::Embed(e) => embed_code(e),
+    }
+}
+
+fn index_code(e: &IndexError) -> Code {
+    match e {
+        IndexError::InvalidCollectionName { .. }
+        | IndexError::EmptyDocumentId
+        | IndexError::EmptyQuery
+        | IndexError::ZeroK => Code::InvalidArgument,
+        IndexError::CollectionNotFound { .. } => Code::NotFound,
+        IndexError::CollectionExists { .. } => Code::AlreadyExists,
+        IndexError::CollectionInUse { .. } | IndexError::ManifestMismatch { .. } => {
+            Code::FailedPrecondition
+        }
+        // Vectors and spans come from our own embedder and chunker, never from the caller.
+        IndexError::DimensionMismatch { .. }
+        | IndexError::NonFiniteVector { .. }
+        | IndexError::ZeroVector
+        | IndexError::InvalidSpan { .. }
+        | IndexError::Io { .. }
+        | IndexError::Meta(_)
+        | IndexError::Bm25(_)
+        | IndexError::Dense { .. }
+        | IndexError::Corrupt { .. }
+        | IndexError::NeedsRecovery => Code::Internal,
+    }
+}
+
+impl From<ServiceError> for tonic::Status {
+    fn from(e: ServiceError) -> Self {
+        let code = e.code();
+        if code == Code::Internal {
+            tracing::error!(error = %e, "internal error");
+        }
+        tonic::Status::new(code, e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caller_errors_are_not_internal() {
+        let cases = [
+            (
+                ServiceError::from(IndexError::CollectionNotFound { name: "x".into() }),
+                Code::NotFound,
+            ),
+            (
+                IndexError::CollectionExists { name: "x".into() }.into(),
+                Code::AlreadyExists,
+            ),
+            (
+                WorkerError::Overloaded("embedder").into(),
+                Code::ResourceExhausted,
+            ),
+            (
+                ServiceError::DeadlineExceeded { elapsed_ms: 5 },
+                Code::DeadlineExceeded,
+            ),
+            (ServiceError::Internal("bug".into()), Code::Internal),
+        ];
+        for (e, want) in cases {
+            let status = tonic::Status::from(e);
+            assert_eq!(status.code(), want, "{}", status.message());
+        }
+    }
+}

@@ -2,16 +2,39 @@
 //!
 //! The service crate wires the two libraries together — [`ingest`] (documents and chunks) and
 //! `index` (storage and search) — and owns the models ([`model`]), configuration ([`config`]),
-//! benchmarks ([`bench`]) and the command line ([`cli`]).
+//! ingestion pipeline and bulk jobs ([`jobs`]), retrieval ([`rag`]), the shared server state
+//! ([`state`]), the gRPC API ([`grpc`]), benchmarks ([`bench`]) and the command line ([`cli`]).
+//! [`serve`] runs the server; tests start it in-process with [`grpc::serve_with`].
 
 pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod error;
 pub mod eval;
+pub mod grpc;
 pub mod jobs;
 pub mod model;
 pub mod rag;
+pub mod state;
+
+use std::future::Future;
+
+use anyhow::Context;
 
 pub use config::Config;
 pub use error::ServiceError;
+
+/// Loads the models, binds `config.server.addr` and serves until `shutdown` resolves (see
+/// [`grpc::serve_with`]).
+pub async fn serve(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let addr = config.server.addr.clone();
+    let state = tokio::task::spawn_blocking(move || state::AppState::load(config)).await??;
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    eprintln!("ragd: serving on {}", listener.local_addr()?);
+    grpc::serve_with(state, listener, shutdown).await
+}

@@ -14,10 +14,14 @@ fn main() -> ExitCode {
     let cli = ragd::cli::Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("RAGD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(cli.global.log_level.as_str()));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    if cli.global.log_json {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     match ragd::cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

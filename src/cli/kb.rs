@@ -1,7 +1,7 @@
 //! Local knowledge-base commands: `ragd ingest`, `ragd search` and `ragd demo`.
 //!
-//! They open the collection in the data folder directly (no server); `--server` variants come
-//! with the gRPC service.
+//! They open the collection in the data folder directly, or, with `--server URL`, call a running
+//! `ragd serve` over gRPC (see `remote`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,11 +10,12 @@ use anyhow::Context;
 use clap::Args;
 use index::fusion::Fusion;
 use index::{Collection, Filter, Store};
-use ingest::{ChunkingStrategy, Embedder, LoadOptions};
+use ingest::{ChunkingStrategy, Embedder};
 
 use crate::config::Config;
 use crate::jobs::{open_or_create, Pipeline};
 use crate::rag::{Hit, Mode, RetrieveOptions, Retriever};
+use crate::state::SearchQuery;
 
 /// `ragd ingest`.
 #[derive(Debug, Args)]
@@ -31,6 +32,14 @@ pub struct IngestArgs {
     /// Print the summary as one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Send the documents to this server (e.g. http://127.0.0.1:50051) instead of writing the
+    /// local data folder.
+    #[arg(long, env = "RAGD_SERVER")]
+    pub server: Option<String>,
+    /// With --server: let the server read PATHs itself as a bulk job (they must lie under one
+    /// of its allowed roots).
+    #[arg(long, requires = "server")]
+    pub job: bool,
 }
 
 /// `ragd search`.
@@ -60,6 +69,9 @@ pub struct SearchArgs {
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Search on this server (e.g. http://127.0.0.1:50051) instead of the local data folder.
+    #[arg(long, env = "RAGD_SERVER")]
+    pub server: Option<String>,
 }
 
 /// `ragd demo`.
@@ -103,17 +115,7 @@ fn ingest_paths(
     paths: &[PathBuf],
     chunking: &ChunkingStrategy,
 ) -> anyhow::Result<crate::jobs::IngestSummary> {
-    let mut docs = Vec::new();
-    for path in paths {
-        let report = ingest::load_path(path, &LoadOptions::default());
-        for e in &report.errors {
-            eprintln!("skipped: {e}");
-        }
-        for (reason, n) in &report.skipped {
-            eprintln!("skipped {n} file(s) under {}: {reason:?}", path.display());
-        }
-        docs.extend(report.documents);
-    }
+    let docs = super::remote::load_local(paths);
     let pipeline = Pipeline {
         chunker: chunking.build(kb.embedder.clone())?,
         embedder: kb.embedder.clone(),
@@ -129,14 +131,26 @@ fn ingest_paths(
 
 /// `ragd ingest`.
 pub fn ingest(cfg: &Config, args: &IngestArgs) -> anyhow::Result<()> {
-    let kb = open_kb(cfg, &args.collection)?;
-    let s = ingest_paths(&kb, &args.paths, &args.chunker)?;
+    let started = std::time::Instant::now();
+    let s = match &args.server {
+        Some(url) => super::remote::ingest(url, args)?,
+        None => ingest_paths(&open_kb(cfg, &args.collection)?, &args.paths, &args.chunker)?,
+    };
+    let seconds = started.elapsed().as_secs_f64();
     if args.json {
         println!("{}", serde_json::to_string(&s)?);
     } else {
+        let docs = s.added + s.updated + s.unchanged + s.failed;
         println!(
-            "collection {}: {} added, {} updated, {} unchanged, {} failed; {} chunks written",
-            args.collection, s.added, s.updated, s.unchanged, s.failed, s.chunks
+            "collection {}: {} added, {} updated, {} unchanged, {} failed; {} chunks written \
+             ({docs} documents in {seconds:.1} s, {:.0}/s)",
+            args.collection,
+            s.added,
+            s.updated,
+            s.unchanged,
+            s.failed,
+            s.chunks,
+            docs as f64 / seconds.max(1e-9)
         );
         for (id, e) in &s.errors {
             println!("  failed {id}: {e}");
@@ -151,15 +165,6 @@ pub fn ingest(cfg: &Config, args: &IngestArgs) -> anyhow::Result<()> {
 
 /// `ragd search`.
 pub fn search(cfg: &Config, args: &SearchArgs) -> anyhow::Result<()> {
-    let store = Store::open(&cfg.data_dir)?;
-    let collection = store.collection(&args.collection)?;
-    let embedder: Arc<dyn Embedder> = Arc::new(crate::model::load_embedder(cfg)?);
-    let reranker = if args.rerank {
-        Some(crate::model::load_reranker(cfg, None)?)
-    } else {
-        None
-    };
-    let retriever = Retriever::new(embedder, reranker);
     let opts = RetrieveOptions {
         mode: args.mode,
         fusion: args.fusion,
@@ -170,7 +175,17 @@ pub fn search(cfg: &Config, args: &SearchArgs) -> anyhow::Result<()> {
         },
         ..RetrieveOptions::default()
     };
-    let hits = retriever.retrieve(&collection.reader().searcher(), &args.query, &opts)?;
+    let hits = match &args.server {
+        Some(url) => super::remote::search(
+            url,
+            SearchQuery {
+                collection: args.collection.clone(),
+                query: args.query.clone(),
+                options: opts,
+            },
+        )?,
+        None => search_local(cfg, args, &opts)?,
+    };
     if args.json {
         let hits: Vec<_> = hits.iter().map(hit_json).collect();
         println!(
@@ -181,6 +196,23 @@ pub fn search(cfg: &Config, args: &SearchArgs) -> anyhow::Result<()> {
         print_hits(&hits);
     }
     Ok(())
+}
+
+fn search_local(
+    cfg: &Config,
+    args: &SearchArgs,
+    opts: &RetrieveOptions,
+) -> anyhow::Result<Vec<Hit>> {
+    let store = Store::open(&cfg.data_dir)?;
+    let collection = store.collection(&args.collection)?;
+    let embedder: Arc<dyn Embedder> = Arc::new(crate::model::load_embedder(cfg)?);
+    let reranker = if args.rerank {
+        Some(crate::model::load_reranker(cfg, None)?)
+    } else {
+        None
+    };
+    let retriever = Retriever::new(embedder, reranker);
+    Ok(retriever.retrieve(&collection.reader().searcher(), &args.query, opts)?)
 }
 
 fn hit_json(h: &Hit) -> serde_json::Value {

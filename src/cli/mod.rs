@@ -9,6 +9,10 @@ mod eval;
 mod generate;
 mod kb;
 mod models;
+mod remote;
+
+pub use remote::connect;
+mod serve;
 
 use std::path::PathBuf;
 
@@ -44,13 +48,16 @@ pub struct GlobalArgs {
     /// Log filter when RAGD_LOG is unset (error, warn, info, debug, trace).
     #[arg(long, global = true, default_value = "warn")]
     pub log_level: String,
+    /// Log as JSON lines (structured) instead of text.
+    #[arg(long, global = true)]
+    pub log_json: bool,
 }
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the gRPC server.
-    Serve,
+    /// Run the gRPC server (until SIGINT/SIGTERM).
+    Serve(serve::ServeArgs),
     /// Ingest files or folders into a collection.
     Ingest(kb::IngestArgs),
     /// Split a file into chunks and print them.
@@ -92,6 +99,8 @@ pub struct EmbedArgs {
 pub enum BenchCommand {
     /// Embedding throughput on a BEIR corpus.
     Embed(crate::bench::EmbedBenchArgs),
+    /// Search latency and requests/s with concurrent clients, in-process or over gRPC.
+    Search(crate::bench::search::SearchBenchArgs),
 }
 
 fn load_config(global: &GlobalArgs) -> anyhow::Result<Config> {
@@ -114,7 +123,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Embed(args) => embed(&cfg, &args),
         Command::Generate(args) => generate::run(&cfg, &args),
         Command::Bench(BenchCommand::Embed(args)) => crate::bench::run_embed_bench(&cfg, &args),
-        Command::Serve => not_yet("serve", 7),
+        Command::Bench(BenchCommand::Search(args)) => crate::bench::search::run(&cfg, &args),
+        Command::Serve(args) => serve::run(cfg, &args),
         Command::Ingest(args) => kb::ingest(&cfg, &args),
         Command::Chunk(args) => chunk::run(&cfg, &args),
         Command::Search(args) => kb::search(&cfg, &args),
@@ -134,10 +144,6 @@ pub fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
     bar.set_style(style.progress_chars("=> "));
     bar.set_message(what.to_string());
     bar
-}
-
-fn not_yet(command: &str, issue: u32) -> anyhow::Result<()> {
-    anyhow::bail!("`ragd {command}` is not available in this build yet (tracked in issue #{issue})")
 }
 
 fn embed(cfg: &Config, args: &EmbedArgs) -> anyhow::Result<()> {

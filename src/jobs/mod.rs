@@ -1,5 +1,14 @@
-//! Ingestion: the document → chunk → embed → index pipeline.
+//! Ingestion: the document → chunk → embed → index [`pipeline`], and bulk ingestion jobs.
+//!
+//! A job ([`record`]) is persisted in a sled tree ([`store`]), run by [`runner`] on the blocking
+//! pool and driven by the [`manager`] (start, resume on restart, cancel, watch).
 
+pub mod manager;
 pub mod pipeline;
+pub mod record;
+pub mod runner;
+pub mod store;
 
+pub use manager::{JobManager, JobWatch};
 pub use pipeline::{open_or_create, IngestSummary, Pipeline};
+pub use record::{JobProgress, JobRecord, JobSpec, JobState};

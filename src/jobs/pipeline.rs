@@ -134,6 +134,22 @@ impl Pipeline {
 }
 
 impl IngestSummary {
+    /// Adds another run's counts and errors.
+    pub fn merge(&mut self, other: IngestSummary) {
+        self.added += other.added;
+        self.updated += other.updated;
+        self.unchanged += other.unchanged;
+        self.failed += other.failed;
+        self.chunks += other.chunks;
+        self.errors.extend(other.errors);
+    }
+
+    /// Counts documents rejected before ingestion, with their (id, message).
+    pub fn fail_all(&mut self, rejected: Vec<(String, String)>) {
+        self.failed += rejected.len();
+        self.errors.extend(rejected);
+    }
+
     fn fail(&mut self, doc: &Document, error: &dyn std::fmt::Display) {
         self.failed += 1;
         self.errors

@@ -41,10 +41,10 @@ use candle_transformers::models::{
 use candle_transformers::utils::apply_repeat_penalty;
 
 use super::chat_template::{ChatTemplate, TemplateTokens};
+use super::fast_llama::FastLlama;
 use super::generator::{
     FinishReason, Generation, GenerationParams, Generator, GeneratorInfo, Message,
 };
-use super::fast_llama::FastLlama;
 use super::gguf_dequant::widen_quantized_tensors;
 use super::gguf_tokenizer::GgufTokenizer;
 use super::text_stream::TextStream;

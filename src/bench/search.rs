@@ -1,0 +1,237 @@
+//! `ragd bench search`: search latency and throughput with N concurrent clients, either
+//! in-process (threads calling the [`Retriever`](crate::rag::Retriever) on a snapshot) or over
+//! gRPC (`--server`: N tasks, each with its own connection, calling Search). Same queries, same
+//! options, so the difference is the RPC overhead (encoding, HTTP/2, scheduling).
+//!
+//! Queries come from a BEIR queries.jsonl, cycled until `--requests` calls are made; each
+//! client takes the next query from a shared counter. One warm-up pass of `--concurrency`
+//! queries is not timed.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use index::Store;
+use ingest::Embedder;
+
+use crate::config::Config;
+use crate::rag::{Mode, RetrieveOptions, Retriever};
+use crate::state::SearchQuery;
+
+/// `ragd bench search`.
+#[derive(Debug, Args)]
+pub struct SearchBenchArgs {
+    /// The collection to search.
+    #[arg(long, default_value = "beir-scifact")]
+    pub collection: String,
+    /// BEIR queries.jsonl [default: ../shared/eval/scifact/queries.jsonl].
+    #[arg(long)]
+    pub queries: Option<PathBuf>,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// Timed requests in all.
+    #[arg(long, default_value_t = 2000)]
+    pub requests: usize,
+    /// First-stage retrieval.
+    #[arg(long, value_enum, default_value_t = Mode::Hybrid)]
+    pub mode: Mode,
+    /// Results per query.
+    #[arg(long, short, default_value_t = 10)]
+    pub k: usize,
+    /// Call this server over gRPC instead of searching in-process.
+    #[arg(long)]
+    pub server: Option<String>,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Latency percentiles and throughput of one run.
+#[derive(Debug, serde::Serialize)]
+pub struct SearchBenchResult {
+    /// `local` or `grpc`.
+    pub transport: &'static str,
+    /// Concurrent clients.
+    pub concurrency: usize,
+    /// Timed requests.
+    pub requests: usize,
+    /// Median latency, ms.
+    pub p50_ms: f64,
+    /// 99th percentile latency, ms.
+    pub p99_ms: f64,
+    /// Mean latency, ms.
+    pub mean_ms: f64,
+    /// Requests per second over the whole run.
+    pub requests_per_s: f64,
+}
+
+fn read_queries(args: &SearchBenchArgs) -> anyhow::Result<Vec<String>> {
+    let path = args
+        .queries
+        .clone()
+        .unwrap_or_else(|| super::default_scifact_dir().join("queries.jsonl"));
+    let text = fs_err::read_to_string(&path)?;
+    let queries: Vec<String> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["text"].as_str().map(str::to_string))
+        .collect();
+    anyhow::ensure!(!queries.is_empty(), "no queries in {}", path.display());
+    Ok(queries)
+}
+
+fn summarize(
+    transport: &'static str,
+    args: &SearchBenchArgs,
+    mut lat: Vec<Duration>,
+    wall: Duration,
+) -> SearchBenchResult {
+    lat.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let pct = |p: f64| ms(lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)]);
+    SearchBenchResult {
+        transport,
+        concurrency: args.concurrency,
+        requests: lat.len(),
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+        mean_ms: lat.iter().map(|d| ms(*d)).sum::<f64>() / lat.len() as f64,
+        requests_per_s: lat.len() as f64 / wall.as_secs_f64(),
+    }
+}
+
+fn options(args: &SearchBenchArgs) -> RetrieveOptions {
+    RetrieveOptions {
+        mode: args.mode,
+        k: args.k,
+        ..RetrieveOptions::default()
+    }
+}
+
+/// `ragd bench search`.
+pub fn run(cfg: &Config, args: &SearchBenchArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.concurrency > 0 && args.requests > 0,
+        "concurrency and requests must be positive"
+    );
+    let queries = Arc::new(read_queries(args)?);
+    let r = match &args.server {
+        Some(url) => grpc(url, args, queries)?,
+        None => local(cfg, args, queries)?,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        println!(
+            "{} search, {} clients, {} requests: p50 {:.2} ms, p99 {:.2} ms, mean {:.2} ms, {:.1} req/s",
+            r.transport, r.concurrency, r.requests, r.p50_ms, r.p99_ms, r.mean_ms, r.requests_per_s
+        );
+    }
+    Ok(())
+}
+
+fn local(
+    cfg: &Config,
+    args: &SearchBenchArgs,
+    queries: Arc<Vec<String>>,
+) -> anyhow::Result<SearchBenchResult> {
+    let store = Store::open(&cfg.data_dir)?;
+    let collection = store.collection(&args.collection)?;
+    let embedder: Arc<dyn Embedder> = Arc::new(crate::model::load_embedder(cfg)?);
+    let retriever = Retriever::new(embedder, None);
+    let opts = options(args);
+    let searcher = collection.reader().searcher();
+    let one = |i: usize| -> anyhow::Result<Duration> {
+        let start = Instant::now();
+        retriever.retrieve(&searcher, &queries[i % queries.len()], &opts)?;
+        Ok(start.elapsed())
+    };
+    for i in 0..args.concurrency {
+        one(i)?;
+    }
+    let next = AtomicUsize::new(0);
+    let start = Instant::now();
+    let lat = std::thread::scope(|s| -> anyhow::Result<Vec<Duration>> {
+        let workers: Vec<_> = (0..args.concurrency)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut lat = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= args.requests {
+                            return Ok::<_, anyhow::Error>(lat);
+                        }
+                        lat.push(one(i)?);
+                    }
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for w in workers {
+            all.extend(w.join().map_err(|_| anyhow::anyhow!("worker panicked"))??);
+        }
+        Ok(all)
+    })?;
+    Ok(summarize("local", args, lat, start.elapsed()))
+}
+
+fn grpc(
+    url: &str,
+    args: &SearchBenchArgs,
+    queries: Arc<Vec<String>>,
+) -> anyhow::Result<SearchBenchResult> {
+    let requests: Arc<Vec<SearchQuery>> = Arc::new(
+        queries
+            .iter()
+            .map(|q| SearchQuery {
+                collection: args.collection.clone(),
+                query: q.clone(),
+                options: options(args),
+            })
+            .collect(),
+    );
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let mut clients = Vec::new();
+        for i in 0..args.concurrency {
+            let mut c = crate::cli::connect(url).await?;
+            let warm = requests[i % requests.len()].clone();
+            c.search(crate::grpc::pb::SearchRequest::from(warm))
+                .await
+                .context("warm-up search")?;
+            clients.push(c);
+        }
+        let next = Arc::new(AtomicUsize::new(0));
+        let total = args.requests;
+        let start = Instant::now();
+        let tasks: Vec<_> = clients
+            .into_iter()
+            .map(|mut c| {
+                let (next, requests) = (next.clone(), requests.clone());
+                tokio::spawn(async move {
+                    let mut lat = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= total {
+                            return Ok::<_, anyhow::Error>(lat);
+                        }
+                        let request = requests[i % requests.len()].clone();
+                        let t = Instant::now();
+                        c.search(crate::grpc::pb::SearchRequest::from(request))
+                            .await?;
+                        lat.push(t.elapsed());
+                    }
+                })
+            })
+            .collect();
+        let mut lat = Vec::new();
+        for t in tasks {
+            lat.extend(t.await??);
+        }
+        Ok(summarize("grpc", args, lat, start.elapsed()))
+    })
+}

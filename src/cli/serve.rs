@@ -1,0 +1,66 @@
+//! `ragd serve`: the gRPC server, until SIGINT or SIGTERM.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::config::Config;
+
+/// `ragd serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: server.addr, 127.0.0.1:50051].
+    #[arg(long, env = "RAGD_ADDR")]
+    pub addr: Option<String>,
+    /// A folder bulk ingestion jobs may read (repeatable; adds to server.allowed_roots).
+    #[arg(long = "allow-root")]
+    pub allow_roots: Vec<PathBuf>,
+    /// Largest gRPC message accepted or sent, in bytes [default: server.max_message_bytes].
+    #[arg(long)]
+    pub max_message_bytes: Option<usize>,
+}
+
+/// Runs the server on a multi-threaded runtime; returns after a graceful shutdown.
+pub fn run(mut cfg: Config, args: &ServeArgs) -> anyhow::Result<()> {
+    if let Some(addr) = &args.addr {
+        cfg.server.addr.clone_from(addr);
+    }
+    if let Some(n) = args.max_message_bytes {
+        cfg.server.max_message_bytes = n;
+    }
+    cfg.server
+        .allowed_roots
+        .extend(args.allow_roots.iter().cloned());
+    cfg.validate()?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(crate::serve(cfg, shutdown_signal()))
+}
+
+/// Resolves on the first SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    eprintln!("ragd: shutting down (finishing requests and job batches)");
+}

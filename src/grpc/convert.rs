@@ -1,0 +1,844 @@
+//! Conversions between the protobuf messages and the service's domain types. Prost types go no
+//! further than this file: handlers convert a request into a domain value here, call a plain
+//! function, and convert its result back.
+//!
+//! Every conversion destructures the whole message (`let pb::X { a, b } = x;`), so a field
+//! added to the proto breaks the build here instead of being silently ignored. Requests are
+//! validated while they are converted: a bad value is [`ServiceError::InvalidArgument`].
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use index::fusion::{Fusion, Normalization};
+use index::{ChunkRecord, Filter};
+use ingest::{ChunkingStrategy, Document, SourceId};
+
+use super::pb;
+use crate::error::{Result, ServiceError};
+use crate::jobs::{IngestSummary, JobRecord, JobSpec, JobState};
+use crate::rag::retrieve::DEFAULT_FUSION;
+use crate::rag::{Answer, AnswerConfig, Hit, Mode, RetrieveOptions};
+use crate::state::{AskQuery, CollectionInfo, DocumentView, SearchQuery};
+
+/// Largest `k` a search may ask for.
+pub const MAX_SEARCH_K: u32 = 1000;
+/// Largest first-stage candidate count.
+pub const MAX_CANDIDATES: u32 = 10_000;
+
+fn invalid(msg: impl Into<String>) -> ServiceError {
+    ServiceError::InvalidArgument(msg.into())
+}
+
+/// Parses a chunking strategy given as JSON; empty means the default.
+pub fn chunker(json: &str) -> Result<ChunkingStrategy> {
+    if json.trim().is_empty() {
+        return Ok(ChunkingStrategy::default());
+    }
+    serde_json::from_str(json).map_err(|e| invalid(format!("chunker: {e}")))
+}
+
+/// A domain document from a streamed input; `Err((id, why))` for an unusable one.
+pub fn document(input: pb::DocumentInput) -> std::result::Result<Document, (String, String)> {
+    let pb::DocumentInput {
+        id,
+        title,
+        text,
+        metadata,
+    } = input;
+    if id.trim().is_empty() {
+        return Err((id, "the document id is empty".into()));
+    }
+    let metadata: BTreeMap<String, String> = metadata.into_iter().collect();
+    Document::new(SourceId(id.clone()), &title, &text, metadata)
+        .ok_or_else(|| (id, "the document text is empty".into()))
+}
+
+/// A collection name from a create request.
+pub fn create_collection(r: pb::CreateCollectionRequest) -> String {
+    let pb::CreateCollectionRequest { name } = r;
+    name
+}
+
+/// A collection name from a delete request.
+pub fn delete_collection(r: pb::DeleteCollectionRequest) -> String {
+    let pb::DeleteCollectionRequest { name } = r;
+    name
+}
+
+/// The list of collections.
+pub fn list_collections(
+    r: pb::ListCollectionsRequest,
+    list: impl FnOnce() -> Result<Vec<CollectionInfo>>,
+) -> Result<pb::ListCollectionsResponse> {
+    let pb::ListCollectionsRequest {} = r;
+    Ok(pb::ListCollectionsResponse {
+        collections: list()?.into_iter().map(Into::into).collect(),
+    })
+}
+
+/// A job id from a get, watch or cancel request.
+pub fn job_id(id: String) -> Result<String> {
+    if id.trim().is_empty() {
+        Err(invalid("the job id is empty"))
+    } else {
+        Ok(id)
+    }
+}
+
+/// Jobs as listed.
+pub fn list_jobs(r: pb::ListIngestJobsRequest, jobs: Vec<JobRecord>) -> pb::ListIngestJobsResponse {
+    let pb::ListIngestJobsRequest {} = r;
+    pb::ListIngestJobsResponse {
+        jobs: jobs.into_iter().map(Into::into).collect(),
+    }
+}
+
+/// (collection, ids) of a delete request.
+pub fn delete_documents(r: pb::DeleteDocumentsRequest) -> Result<(String, Vec<String>)> {
+    let pb::DeleteDocumentsRequest { collection, ids } = r;
+    if ids.is_empty() {
+        return Err(invalid("no document ids given"));
+    }
+    Ok((collection, ids))
+}
+
+/// The delete response.
+pub fn deleted((deleted, not_found): (u64, Vec<String>)) -> pb::DeleteDocumentsResponse {
+    pb::DeleteDocumentsResponse { deleted, not_found }
+}
+
+/// (collection, id, include_chunks) of a get request.
+pub fn get_document(r: pb::GetDocumentRequest) -> Result<(String, String, bool)> {
+    let pb::GetDocumentRequest {
+        collection,
+        id,
+        include_chunks,
+    } = r;
+    if id.is_empty() {
+        return Err(invalid("the document id is empty"));
+    }
+    Ok((collection, id, include_chunks))
+}
+
+/// One message of a streamed ingestion, converted.
+pub struct IngestBatch {
+    /// The collection named (empty after the first message).
+    pub collection: String,
+    /// The chunker JSON (first message only).
+    pub chunker: String,
+    /// Usable documents.
+    pub documents: Vec<Document>,
+    /// (id, why) of unusable ones.
+    pub rejected: Vec<(String, String)>,
+}
+
+impl From<pb::IngestDocumentsRequest> for IngestBatch {
+    fn from(r: pb::IngestDocumentsRequest) -> Self {
+        let pb::IngestDocumentsRequest {
+            collection,
+            chunker,
+            documents,
+        } = r;
+        let (mut ok, mut rejected) = (Vec::new(), Vec::new());
+        for d in documents {
+            match document(d) {
+                Ok(doc) => ok.push(doc),
+                Err(e) => rejected.push(e),
+            }
+        }
+        Self {
+            collection,
+            chunker,
+            documents: ok,
+            rejected,
+        }
+    }
+}
+
+impl From<CollectionInfo> for pb::Collection {
+    fn from(c: CollectionInfo) -> Self {
+        let CollectionInfo {
+            name,
+            embedding_model,
+            dimension,
+            documents,
+            chunks,
+        } = c;
+        Self {
+            name,
+            embedding_model,
+            dimension: dimension as u32,
+            documents,
+            chunks,
+        }
+    }
+}
+
+impl From<IngestSummary> for pb::IngestDocumentsResponse {
+    fn from(s: IngestSummary) -> Self {
+        let IngestSummary {
+            added,
+            updated,
+            unchanged,
+            failed,
+            chunks,
+            errors,
+        } = s;
+        Self {
+            counts: Some(pb::IngestCounts {
+                added: added as u64,
+                updated: updated as u64,
+                unchanged: unchanged as u64,
+                failed: failed as u64,
+                chunks: chunks as u64,
+            }),
+            errors: errors.into_iter().map(doc_error).collect(),
+        }
+    }
+}
+
+fn doc_error((document_id, message): (String, String)) -> pb::DocumentError {
+    pb::DocumentError {
+        document_id,
+        message,
+    }
+}
+
+impl TryFrom<pb::StartIngestJobRequest> for JobSpec {
+    type Error = ServiceError;
+
+    fn try_from(r: pb::StartIngestJobRequest) -> Result<Self> {
+        let pb::StartIngestJobRequest {
+            collection,
+            paths,
+            chunker: strategy,
+        } = r;
+        Ok(Self {
+            collection,
+            paths: paths.into_iter().map(PathBuf::from).collect(),
+            chunker: chunker(&strategy)?,
+        })
+    }
+}
+
+fn job_state(s: JobState) -> pb::JobState {
+    match s {
+        JobState::Queued => pb::JobState::Queued,
+        JobState::Running => pb::JobState::Running,
+        JobState::Succeeded => pb::JobState::Succeeded,
+        JobState::Failed => pb::JobState::Failed,
+        JobState::Cancelled => pb::JobState::Cancelled,
+    }
+}
+
+impl From<JobRecord> for pb::IngestJob {
+    fn from(r: JobRecord) -> Self {
+        let JobRecord {
+            id,
+            spec,
+            state,
+            scanned: _,
+            progress: p,
+            cursor: _,
+            errors,
+            failure,
+            created_unix_ms,
+            finished_unix_ms,
+            resumed,
+        } = r;
+        let progress = pb::JobProgress {
+            documents_total: p.documents_total,
+            documents_done: p.documents_done,
+            bytes_total: p.bytes_total,
+            bytes_done: p.bytes_done,
+            counts: Some(pb::IngestCounts {
+                added: p.added,
+                updated: p.updated,
+                unchanged: p.unchanged,
+                failed: p.failed,
+                chunks: p.chunks,
+            }),
+            documents_per_second: p.documents_per_second,
+            eta_seconds: p.eta_seconds,
+        };
+        Self {
+            id,
+            collection: spec.collection,
+            paths: spec.paths.iter().map(|p| p.display().to_string()).collect(),
+            state: job_state(state) as i32,
+            progress: Some(progress),
+            errors: errors.into_iter().map(doc_error).collect(),
+            failure: failure.unwrap_or_default(),
+            created_unix_ms,
+            finished_unix_ms: finished_unix_ms.unwrap_or_default(),
+            resumed,
+        }
+    }
+}
+
+impl From<ChunkRecord> for pb::Chunk {
+    fn from(c: ChunkRecord) -> Self {
+        let ChunkRecord {
+            id,
+            doc_id,
+            ordinal,
+            title,
+            text,
+            span_start,
+            span_end,
+            heading_path,
+            metadata,
+        } = c;
+        Self {
+            id: id.0,
+            document_id: doc_id,
+            ordinal,
+            title,
+            text,
+            span_start: span_start as u64,
+            span_end: span_end as u64,
+            heading_path,
+            metadata: metadata.into_iter().collect(),
+        }
+    }
+}
+
+impl From<DocumentView> for pb::Document {
+    fn from(d: DocumentView) -> Self {
+        let DocumentView { info, chunks } = d;
+        let index::DocumentInfo {
+            id,
+            title,
+            metadata,
+            content_hash,
+            chunk_ids,
+            seq: _,
+        } = info;
+        Self {
+            id,
+            title,
+            metadata: metadata.into_iter().collect(),
+            content_hash,
+            chunk_ids: chunk_ids.into_iter().map(|c| c.0).collect(),
+            chunks: chunks.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+impl TryFrom<pb::SearchRequest> for SearchQuery {
+    type Error = ServiceError;
+
+    fn try_from(r: pb::SearchRequest) -> Result<Self> {
+        let pb::SearchRequest {
+            collection,
+            query,
+            options,
+        } = r;
+        if query.trim().is_empty() {
+            return Err(invalid("the query is empty"));
+        }
+        Ok(Self {
+            collection,
+            query,
+            options: options.unwrap_or_default().try_into()?,
+        })
+    }
+}
+
+impl TryFrom<pb::RetrievalOptions> for RetrieveOptions {
+    type Error = ServiceError;
+
+    fn try_from(o: pb::RetrievalOptions) -> Result<Self> {
+        let pb::RetrievalOptions {
+            mode,
+            fusion,
+            rerank,
+            k,
+            candidates,
+            rerank_candidates,
+            filter,
+        } = o;
+        let d = RetrieveOptions::default();
+        let bounded = |name: &str, v: u32, default: usize, max: u32| {
+            if v > max {
+                Err(invalid(format!("{name} is {v}; at most {max}")))
+            } else if v == 0 {
+                Ok(default)
+            } else {
+                Ok(v as usize)
+            }
+        };
+        Ok(Self {
+            mode: search_mode(mode)?,
+            fusion: fusion.map_or(Ok(DEFAULT_FUSION), fusion_from)?,
+            rerank,
+            k: bounded("k", k, d.k, MAX_SEARCH_K)?,
+            candidates: bounded("candidates", candidates, d.candidates, MAX_CANDIDATES)?,
+            rerank_candidates: bounded(
+                "rerank_candidates",
+                rerank_candidates,
+                d.rerank_candidates,
+                MAX_SEARCH_K,
+            )?,
+            filter: Filter {
+                must: filter.into_iter().collect(),
+            },
+        })
+    }
+}
+
+fn search_mode(v: i32) -> Result<Mode> {
+    match pb::SearchMode::try_from(v) {
+        Ok(pb::SearchMode::Unspecified | pb::SearchMode::Hybrid) => Ok(Mode::Hybrid),
+        Ok(pb::SearchMode::Bm25) => Ok(Mode::Bm25),
+        Ok(pb::SearchMode::Dense) => Ok(Mode::Dense),
+        Err(_) => Err(invalid(format!("unknown search mode {v}"))),
+    }
+}
+
+fn fusion_from(f: pb::Fusion) -> Result<Fusion> {
+    let pb::Fusion { method } = f;
+    match method {
+        None => Ok(DEFAULT_FUSION),
+        Some(pb::fusion::Method::Rrf(pb::Rrf { k })) => {
+            if k.is_finite() && k > 0.0 {
+                Ok(Fusion::Rrf { k })
+            } else {
+                Err(invalid(format!("rrf k must be positive, got {k}")))
+            }
+        }
+        Some(pb::fusion::Method::Convex(pb::Convex {
+            alpha,
+            normalization,
+        })) => {
+            if !(0.0..=1.0).contains(&alpha) {
+                return Err(invalid(format!("alpha must be in [0, 1], got {alpha}")));
+            }
+            let normalization = match pb::Normalization::try_from(normalization) {
+                Ok(pb::Normalization::Unspecified | pb::Normalization::ZScore) => {
+                    Normalization::ZScore
+                }
+                Ok(pb::Normalization::MinMax) => Normalization::MinMax,
+                Err(_) => return Err(invalid(format!("unknown normalization {normalization}"))),
+            };
+            Ok(Fusion::Convex {
+                alpha,
+                normalization,
+            })
+        }
+    }
+}
+
+/// The search response for `hits` found in `took_ms`.
+pub fn search_response(hits: Vec<Hit>, took_ms: f64) -> pb::SearchResponse {
+    pb::SearchResponse {
+        hits: hits.into_iter().map(Into::into).collect(),
+        took_ms,
+    }
+}
+
+impl From<Hit> for pb::ScoredChunk {
+    fn from(h: Hit) -> Self {
+        let Hit {
+            chunk,
+            score,
+            stages,
+        } = h;
+        let crate::rag::StageScores {
+            dense,
+            bm25,
+            fused,
+            rerank,
+        } = stages;
+        Self {
+            chunk: Some(chunk.into()),
+            score,
+            scores: Some(pb::StageScores {
+                dense,
+                bm25,
+                fused,
+                rerank,
+            }),
+        }
+    }
+}
+
+/// Most tokens an answer may ask for.
+pub const MAX_ANSWER_TOKENS: u32 = 4096;
+
+impl TryFrom<pb::AskRequest> for AskQuery {
+    type Error = ServiceError;
+
+    fn try_from(r: pb::AskRequest) -> Result<Self> {
+        let pb::AskRequest {
+            collection,
+            question,
+            retrieval,
+            generation,
+        } = r;
+        if question.trim().is_empty() {
+            return Err(invalid("the question is empty"));
+        }
+        index::config::validate_collection_name(&collection)?;
+        let pb::GenerationOptions {
+            max_tokens,
+            temperature,
+            seed,
+        } = generation.unwrap_or_default();
+        if max_tokens > MAX_ANSWER_TOKENS {
+            return Err(invalid(format!("max_tokens at most {MAX_ANSWER_TOKENS}")));
+        }
+        if let Some(t) = temperature {
+            if !(t.is_finite() && (0.0..=2.0).contains(&t)) {
+                return Err(invalid(format!("temperature must be in [0, 2], got {t}")));
+            }
+        }
+        let retrieval = retrieval.unwrap_or_default();
+        let k_given = retrieval.k > 0;
+        let mut options: RetrieveOptions = retrieval.try_into()?;
+        if !k_given {
+            options.k = AnswerConfig::default().retrieve.k;
+        }
+        Ok(Self {
+            collection,
+            question,
+            retrieval: options,
+            max_tokens: (max_tokens > 0).then_some(max_tokens as usize),
+            temperature: temperature.map(f64::from),
+            seed,
+        })
+    }
+}
+
+/// The final message of an Ask stream.
+pub fn ask_final(a: &Answer, total_ms: f64) -> pb::AskResponse {
+    let Answer {
+        text,
+        not_found,
+        citations,
+        stats,
+    } = a;
+    let citations = citations
+        .iter()
+        .map(|c| pb::Citation {
+            source_number: c.number as u32,
+            document_id: c.doc_id.clone(),
+            chunk_id: c.chunk_id,
+            title: c.title.clone(),
+            span_start: c.span_start as u64,
+            span_end: c.span_end as u64,
+        })
+        .collect();
+    pb::AskResponse {
+        event: Some(pb::ask_response::Event::Final(pb::AskFinal {
+            answer: text.clone(),
+            citations,
+            usage: Some(pb::Usage {
+                prompt_tokens: stats.prompt_tokens as u32,
+                completion_tokens: stats.completion_tokens as u32,
+            }),
+            timings: Some(pb::Timings {
+                retrieve_ms: stats.retrieve_ms,
+                rerank_ms: 0.0,
+                time_to_first_token_ms: stats.time_to_first_token_ms,
+                total_ms,
+                tokens_per_second: stats.tokens_per_second,
+            }),
+            not_found: *not_found,
+        })),
+    }
+}
+
+/// One streamed piece of an answer.
+pub fn ask_delta(text: String) -> pb::AskResponse {
+    pb::AskResponse {
+        event: Some(pb::ask_response::Event::Delta(text)),
+    }
+}
+
+// ---- client side (the CLI's `--server` mode) ----
+
+impl From<SearchQuery> for pb::SearchRequest {
+    fn from(q: SearchQuery) -> Self {
+        let SearchQuery {
+            collection,
+            query,
+            options,
+        } = q;
+        Self {
+            collection,
+            query,
+            options: Some(options.into()),
+        }
+    }
+}
+
+impl From<RetrieveOptions> for pb::RetrievalOptions {
+    fn from(o: RetrieveOptions) -> Self {
+        let RetrieveOptions {
+            mode,
+            fusion,
+            candidates,
+            rerank,
+            rerank_candidates,
+            k,
+            filter,
+        } = o;
+        let mode = match mode {
+            Mode::Bm25 => pb::SearchMode::Bm25,
+            Mode::Dense => pb::SearchMode::Dense,
+            Mode::Hybrid => pb::SearchMode::Hybrid,
+        };
+        let method = match fusion {
+            Fusion::Rrf { k } => pb::fusion::Method::Rrf(pb::Rrf { k }),
+            Fusion::Convex {
+                alpha,
+                normalization,
+            } => pb::fusion::Method::Convex(pb::Convex {
+                alpha,
+                normalization: match normalization {
+                    Normalization::MinMax => pb::Normalization::MinMax,
+                    Normalization::ZScore => pb::Normalization::ZScore,
+                } as i32,
+            }),
+        };
+        Self {
+            mode: mode as i32,
+            fusion: Some(pb::Fusion {
+                method: Some(method),
+            }),
+            rerank,
+            k: k as u32,
+            candidates: candidates as u32,
+            rerank_candidates: rerank_candidates as u32,
+            filter: filter.must.into_iter().collect(),
+        }
+    }
+}
+
+/// The hits of a search response, as the local retriever returns them.
+pub fn hits(r: pb::SearchResponse) -> Vec<Hit> {
+    let pb::SearchResponse { hits, took_ms: _ } = r;
+    hits.into_iter().map(hit).collect()
+}
+
+fn hit(h: pb::ScoredChunk) -> Hit {
+    let pb::ScoredChunk {
+        chunk,
+        score,
+        scores,
+    } = h;
+    let pb::StageScores {
+        dense,
+        bm25,
+        fused,
+        rerank,
+    } = scores.unwrap_or_default();
+    Hit {
+        chunk: chunk_record(chunk.unwrap_or_default()),
+        score,
+        stages: crate::rag::StageScores {
+            dense,
+            bm25,
+            fused,
+            rerank,
+        },
+    }
+}
+
+fn chunk_record(c: pb::Chunk) -> ChunkRecord {
+    let pb::Chunk {
+        id,
+        document_id,
+        ordinal,
+        title,
+        text,
+        span_start,
+        span_end,
+        heading_path,
+        metadata,
+    } = c;
+    ChunkRecord {
+        id: index::ChunkId(id),
+        doc_id: document_id,
+        ordinal,
+        title,
+        text,
+        span_start: span_start as usize,
+        span_end: span_end as usize,
+        heading_path,
+        metadata: metadata.into_iter().collect(),
+    }
+}
+
+/// One streamed-ingestion message carrying `docs`.
+pub fn ingest_request(
+    collection: String,
+    chunker: String,
+    docs: Vec<Document>,
+) -> pb::IngestDocumentsRequest {
+    pb::IngestDocumentsRequest {
+        collection,
+        chunker,
+        documents: docs
+            .into_iter()
+            .map(|d| pb::DocumentInput {
+                id: d.id().as_str().to_string(),
+                title: d.title().to_string(),
+                text: d.text().to_string(),
+                metadata: d.metadata().clone().into_iter().collect(),
+            })
+            .collect(),
+    }
+}
+
+/// The counts of an ingestion response.
+pub fn summary(r: pb::IngestDocumentsResponse) -> IngestSummary {
+    let pb::IngestDocumentsResponse { counts, errors } = r;
+    let mut s = counts_summary(counts.unwrap_or_default());
+    s.errors = errors.into_iter().map(error_pair).collect();
+    s
+}
+
+fn counts_summary(c: pb::IngestCounts) -> IngestSummary {
+    let pb::IngestCounts {
+        added,
+        updated,
+        unchanged,
+        failed,
+        chunks,
+    } = c;
+    IngestSummary {
+        added: added as usize,
+        updated: updated as usize,
+        unchanged: unchanged as usize,
+        failed: failed as usize,
+        chunks: chunks as usize,
+        errors: Vec::new(),
+    }
+}
+
+fn error_pair(e: pb::DocumentError) -> (String, String) {
+    let pb::DocumentError {
+        document_id,
+        message,
+    } = e;
+    (document_id, message)
+}
+
+/// A job request over server-side `paths`.
+pub fn job_request(
+    collection: String,
+    paths: Vec<String>,
+    chunker: String,
+) -> pb::StartIngestJobRequest {
+    pb::StartIngestJobRequest {
+        collection,
+        paths,
+        chunker,
+    }
+}
+
+/// What a client shows of a job.
+#[derive(Debug, Clone)]
+pub struct JobView {
+    /// The id.
+    pub id: String,
+    /// Its state, `None` when the server sent an unknown one.
+    pub state: Option<JobState>,
+    /// Documents processed / found.
+    pub done: u64,
+    /// Documents found by the scan.
+    pub total: u64,
+    /// Counts and errors so far.
+    pub summary: IngestSummary,
+    /// Why it failed.
+    pub failure: String,
+}
+
+impl From<pb::IngestJob> for JobView {
+    fn from(j: pb::IngestJob) -> Self {
+        let pb::IngestJob {
+            id,
+            collection: _,
+            paths: _,
+            state,
+            progress,
+            errors,
+            failure,
+            created_unix_ms: _,
+            finished_unix_ms: _,
+            resumed: _,
+        } = j;
+        let pb::JobProgress {
+            documents_total,
+            documents_done,
+            bytes_total: _,
+            bytes_done: _,
+            counts,
+            documents_per_second: _,
+            eta_seconds: _,
+        } = progress.unwrap_or_default();
+        let mut summary = counts_summary(counts.unwrap_or_default());
+        summary.errors = errors.into_iter().map(error_pair).collect();
+        let state = match pb::JobState::try_from(state) {
+            Ok(pb::JobState::Queued) => Some(JobState::Queued),
+            Ok(pb::JobState::Running) => Some(JobState::Running),
+            Ok(pb::JobState::Succeeded) => Some(JobState::Succeeded),
+            Ok(pb::JobState::Failed) => Some(JobState::Failed),
+            Ok(pb::JobState::Cancelled) => Some(JobState::Cancelled),
+            Ok(pb::JobState::Unspecified) | Err(_) => None,
+        };
+        Self {
+            id,
+            state,
+            done: documents_done,
+            total: documents_total,
+            summary,
+            failure,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retrieval_defaults_and_bounds() {
+        let o = RetrieveOptions::try_from(pb::RetrievalOptions::default()).unwrap();
+        assert_eq!((o.k, o.candidates, o.mode), (10, 100, Mode::Hybrid));
+        assert_eq!(o.fusion, DEFAULT_FUSION);
+        let big = pb::RetrievalOptions {
+            k: MAX_SEARCH_K + 1,
+            ..Default::default()
+        };
+        assert!(RetrieveOptions::try_from(big).is_err());
+        let bad_alpha = pb::RetrievalOptions {
+            fusion: Some(pb::Fusion {
+                method: Some(pb::fusion::Method::Convex(pb::Convex {
+                    alpha: 1.5,
+                    normalization: 0,
+                })),
+            }),
+            ..Default::default()
+        };
+        assert!(RetrieveOptions::try_from(bad_alpha).is_err());
+    }
+
+    #[test]
+    fn documents_need_id_and_text() {
+        let input = |id: &str, text: &str| pb::DocumentInput {
+            id: id.into(),
+            title: String::new(),
+            text: text.into(),
+            metadata: Default::default(),
+        };
+        assert!(document(input("a", "hello")).is_ok());
+        assert_eq!(
+            document(input("", "x")).unwrap_err().1,
+            "the document id is empty"
+        );
+        assert!(document(input("b", "  \n")).is_err());
+    }
+}

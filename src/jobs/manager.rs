@@ -1,0 +1,216 @@
+//! [`JobManager`]: starts, resumes, cancels and watches bulk ingestion jobs.
+//!
+//! Each job is a tokio task that drives the blocking work of [`run_job`](super::runner) on the
+//! blocking pool. The task publishes its record on a `watch` channel after every acknowledged
+//! batch; [`JobManager::watch`] hands out receivers. Cancelling sets the job's flag, which the
+//! runner checks between batches. On shutdown every runner stops after its current batch and
+//! leaves its job `Running`, so [`JobManager::resume_all`] picks it up on the next start.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use index::Store;
+use ingest::Embedder;
+use parking_lot::Mutex;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::record::{JobRecord, JobSpec};
+use super::runner::{run_job, RunContext};
+use super::store::JobStore;
+use crate::config::Config;
+use crate::error::{Result, ServiceError};
+
+/// What [`JobManager::watch`] returns.
+pub enum JobWatch {
+    /// The job is running: its record after every batch, the last one terminal (or paused).
+    Live(watch::Receiver<JobRecord>),
+    /// The job is not running here: its stored record.
+    Done(Box<JobRecord>),
+}
+
+/// A job in progress.
+struct LiveJob {
+    cancel: Arc<AtomicBool>,
+    updates: watch::Receiver<JobRecord>,
+}
+
+/// Owns the job store and the running jobs.
+pub struct JobManager {
+    store: Arc<JobStore>,
+    context: RunContext,
+    allowed_roots: Vec<PathBuf>,
+    live: Arc<Mutex<HashMap<String, LiveJob>>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl JobManager {
+    /// Opens the job store in the data folder.
+    pub fn open(config: &Config, store: Arc<Store>, embedder: Arc<dyn Embedder>) -> Result<Self> {
+        let jobs = Arc::new(JobStore::open(&config.data_dir)?);
+        Ok(Self {
+            context: RunContext {
+                jobs: jobs.clone(),
+                store,
+                embedder,
+                batch: config.server.job_batch_documents,
+                shutdown: Arc::new(AtomicBool::new(false)),
+            },
+            store: jobs,
+            allowed_roots: config.server.allowed_roots.clone(),
+            live: Arc::new(Mutex::new(HashMap::new())),
+            tasks: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Validates `spec`, records the job and starts it. Paths are made canonical and must lie
+    /// under an allowed root.
+    pub fn start(&self, mut spec: JobSpec) -> Result<JobRecord> {
+        index::config::validate_collection_name(&spec.collection)?;
+        if spec.paths.is_empty() {
+            return Err(ServiceError::InvalidArgument(
+                "a job needs at least one path".into(),
+            ));
+        }
+        spec.paths = spec
+            .paths
+            .iter()
+            .map(|p| self.check_path(p))
+            .collect::<Result<_>>()?;
+        let record = JobRecord::new(self.store.next_id()?, spec);
+        self.store.save(&record)?;
+        self.spawn(record.clone());
+        Ok(record)
+    }
+
+    fn check_path(&self, path: &Path) -> Result<PathBuf> {
+        let bad = |why: &str| ServiceError::InvalidArgument(format!("{}: {why}", path.display()));
+        if self.allowed_roots.is_empty() {
+            return Err(bad(
+                "this server allows no job paths (server.allowed_roots is empty)",
+            ));
+        }
+        if !path.is_absolute() {
+            return Err(bad("job paths must be absolute"));
+        }
+        let canonical = path.canonicalize().map_err(|e| bad(&e.to_string()))?;
+        let allowed = self
+            .allowed_roots
+            .iter()
+            .filter_map(|r| r.canonicalize().ok())
+            .any(|root| canonical.starts_with(root));
+        if allowed {
+            Ok(canonical)
+        } else {
+            Err(bad("not under an allowed root"))
+        }
+    }
+
+    /// Restarts every job a previous run left queued or running.
+    pub fn resume_all(&self) -> Result<usize> {
+        let mut n = 0;
+        for mut record in self.store.list()? {
+            if !record.state.is_terminal() {
+                record.resumed += 1;
+                tracing::info!(job = %record.id, cursor = ?record.cursor, "resuming job");
+                self.store.save(&record)?;
+                self.spawn(record);
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    fn spawn(&self, record: JobRecord) {
+        let cancel = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = watch::channel(record.clone());
+        let id = record.id.clone();
+        self.live.lock().insert(
+            id.clone(),
+            LiveJob {
+                cancel: cancel.clone(),
+                updates: rx,
+            },
+        );
+        let context = self.context.clone();
+        let live = self.live.clone();
+        let task = tokio::spawn(async move {
+            let run = tokio::task::spawn_blocking(move || run_job(&context, record, &cancel, &tx));
+            if let Err(e) = run.await {
+                tracing::error!(job = %id, error = %e, "job task panicked");
+            }
+            live.lock().remove(&id);
+        });
+        self.tasks.lock().push(task);
+    }
+
+    /// The job's current record.
+    pub fn get(&self, id: &str) -> Result<JobRecord> {
+        if let Some(job) = self.live.lock().get(id) {
+            return Ok(job.updates.borrow().clone());
+        }
+        self.store.get(id)?.ok_or_else(|| not_found(id))
+    }
+
+    /// Every job, newest first.
+    pub fn list(&self) -> Result<Vec<JobRecord>> {
+        let live = self.live.lock();
+        Ok(self
+            .store
+            .list()?
+            .into_iter()
+            .map(|r| match live.get(&r.id) {
+                Some(job) => job.updates.borrow().clone(),
+                None => r,
+            })
+            .collect())
+    }
+
+    /// Asks a running job to stop after its current batch; a finished job is returned as is.
+    pub fn cancel(&self, id: &str) -> Result<JobRecord> {
+        if let Some(job) = self.live.lock().get(id) {
+            job.cancel.store(true, Ordering::SeqCst);
+            return Ok(job.updates.borrow().clone());
+        }
+        self.get(id)
+    }
+
+    /// A receiver of the job's updates while it runs, or its final record.
+    pub fn watch(&self, id: &str) -> Result<JobWatch> {
+        if let Some(job) = self.live.lock().get(id) {
+            return Ok(JobWatch::Live(job.updates.clone()));
+        }
+        self.get(id).map(|r| JobWatch::Done(Box::new(r)))
+    }
+
+    /// Tells every job to stop after its current batch, leaving it to resume on the next start.
+    pub fn stop(&self) {
+        self.context.shutdown.store(true, Ordering::SeqCst);
+    }
+
+    /// [`stop`](Self::stop)s the jobs and waits up to `grace` for them.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.stop();
+        let tasks: Vec<_> = std::mem::take(&mut *self.tasks.lock());
+        let all = async {
+            for t in tasks {
+                if let Err(e) = t.await {
+                    tracing::error!(error = %e, "job task failed");
+                }
+            }
+        };
+        if tokio::time::timeout(grace, all).await.is_err() {
+            tracing::warn!("jobs did not stop within the grace period");
+        }
+    }
+}
+
+fn not_found(id: &str) -> ServiceError {
+    ServiceError::NotFound {
+        kind: "job",
+        id: id.to_string(),
+    }
+}

@@ -1,0 +1,341 @@
+//! [`AppState`]: what every request handler shares — the store of collections, the models, the
+//! retriever, the job manager — and the plain operations the gRPC handlers call.
+//!
+//! Everything that embeds, searches or writes runs on tokio's blocking pool through
+//! [`AppState::blocking`], which first takes one of `embedder.queue` permits: past that many
+//! requests in flight a new one is refused at once with [`WorkerError::Overloaded`]
+//! (RESOURCE_EXHAUSTED) instead of queueing without bound (TEI's `Semaphore` in core/infer.rs).
+//! Searches read a [`Searcher`](index::Searcher) snapshot and never wait on writers.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use index::{Collection, DocumentInfo, Store};
+use ingest::{ChunkingStrategy, Document, Embedder};
+use tokio::sync::Semaphore;
+
+use crate::config::Config;
+use crate::error::{Result, ServiceError};
+use crate::jobs::{open_or_create, IngestSummary, JobManager, Pipeline};
+use crate::model::generation_pool::GenerationPool;
+use crate::model::generator::{GenerationParams, Generator};
+use crate::model::reranker::Reranker;
+use crate::model::worker::WorkerError;
+use crate::rag::answer::{self, Prepared};
+use crate::rag::{AnswerConfig, Hit, RetrieveOptions, Retriever};
+
+/// Chunks embedded together by the streamed-ingestion pipeline.
+const EMBED_BATCH: usize = 64;
+
+/// Shared state of a running server. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    generation: Option<GenerationPool>,
+    store: Arc<Store>,
+    embedder: Arc<dyn Embedder>,
+    retriever: Retriever,
+    permits: Arc<Semaphore>,
+    jobs: Arc<JobManager>,
+}
+
+/// A collection and its counts, as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectionInfo {
+    /// Its name.
+    pub name: String,
+    /// The embedding model it was made with.
+    pub embedding_model: String,
+    /// Vector dimension.
+    pub dimension: usize,
+    /// Documents stored.
+    pub documents: u64,
+    /// Chunks stored.
+    pub chunks: u64,
+}
+
+/// What a search request asks for.
+#[derive(Debug, Clone)]
+pub struct SearchQuery {
+    /// The collection.
+    pub collection: String,
+    /// The query text.
+    pub query: String,
+    /// Retrieval parameters.
+    pub options: RetrieveOptions,
+}
+
+/// What an Ask request asks for; unset generation fields take the server's `generator.*`.
+#[derive(Debug, Clone)]
+pub struct AskQuery {
+    /// The collection.
+    pub collection: String,
+    /// The question.
+    pub question: String,
+    /// Retrieval parameters (`k` = sources offered to the model).
+    pub retrieval: RetrieveOptions,
+    /// Most tokens to generate.
+    pub max_tokens: Option<usize>,
+    /// Sampling temperature.
+    pub temperature: Option<f64>,
+    /// Sampler seed.
+    pub seed: Option<u64>,
+}
+
+/// A document with (optionally) its chunks.
+#[derive(Debug, Clone)]
+pub struct DocumentView {
+    /// The stored document.
+    pub info: DocumentInfo,
+    /// Its chunks, when asked for.
+    pub chunks: Vec<index::ChunkRecord>,
+}
+
+impl AppState {
+    /// Loads the configured embedder (fetching it on first use) and reranker, and opens the
+    /// data folder. Startup wiring, hence anyhow.
+    pub fn load(config: Config) -> anyhow::Result<Self> {
+        let embedder: Arc<dyn Embedder> =
+            Arc::new(crate::model::load_embedder(&config).context("loading the embedding model")?);
+        let reranker = match &config.reranker.model {
+            Some(_) => Some(crate::model::load_reranker(&config, None)?),
+            None => None,
+        };
+        let generator: Arc<dyn Generator> =
+            crate::model::load_generator(&config).context("loading the generator")?;
+        let pool = GenerationPool::new(generator, config.generator.pool())
+            .context("starting the generation threads")?;
+        Self::with_generator(config, embedder, reranker, Some(pool))
+    }
+
+    /// State over already loaded models, without a generator (Ask is then refused).
+    pub fn new(
+        config: Config,
+        embedder: Arc<dyn Embedder>,
+        reranker: Option<Arc<dyn Reranker>>,
+    ) -> anyhow::Result<Self> {
+        Self::with_generator(config, embedder, reranker, None)
+    }
+
+    /// State over already loaded models (tests pass shared ones).
+    pub fn with_generator(
+        config: Config,
+        embedder: Arc<dyn Embedder>,
+        reranker: Option<Arc<dyn Reranker>>,
+        generation: Option<GenerationPool>,
+    ) -> anyhow::Result<Self> {
+        let store = Arc::new(
+            Store::open(&config.data_dir)
+                .with_context(|| format!("data folder {}", config.data_dir.display()))?,
+        );
+        let jobs = JobManager::open(&config, store.clone(), embedder.clone())?;
+        let inner = Inner {
+            permits: Arc::new(Semaphore::new(config.embedder.queue)),
+            retriever: Retriever::new(embedder.clone(), reranker),
+            generation,
+            config,
+            store,
+            embedder,
+            jobs: Arc::new(jobs),
+        };
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The job manager.
+    pub fn jobs(&self) -> &Arc<JobManager> {
+        &self.inner.jobs
+    }
+
+    /// Runs `f` on the blocking pool, refusing at once when `embedder.queue` calls are in flight.
+    pub async fn blocking<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&AppState) -> Result<R> + Send + 'static,
+    {
+        let permit = self
+            .inner
+            .permits
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| WorkerError::Overloaded("embedder"))?;
+        let state = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            f(&state)
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(format!("blocking task failed: {e}")))?
+    }
+
+    /// Creates an empty collection for the server's embedder.
+    pub fn create_collection(&self, name: &str) -> Result<CollectionInfo> {
+        let e = &self.inner.embedder;
+        let config = index::CollectionConfig::new(name, e.model_id(), e.dimension());
+        let collection = self.inner.store.create_collection(config)?;
+        describe(&collection)
+    }
+
+    /// Every collection, sorted by name.
+    pub fn list_collections(&self) -> Result<Vec<CollectionInfo>> {
+        let store = &self.inner.store;
+        store
+            .list()?
+            .iter()
+            .map(|name| describe(store.collection(name)?.as_ref()))
+            .collect()
+    }
+
+    /// Deletes a collection (refused while a job or request holds it).
+    pub fn delete_collection(&self, name: &str) -> Result<()> {
+        Ok(self.inner.store.delete_collection(name)?)
+    }
+
+    /// Opens `name`, creating it for the server's embedder if missing.
+    pub fn open_or_create(&self, name: &str) -> Result<Arc<Collection>> {
+        Ok(open_or_create(
+            &self.inner.store,
+            name,
+            self.inner.embedder.as_ref(),
+        )?)
+    }
+
+    /// A pipeline with `chunking` over the server's embedder.
+    pub fn pipeline(&self, chunking: &ChunkingStrategy) -> Result<Pipeline> {
+        Ok(Pipeline {
+            chunker: chunking.build(self.inner.embedder.clone())?,
+            embedder: self.inner.embedder.clone(),
+            embed_batch: EMBED_BATCH,
+        })
+    }
+
+    /// Ingests one batch of documents and commits it.
+    pub fn ingest(
+        &self,
+        collection: &Collection,
+        pipeline: &Pipeline,
+        docs: &[Document],
+    ) -> Result<IngestSummary> {
+        pipeline.ingest(collection, docs, |_, _| {})
+    }
+
+    /// Deletes documents by id and commits; returns (deleted, ids not stored).
+    pub fn delete_documents(&self, collection: &str, ids: &[String]) -> Result<(u64, Vec<String>)> {
+        let writer = self.inner.store.collection(collection)?.writer();
+        let mut deleted = 0;
+        let mut missing = Vec::new();
+        for id in ids {
+            if writer.delete_document(id)? {
+                deleted += 1;
+            } else {
+                missing.push(id.clone());
+            }
+        }
+        writer.commit()?;
+        Ok((deleted, missing))
+    }
+
+    /// A stored document, with its chunks when `with_chunks`.
+    pub fn get_document(
+        &self,
+        collection: &str,
+        id: &str,
+        with_chunks: bool,
+    ) -> Result<DocumentView> {
+        let searcher = self.inner.store.collection(collection)?.reader().searcher();
+        let info = searcher
+            .get_document(id)?
+            .ok_or_else(|| ServiceError::NotFound {
+                kind: "document",
+                id: id.to_string(),
+            })?;
+        let chunks = if with_chunks {
+            searcher
+                .get_chunks(&info.chunk_ids)?
+                .into_iter()
+                .flatten()
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(DocumentView { info, chunks })
+    }
+
+    /// The generation pool; Ask needs one.
+    pub fn generation(&self) -> Result<&GenerationPool> {
+        self.inner
+            .generation
+            .as_ref()
+            .ok_or(ServiceError::Unimplemented(
+                "this server runs without a generator, so it cannot answer questions",
+            ))
+    }
+
+    /// Retrieves for an Ask request and builds its prompt ([`answer::prepare`]); returns it with
+    /// the generation parameters to use.
+    pub fn prepare_answer(&self, q: &AskQuery) -> Result<(Prepared, GenerationParams)> {
+        let pool = self.generation()?;
+        let mut cfg = AnswerConfig {
+            retrieve: q.retrieval.clone(),
+            generation: self.inner.config.generator.params(),
+            ..AnswerConfig::default()
+        };
+        let g = &mut cfg.generation;
+        g.max_tokens = q.max_tokens.unwrap_or(g.max_tokens);
+        g.temperature = q.temperature.unwrap_or(g.temperature);
+        g.seed = q.seed.unwrap_or(g.seed);
+        let searcher = self
+            .inner
+            .store
+            .collection(&q.collection)?
+            .reader()
+            .searcher();
+        let prepared = answer::prepare(
+            &self.inner.retriever,
+            &searcher,
+            pool.generator().as_ref(),
+            &q.question,
+            &cfg,
+        )?;
+        Ok((prepared, cfg.generation))
+    }
+
+    /// Runs a retrieval on a snapshot of the collection; returns the hits and the time taken.
+    pub fn search(&self, q: &SearchQuery) -> Result<(Vec<Hit>, f64)> {
+        let start = Instant::now();
+        let searcher = self
+            .inner
+            .store
+            .collection(&q.collection)?
+            .reader()
+            .searcher();
+        let hits = self
+            .inner
+            .retriever
+            .retrieve(&searcher, &q.query, &q.options)?;
+        Ok((hits, start.elapsed().as_secs_f64() * 1e3))
+    }
+}
+
+fn describe(c: &Collection) -> Result<CollectionInfo> {
+    let stats = c.reader().searcher().stats()?;
+    let config = c.config();
+    Ok(CollectionInfo {
+        name: config.name.clone(),
+        embedding_model: config.embedding_model.clone(),
+        dimension: config.dimension,
+        documents: stats.documents,
+        chunks: stats.meta_chunks,
+    })
+}

@@ -1,0 +1,629 @@
+//! The gRPC server in-process on an ephemeral loopback port, with the real MiniLM embedder and
+//! tiny corpora: every RPC, both streaming directions, health, reflection, error codes, deadlines,
+//! a cancelled job and a job resumed after a restart.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ragd::grpc::pb::{self, rag_client::RagClient};
+use ragd::state::AppState;
+use tokio::sync::oneshot;
+use tokio_stream::StreamExt;
+use tonic::transport::Channel;
+use tonic::Code;
+
+use crate::common::{config, shared_embedder};
+
+struct Server {
+    addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Server {
+    async fn start(data: &Path, roots: Vec<PathBuf>, batch: usize) -> Self {
+        Self::start_with(data, |cfg| {
+            cfg.server.allowed_roots = roots;
+            cfg.server.job_batch_documents = batch;
+        })
+        .await
+    }
+
+    async fn start_with(data: &Path, edit: impl FnOnce(&mut ragd::Config)) -> Self {
+        let mut cfg = config();
+        cfg.data_dir = data.to_path_buf();
+        edit(&mut cfg);
+        let state = AppState::new(cfg, shared_embedder(), None).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        let task = tokio::spawn(ragd::grpc::serve_with(state, listener, shutdown));
+        Self { addr, stop, task }
+    }
+
+    async fn client(&self) -> RagClient<Channel> {
+        RagClient::connect(format!("http://{}", self.addr))
+            .await
+            .unwrap()
+    }
+
+    async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    async fn shutdown(self) {
+        self.stop.send(()).unwrap();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+fn doc(id: &str, title: &str, text: &str, lang: &str) -> pb::DocumentInput {
+    pb::DocumentInput {
+        id: id.into(),
+        title: title.into(),
+        text: text.into(),
+        metadata: [("lang".to_string(), lang.to_string())].into(),
+    }
+}
+
+fn search(collection: &str, query: &str, k: u32) -> pb::SearchRequest {
+    pb::SearchRequest {
+        collection: collection.into(),
+        query: query.into(),
+        options: Some(pb::RetrievalOptions {
+            k,
+            ..Default::default()
+        }),
+    }
+}
+
+fn code<T: std::fmt::Debug>(r: Result<tonic::Response<T>, tonic::Status>) -> Code {
+    r.expect_err("the call should fail").code()
+}
+
+async fn ingest_kb(
+    client: &mut RagClient<Channel>,
+    collection: &str,
+) -> pb::IngestDocumentsResponse {
+    let first = pb::IngestDocumentsRequest {
+        collection: collection.into(),
+        chunker: r#"{"kind":"recursive","size":64}"#.into(),
+        documents: vec![
+            doc(
+                "pump.md",
+                "XJ-9000 pump",
+                "The XJ-9000 pump built in 2021 uses shaft seal SS-441.",
+                "en",
+            ),
+            doc(
+                "kv.md",
+                "KV cache",
+                "The KV cache stores attention keys and values so decoding reuses them.",
+                "en",
+            ),
+            doc("empty.md", "Empty", "   ", "en"),
+        ],
+    };
+    let second = pb::IngestDocumentsRequest {
+        collection: String::new(),
+        chunker: String::new(),
+        documents: vec![
+            doc(
+                "nf4.md",
+                "NF4",
+                "NF4 is a 4-bit NormalFloat data type for quantizing weights.",
+                "en",
+            ),
+            doc("zh.md", "中文", "中文句子以句号结尾。", "zh"),
+        ],
+    };
+    let stream = tokio_stream::iter(vec![first, second]);
+    client.ingest_documents(stream).await.unwrap().into_inner()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn collections_documents_search_and_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), vec![], 64).await;
+    let mut c = server.client().await;
+
+    let created = c
+        .create_collection(pb::CreateCollectionRequest { name: "kb".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((created.name.as_str(), created.dimension), ("kb", 384));
+    let again = c
+        .create_collection(pb::CreateCollectionRequest { name: "kb".into() })
+        .await;
+    assert_eq!(code(again), Code::AlreadyExists);
+    for bad in ["../x", "a/b", "", &"x".repeat(129)] {
+        let r = c
+            .create_collection(pb::CreateCollectionRequest { name: bad.into() })
+            .await;
+        assert_eq!(code(r), Code::InvalidArgument, "{bad:?}");
+    }
+
+    // Client streaming: two messages; the blank document fails alone.
+    let out = ingest_kb(&mut c, "kb").await;
+    let counts = out.counts.unwrap();
+    assert_eq!((counts.added, counts.failed), (4, 1), "{out:?}");
+    assert_eq!(out.errors[0].document_id, "empty.md");
+    // Idempotent: the same documents again change nothing.
+    let counts = ingest_kb(&mut c, "kb").await.counts.unwrap();
+    assert_eq!((counts.added, counts.unchanged, counts.chunks), (0, 4, 0));
+
+    let listed = c
+        .list_collections(pb::ListCollectionsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.collections.len(), 1);
+    assert_eq!(
+        (
+            listed.collections[0].documents,
+            listed.collections[0].chunks
+        ),
+        (4, 4)
+    );
+
+    // Hybrid search, with per-stage scores, spans and metadata filter.
+    let hits = c
+        .search(search("kb", "which seal fits the XJ-9000?", 3))
+        .await
+        .unwrap()
+        .into_inner()
+        .hits;
+    let top = hits[0].chunk.as_ref().unwrap();
+    assert_eq!(top.document_id, "pump.md");
+    assert_eq!((top.span_start, top.title.as_str()), (0, "XJ-9000 pump"));
+    let scores = hits[0].scores.unwrap();
+    assert!(scores.dense.is_some() && scores.bm25.is_some() && scores.fused.is_some());
+    let mut zh = search("kb", "句子", 5);
+    zh.options.as_mut().unwrap().filter = [("lang".to_string(), "zh".to_string())].into();
+    let zh = c.search(zh).await.unwrap().into_inner().hits;
+    assert!(
+        zh.iter()
+            .all(|h| h.chunk.as_ref().unwrap().document_id == "zh.md")
+            && !zh.is_empty()
+    );
+
+    // Bad requests.
+    assert_eq!(
+        code(c.search(search("kb", "  ", 3)).await),
+        Code::InvalidArgument
+    );
+    assert_eq!(
+        code(c.search(search("kb", "seal", 5000)).await),
+        Code::InvalidArgument
+    );
+    assert_eq!(
+        code(c.search(search("nope", "seal", 3)).await),
+        Code::NotFound
+    );
+    assert_eq!(
+        code(c.search(search("../etc", "seal", 3)).await),
+        Code::InvalidArgument
+    );
+    let mut short = tonic::Request::new(search("kb", "seal", 3));
+    // At most the 10 ms margin: the handler gives up as soon as it starts, well before tonic's
+    // own timer (CANCELLED) would fire.
+    short.set_timeout(Duration::from_millis(10));
+    assert_eq!(code(c.search(short).await), Code::DeadlineExceeded);
+
+    // Documents.
+    let got = c
+        .get_document(pb::GetDocumentRequest {
+            collection: "kb".into(),
+            id: "kv.md".into(),
+            include_chunks: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((got.title.as_str(), got.chunk_ids.len()), ("KV cache", 1));
+    assert!(got.chunks[0].text.contains("attention keys"));
+    assert_eq!(got.metadata["lang"], "en");
+    let missing = c
+        .get_document(pb::GetDocumentRequest {
+            collection: "kb".into(),
+            id: "no.md".into(),
+            include_chunks: false,
+        })
+        .await;
+    assert_eq!(code(missing), Code::NotFound);
+    let deleted = c
+        .delete_documents(pb::DeleteDocumentsRequest {
+            collection: "kb".into(),
+            ids: vec!["kv.md".into(), "no.md".into()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (deleted.deleted, deleted.not_found),
+        (1, vec!["no.md".to_string()])
+    );
+    let hits = c
+        .search(search("kb", "KV cache attention keys", 10))
+        .await
+        .unwrap()
+        .into_inner()
+        .hits;
+    assert!(hits
+        .iter()
+        .all(|h| h.chunk.as_ref().unwrap().document_id != "kv.md"));
+
+    // Ask is defined but arrives with the generator; bad requests are still caller errors.
+    let ask = |q: &str| pb::AskRequest {
+        collection: "kb".into(),
+        question: q.into(),
+        retrieval: None,
+        generation: None,
+    };
+    let r = c.ask(ask("What is NF4?")).await;
+    assert_eq!(code(r), Code::Unimplemented);
+    assert_eq!(code(c.ask(ask(" ")).await), Code::InvalidArgument);
+
+    // Jobs need allowed roots; unknown jobs are NOT_FOUND.
+    let job = pb::StartIngestJobRequest {
+        collection: "kb".into(),
+        paths: vec!["/etc".into()],
+        chunker: String::new(),
+    };
+    assert_eq!(code(c.start_ingest_job(job).await), Code::InvalidArgument);
+    let r = c
+        .get_ingest_job(pb::GetIngestJobRequest {
+            id: "job-0000009999".into(),
+        })
+        .await;
+    assert_eq!(code(r), Code::NotFound);
+
+    c.delete_collection(pb::DeleteCollectionRequest { name: "kb".into() })
+        .await
+        .unwrap();
+    assert_eq!(
+        code(c.search(search("kb", "seal", 3)).await),
+        Code::NotFound
+    );
+    let r = c
+        .delete_collection(pb::DeleteCollectionRequest { name: "kb".into() })
+        .await;
+    assert_eq!(code(r), Code::NotFound);
+    drop(c);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn message_size_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(dir.path(), |c| c.server.max_message_bytes = 16 * 1024).await;
+    let mut c = server.client().await;
+    let big = pb::IngestDocumentsRequest {
+        collection: "kb".into(),
+        chunker: String::new(),
+        documents: vec![doc("big.md", "Big", &"word ".repeat(8000), "en")],
+    };
+    let r = c.ingest_documents(tokio_stream::iter(vec![big])).await;
+    let status = r.expect_err("too large");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    drop(c);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn health_and_reflection() {
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), vec![], 64).await;
+    let mut health = HealthClient::new(server.channel().await);
+    let status = health
+        .check(HealthCheckRequest {
+            service: "ragd.v1.Rag".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status;
+    assert_eq!(
+        status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+
+    let mut reflection = ServerReflectionClient::new(server.channel().await);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut replies = reflection
+        .server_reflection_info(tokio_stream::iter(vec![request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let reply = replies.next().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = reply.message_response else {
+        panic!("unexpected reply {reply:?}");
+    };
+    let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
+    assert!(names.contains(&"ragd.v1.Rag"), "{names:?}");
+    assert!(names.contains(&"grpc.health.v1.Health"), "{names:?}");
+    drop((health, reflection, replies));
+    server.shutdown().await;
+}
+
+/// A JSONL corpus of `n` short documents in `dir`.
+fn corpus(dir: &Path, n: usize) -> PathBuf {
+    let path = dir.join("corpus.jsonl");
+    let lines: Vec<String> = (0..n)
+        .map(|i| {
+            serde_json::json!({"_id": format!("d{i}"), "title": format!("Note {i}"),
+                "text": format!("Note number {i} talks about topic {} and item {}.", i % 7, i * 13)})
+            .to_string()
+        })
+        .collect();
+    std::fs::write(&path, lines.join("\n")).unwrap();
+    path
+}
+
+fn job_request(path: &Path) -> pb::StartIngestJobRequest {
+    pb::StartIngestJobRequest {
+        collection: "bulk".into(),
+        paths: vec![path.display().to_string()],
+        chunker: String::new(),
+    }
+}
+
+fn state(job: &pb::IngestJob) -> pb::JobState {
+    pb::JobState::try_from(job.state).unwrap()
+}
+
+/// Watches `id` until a record with documents done, returning the stream for later updates.
+async fn until_started(c: &mut RagClient<Channel>, id: &str) -> tonic::Streaming<pb::IngestJob> {
+    let mut updates = c
+        .watch_ingest_job(pb::WatchIngestJobRequest { id: id.into() })
+        .await
+        .unwrap()
+        .into_inner();
+    loop {
+        let job = updates.next().await.expect("stream ended early").unwrap();
+        let s = state(&job);
+        assert!(
+            matches!(s, pb::JobState::Queued | pb::JobState::Running),
+            "{job:?}"
+        );
+        if job.progress.unwrap().documents_done > 0 {
+            return updates;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn job_is_cancelled() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("files");
+    std::fs::create_dir_all(&root).unwrap();
+    let path = corpus(&root, 300);
+    let server = Server::start(&dir.path().join("data"), vec![root.clone()], 2).await;
+    let mut c = server.client().await;
+
+    let relative = pb::StartIngestJobRequest {
+        paths: vec!["files/corpus.jsonl".into()],
+        ..job_request(&path)
+    };
+    assert_eq!(
+        code(c.start_ingest_job(relative).await),
+        Code::InvalidArgument
+    );
+    let outside = pb::StartIngestJobRequest {
+        paths: vec![dir.path().display().to_string()],
+        ..job_request(&path)
+    };
+    assert_eq!(
+        code(c.start_ingest_job(outside).await),
+        Code::InvalidArgument
+    );
+    let sneaky = format!("{}/../", root.display());
+    let escape = pb::StartIngestJobRequest {
+        paths: vec![sneaky],
+        ..job_request(&path)
+    };
+    assert_eq!(
+        code(c.start_ingest_job(escape).await),
+        Code::InvalidArgument
+    );
+
+    let job = c
+        .start_ingest_job(job_request(&path))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut updates = until_started(&mut c, &job.id).await;
+    c.cancel_ingest_job(pb::CancelIngestJobRequest { id: job.id.clone() })
+        .await
+        .unwrap();
+    let mut last = None;
+    while let Some(u) = updates.next().await {
+        last = Some(u.unwrap());
+    }
+    let last = last.unwrap();
+    assert_eq!(state(&last), pb::JobState::Cancelled);
+    let p = last.progress.unwrap();
+    assert!(
+        p.documents_done > 0 && p.documents_done < p.documents_total,
+        "{p:?}"
+    );
+    assert_eq!(p.documents_total, 300);
+    assert_eq!(p.counts.unwrap().added, p.documents_done);
+    let listed = c
+        .list_ingest_jobs(pb::ListIngestJobsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.jobs[0].id, job.id);
+    // Cancelling a finished job returns it unchanged.
+    let again = c
+        .cancel_ingest_job(pb::CancelIngestJobRequest { id: job.id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(state(&again), pb::JobState::Cancelled);
+    drop((c, updates));
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn job_resumes_after_restart_and_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("files");
+    std::fs::create_dir_all(&root).unwrap();
+    let path = corpus(&root, 300);
+    let data = dir.path().join("data");
+
+    let server = Server::start(&data, vec![root.clone()], 2).await;
+    let mut c = server.client().await;
+    let job = c
+        .start_ingest_job(job_request(&path))
+        .await
+        .unwrap()
+        .into_inner();
+    let updates = until_started(&mut c, &job.id).await;
+    drop((c, updates));
+    server.shutdown().await; // the job stops after its current batch, still RUNNING
+
+    let server = Server::start(&data, vec![root.clone()], 2).await;
+    let mut c = server.client().await;
+    let mut updates = c
+        .watch_ingest_job(pb::WatchIngestJobRequest { id: job.id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = updates.next().await.unwrap().unwrap();
+    assert_eq!(first.resumed, 1, "the job was interrupted and resumed");
+    let resumed_at = first.progress.unwrap().documents_done;
+    assert!(resumed_at > 0 && resumed_at < 300, "{resumed_at}");
+    let mut last = first;
+    while let Some(u) = updates.next().await {
+        last = u.unwrap();
+    }
+    assert_eq!(state(&last), pb::JobState::Succeeded, "{last:?}");
+    let p = last.progress.unwrap();
+    let counts = p.counts.unwrap();
+    assert_eq!((p.documents_done, p.documents_total), (300, 300));
+    // Exactly the corpus: nothing added twice across the restart.
+    assert_eq!(counts.added + counts.unchanged, 300, "{counts:?}");
+    let listed = c
+        .list_collections(pb::ListCollectionsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.collections[0].documents, 300);
+
+    // Re-running the job adds nothing.
+    let rerun = c
+        .start_ingest_job(job_request(&path))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut updates = c
+        .watch_ingest_job(pb::WatchIngestJobRequest {
+            id: rerun.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut last = rerun;
+    while let Some(u) = updates.next().await {
+        last = u.unwrap();
+    }
+    let counts = last.progress.unwrap().counts.unwrap();
+    assert_eq!((counts.added, counts.unchanged, counts.chunks), (0, 300, 0));
+    drop((c, updates));
+    server.shutdown().await;
+}
+
+/// The binary end to end: `ragd serve`, `ragd ingest --server`, `ragd search --server`, and a
+/// graceful exit on SIGTERM.
+#[cfg(unix)]
+#[test]
+fn cli_serve_ingest_search_and_sigterm() {
+    use std::process::{Command, Stdio};
+
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let ragd = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_ragd"));
+        c.arg("--data-dir").arg(dir.path());
+        c
+    };
+    let mut server = ragd()
+        .args(["serve", "--addr", &addr])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(std::time::Instant::now() < deadline, "server did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let kb = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/kb");
+    let out = ragd()
+        .args(["ingest", "--server", &addr, "--collection", "kb", "--json"])
+        .arg(&kb)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["added"], 6, "{summary}");
+    let out = ragd()
+        .args([
+            "search",
+            "--server",
+            &addr,
+            "--collection",
+            "kb",
+            "--json",
+            "-k",
+            "1",
+        ])
+        .arg("Which shaft seal fits an XJ-9000 pump built in 2021?")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let found: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(found["hits"][0]["doc_id"], "parts-catalog.md", "{found}");
+    // SAFETY: sending SIGTERM to a child we spawned and have not yet waited for.
+    unsafe {
+        libc::kill(server.id() as i32, libc::SIGTERM);
+    }
+    assert!(
+        server.wait().unwrap().success(),
+        "graceful shutdown exits 0"
+    );
+}
