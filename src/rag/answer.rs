@@ -35,9 +35,12 @@ pub struct AnswerConfig {
     pub retrieve: RetrieveOptions,
     /// Minimum cosine similarity of the best chunk for the question to be answered at all.
     pub min_relevance: f32,
-    /// Most tokens of prompt plus reply (capped by the model's context).
+    /// Most tokens of prompt plus reply (capped by the model's context). Prompt processing
+    /// costs time on a CPU (SmolLM2 on 2 cores: ~500 tokens/s), so this stays well under a
+    /// large model context.
     pub context_tokens: usize,
-    /// Decoding parameters; `max_tokens` is reserved in the context.
+    /// Decoding parameters; `max_tokens` (at most a quarter of `context_tokens`) is reserved
+    /// in the context.
     pub generation: GenerationParams,
 }
 
@@ -141,9 +144,11 @@ pub fn prepare(
         None => !hits.is_empty(),
     };
     let prompt = if relevant {
+        // A long reply never crowds out the sources: at most a quarter of the context is
+        // reserved for it (generation then stops when the context is full).
         let budget = PromptBudget {
             context_tokens: cfg.context_tokens,
-            reply_tokens: cfg.generation.max_tokens,
+            reply_tokens: cfg.generation.max_tokens.min(cfg.context_tokens / 4),
         };
         let p = prompt::build(generator, question, &hits, budget)?;
         (!p.sources.is_empty()).then_some(p)

@@ -33,3 +33,10 @@ pub fn embedder() -> &'static CandleEmbedder {
     static EMBEDDER: OnceLock<Arc<CandleEmbedder>> = OnceLock::new();
     EMBEDDER.get_or_init(shared_embedder)
 }
+
+/// The default generator (SmolLM2), loaded once per test binary.
+pub fn shared_generator() -> Arc<ragd::model::gguf_generator::GgufGenerator> {
+    static GEN: OnceLock<Arc<ragd::model::gguf_generator::GgufGenerator>> = OnceLock::new();
+    GEN.get_or_init(|| ragd::model::load_generator(&config()).expect("load SmolLM2"))
+        .clone()
+}

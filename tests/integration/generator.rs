@@ -22,9 +22,7 @@ use ragd::model::{ModelError, ModelSource};
 use crate::common::config;
 
 fn smollm() -> Arc<GgufGenerator> {
-    static GEN: OnceLock<Arc<GgufGenerator>> = OnceLock::new();
-    GEN.get_or_init(|| ragd::model::load_generator(&config()).expect("load SmolLM2"))
-        .clone()
+    crate::common::shared_generator()
 }
 
 fn greedy(max_tokens: usize) -> GenerationParams {

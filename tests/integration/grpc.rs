@@ -13,7 +13,9 @@ use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 use tonic::Code;
 
-use crate::common::{config, shared_embedder};
+use ragd::model::generation_pool::{GenerationPool, GenerationPoolConfig};
+
+use crate::common::{config, shared_embedder, shared_generator};
 
 struct Server {
     addr: SocketAddr,
@@ -35,6 +37,26 @@ impl Server {
         cfg.data_dir = data.to_path_buf();
         edit(&mut cfg);
         let state = AppState::new(cfg, shared_embedder(), None).unwrap();
+        Self::serve(state).await
+    }
+
+    /// A server that can answer: SmolLM2 behind a pool of one thread and a queue of one.
+    async fn start_answering(data: &Path) -> Self {
+        let mut cfg = config();
+        cfg.data_dir = data.to_path_buf();
+        let pool = GenerationPool::new(
+            shared_generator(),
+            GenerationPoolConfig {
+                concurrency: 1,
+                queue: 1,
+            },
+        )
+        .unwrap();
+        let state = AppState::with_generator(cfg, shared_embedder(), None, Some(pool)).unwrap();
+        Self::serve(state).await
+    }
+
+    async fn serve(state: AppState) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -626,4 +648,125 @@ fn cli_serve_ingest_search_and_sigterm() {
         server.wait().unwrap().success(),
         "graceful shutdown exits 0"
     );
+}
+
+fn ask(collection: &str, question: &str, max_tokens: u32) -> pb::AskRequest {
+    pb::AskRequest {
+        collection: collection.into(),
+        question: question.into(),
+        retrieval: None,
+        generation: Some(pb::GenerationOptions {
+            max_tokens,
+            temperature: Some(0.0),
+            seed: None,
+        }),
+    }
+}
+
+/// Reads an Ask stream to its end: the concatenated deltas and the final message, which must
+/// come last and once.
+async fn read_answer(mut stream: tonic::Streaming<pb::AskResponse>) -> (String, pb::AskFinal) {
+    let mut text = String::new();
+    let mut last = None;
+    while let Some(msg) = stream.next().await {
+        assert!(last.is_none(), "a message after the final one");
+        match msg.unwrap().event.unwrap() {
+            pb::ask_response::Event::Delta(d) => text.push_str(&d),
+            pb::ask_response::Event::Final(f) => last = Some(f),
+        }
+    }
+    (text, last.expect("a final message"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ask_streams_a_cited_answer_and_refuses_off_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_answering(dir.path()).await;
+    let mut c = server.client().await;
+    ingest_kb(&mut c, "kb").await;
+
+    let q = ask(
+        "kb",
+        "Which shaft seal does the XJ-9000 pump built in 2021 use?",
+        48,
+    );
+    let stream = c.ask(q).await.unwrap().into_inner();
+    let (streamed, fin) = read_answer(stream).await;
+    assert!(!streamed.trim().is_empty());
+    assert!(!fin.answer.trim().is_empty());
+    let usage = fin.usage.unwrap();
+    assert!(usage.prompt_tokens > 50, "{usage:?}");
+    assert!((1..=48).contains(&usage.completion_tokens), "{usage:?}");
+    let known = ["pump.md", "kv.md", "nf4.md", "zh.md"];
+    for cit in &fin.citations {
+        assert!(known.contains(&cit.document_id.as_str()), "{cit:?}");
+        assert!((1..=5).contains(&cit.source_number) && cit.span_end > cit.span_start);
+        assert!(
+            fin.answer.contains(&format!("{}]", cit.source_number)),
+            "{fin:?}"
+        );
+    }
+    let timings = fin.timings.unwrap();
+    assert!(timings.total_ms >= timings.time_to_first_token_ms);
+
+    // Nothing in the knowledge base is near this: answered without the model.
+    let q = ask("kb", "Who won the 2018 FIFA World Cup?", 48);
+    let (streamed, fin) = read_answer(c.ask(q).await.unwrap().into_inner()).await;
+    assert!(fin.not_found, "{fin:?}");
+    assert_eq!(streamed, ragd::rag::prompt::NOT_FOUND);
+    assert_eq!(fin.answer, ragd::rag::prompt::NOT_FOUND);
+    assert_eq!(fin.usage.unwrap().prompt_tokens, 0);
+    assert!(fin.citations.is_empty());
+
+    assert_eq!(code(c.ask(ask("kb", "  ", 8)).await), Code::InvalidArgument);
+    assert_eq!(code(c.ask(ask("nope", "what?", 8)).await), Code::NotFound);
+    let mut hot = ask("kb", "what?", 8);
+    hot.generation.as_mut().unwrap().temperature = Some(5.0);
+    assert_eq!(code(c.ask(hot).await), Code::InvalidArgument);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ask_beyond_the_generation_limit_is_refused_and_cancel_frees_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_answering(dir.path()).await;
+    let mut c = server.client().await;
+    ingest_kb(&mut c, "kb").await;
+    let long = "Explain in great detail, with many examples, how the KV cache, the XJ-9000 pump \
+                and NF4 quantization work.";
+    // Keep asking: one generation runs, one waits in the queue, and the next is refused at
+    // once (RESOURCE_EXHAUSTED) rather than piling up.
+    let probe = c.ask(ask("kb", long, 16)).await.unwrap().into_inner();
+    let (_, fin) = read_answer(probe).await;
+    assert!(!fin.not_found, "the question must reach the model: {fin:?}");
+    let mut accepted = Vec::new();
+    let mut refused = None;
+    for _ in 0..8 {
+        match c.ask(ask("kb", long, 3000)).await {
+            Ok(r) => accepted.push(r.into_inner()),
+            Err(status) => {
+                refused = Some(status.code());
+                break;
+            }
+        }
+    }
+    assert_eq!(refused, Some(Code::ResourceExhausted));
+    assert!(accepted.len() >= 2, "{}", accepted.len());
+    // Every client leaves: their generations stop at the next token, so capacity returns
+    // long before 3000 tokens could have been generated.
+    drop(accepted);
+    let started = std::time::Instant::now();
+    let fin = loop {
+        match c.ask(ask("kb", long, 4)).await {
+            Ok(r) => break read_answer(r.into_inner()).await.1,
+            Err(status) => assert_eq!(status.code(), Code::ResourceExhausted),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "capacity never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(fin.usage.unwrap().completion_tokens <= 4);
+    server.shutdown().await;
 }
