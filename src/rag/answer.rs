@@ -367,7 +367,7 @@ mod tests {
     }
 
     fn prepared(hits: Vec<Hit>) -> Prepared {
-        let g = crate::rag::prompt::tests::WordGenerator::new(1000, "");
+        let g = prompt::tests::WordGenerator::new(1000, "");
         let budget = PromptBudget {
             context_tokens: 1000,
             reply_tokens: 10,
