@@ -3,6 +3,7 @@
 //! They open the collection in the data folder directly, or, with `--server URL`, call a running
 //! `ragd serve` over gRPC (see `remote`).
 
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -14,6 +15,8 @@ use ingest::{ChunkingStrategy, Embedder};
 
 use crate::config::Config;
 use crate::jobs::{open_or_create, Pipeline};
+use crate::model::generator::Generator;
+use crate::rag::answer::{self, AnswerConfig};
 use crate::rag::{Hit, Mode, RetrieveOptions, Retriever};
 use crate::state::SearchQuery;
 
@@ -264,12 +267,15 @@ fn print_hits(hits: &[Hit]) {
     }
 }
 
-const DEMO_QUESTIONS: &[&str] = &[
+/// Answered by the generator in `ragd demo`.
+const DEMO_ASKED: &[&str] = &[
     "What does the KV cache store, and why does it make decoding faster?",
     "Which shaft seal fits an XJ-9000 pump built in 2021?",
-    "What is NF4?",
-    "中文句子以什么标点结尾？",
+    "Who won the 2018 FIFA World Cup?",
 ];
+
+/// Shown as retrieval results in `ragd demo`: an acronym BM25 finds, and a Chinese question.
+const DEMO_SEARCHED: &[&str] = &["What is NF4?", "中文句子以什么标点结尾？"];
 
 fn default_kb() -> PathBuf {
     let local = Path::new("examples/kb");
@@ -296,19 +302,46 @@ pub fn demo(cfg: &Config, args: &DemoArgs) -> anyhow::Result<()> {
     );
     let retriever = Retriever::new(kb.embedder.clone(), None);
     let searcher = kb.collection.reader().searcher();
+    let generator = crate::model::load_generator(cfg)?;
+    let mut acfg = AnswerConfig::default();
+    acfg.retrieve.k = 3;
+    acfg.generation = cfg.generator.params();
+    acfg.generation.max_tokens = acfg.generation.max_tokens.min(120);
+    for q in DEMO_ASKED {
+        println!("Q: {q}\nA: ");
+        let a = answer::answer(
+            &retriever,
+            &searcher,
+            generator.as_ref(),
+            q,
+            &acfg,
+            &mut |piece: &str| {
+                print!("{piece}");
+                let _ = std::io::Write::flush(&mut std::io::stdout());
+                ControlFlow::Continue(())
+            },
+        )?;
+        println!();
+        super::ask::print_sources(&a);
+        println!();
+    }
     let opts = RetrieveOptions {
-        k: 3,
+        k: 2,
         ..RetrieveOptions::default()
     };
-    for q in DEMO_QUESTIONS {
-        println!("Q: {q}");
+    for q in DEMO_SEARCHED {
+        println!("Search: {q}");
         print_hits(&retriever.retrieve(&searcher, q, &opts)?);
         println!();
     }
     println!(
-        "Hybrid retrieval (BM25 + MiniLM dense, z-score fusion) found the cited passages above;"
+        "Answers come from {} on this machine, grounded in hybrid retrieval (BM25 + MiniLM).",
+        generator.info().model_id
     );
-    println!("generated answers arrive with `ragd ask`. Try your own question:");
-    println!("  cargo run --release -- search \"how does reranking work?\" --collection demo");
+    println!("Ask your own question, or serve the collection over gRPC:");
+    println!("  cargo run --release -- ask \"how does reranking work?\" --collection demo --stream");
+    println!("  cargo run --release -- serve --data-dir {}   # 127.0.0.1:50051", cfg.data_dir.display());
+    println!("  cargo run --release -- search \"NF4\" --collection demo --server http://127.0.0.1:50051");
+    println!("  scripts/python-client                         # a Python grpcio client against a live server");
     Ok(())
 }
