@@ -3,7 +3,7 @@
 
 Stubs are generated at run time from proto/ragd/v1/ragd.proto with grpcio-tools, so nothing
 generated is committed. It checks health, ingests a few documents (client streaming), searches,
-and asks (server streaming; UNIMPLEMENTED until the generator lands).
+and asks (server streaming: answer text, then the checked answer with its citations).
 
     python3 -m venv ~/.cache/ragd/pyclient-venv
     ~/.cache/ragd/pyclient-venv/bin/pip install grpcio grpcio-tools grpcio-health-checking
@@ -80,19 +80,17 @@ def main():
         assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, e
         print(f"empty query refused: {e.code().name}")
 
-    try:
-        ask = pb.AskRequest(collection=args.collection, question="What is NF4?")
-        for event in stub.Ask(ask, timeout=120):
-            kind = event.WhichOneof("event")
-            if kind == "delta":
-                print(event.delta, end="", flush=True)
-            else:
-                cites = ", ".join(f"[{c.source_number}] {c.document_id}" for c in event.final.citations)
-                print(f"\nsources: {cites}")
-    except grpc.RpcError as e:
-        if e.code() != grpc.StatusCode.UNIMPLEMENTED:
-            raise
-        print(f"ask: {e.details()}")
+    ask = pb.AskRequest(collection=args.collection, question="What is NF4?")
+    final = None
+    for event in stub.Ask(ask, timeout=120):
+        if event.WhichOneof("event") == "delta":
+            print(event.delta, end="", flush=True)
+        else:
+            final = event.final
+    assert final is not None, "Ask ended without its final message"
+    cites = ", ".join(f"[{c.source_number}] {c.document_id}" for c in final.citations)
+    print(f"\nchecked answer: {final.answer}\nsources: {cites or '(none)'}"
+          f"\n{final.usage.completion_tokens} tokens, {final.timings.tokens_per_second:.0f} tokens/s")
     print("python client: ok")
 
 

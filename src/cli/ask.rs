@@ -91,8 +91,10 @@ pub fn run(cfg: &Config, args: &AskArgs) -> anyhow::Result<()> {
     let acfg = args.answer_config(cfg);
     let stream = args.stream && !args.json;
     let mut out = std::io::stdout().lock();
+    let mut streamed = String::new();
     let mut sink = |piece: &str| {
         if stream {
+            streamed.push_str(piece);
             let _ = write!(out, "{piece}");
             let _ = out.flush();
         }
@@ -110,10 +112,12 @@ pub fn run(cfg: &Config, args: &AskArgs) -> anyhow::Result<()> {
         println!("{}", answer_json(&args.question, &a, generator.as_ref()));
         return Ok(());
     }
-    if stream {
-        println!();
-    } else {
+    if !stream {
         println!("{}", a.text);
+    } else if streamed.trim() != a.text.trim() {
+        println!("\n\nChecked against the sources:\n{}", a.text);
+    } else {
+        println!();
     }
     print_sources(&a);
     Ok(())

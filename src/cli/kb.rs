@@ -308,20 +308,16 @@ pub fn demo(cfg: &Config, args: &DemoArgs) -> anyhow::Result<()> {
     acfg.generation = cfg.generator.params();
     acfg.generation.max_tokens = acfg.generation.max_tokens.min(120);
     for q in DEMO_ASKED {
-        println!("Q: {q}\nA: ");
+        println!("Q: {q}");
         let a = answer::answer(
             &retriever,
             &searcher,
             generator.as_ref(),
             q,
             &acfg,
-            &mut |piece: &str| {
-                print!("{piece}");
-                let _ = std::io::Write::flush(&mut std::io::stdout());
-                ControlFlow::Continue(())
-            },
+            &mut |_: &str| ControlFlow::Continue(()),
         )?;
-        println!();
+        println!("A: {}", a.text);
         super::ask::print_sources(&a);
         println!();
     }
@@ -339,9 +335,16 @@ pub fn demo(cfg: &Config, args: &DemoArgs) -> anyhow::Result<()> {
         generator.info().model_id
     );
     println!("Ask your own question, or serve the collection over gRPC:");
-    println!("  cargo run --release -- ask \"how does reranking work?\" --collection demo --stream");
-    println!("  cargo run --release -- serve --data-dir {}   # 127.0.0.1:50051", cfg.data_dir.display());
-    println!("  cargo run --release -- search \"NF4\" --collection demo --server http://127.0.0.1:50051");
+    println!(
+        "  cargo run --release -- ask \"how does reranking work?\" --collection demo --stream"
+    );
+    println!(
+        "  cargo run --release -- serve --data-dir {}   # 127.0.0.1:50051",
+        cfg.data_dir.display()
+    );
+    println!(
+        "  cargo run --release -- search \"NF4\" --collection demo --server http://127.0.0.1:50051"
+    );
     println!("  scripts/python-client                         # a Python grpcio client against a live server");
     Ok(())
 }

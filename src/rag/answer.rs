@@ -16,6 +16,10 @@
 //! the prompt becomes a [`Citation`] with the chunk's document id, chunk id, char span and text, so a
 //! client can highlight the exact source; a number with no such source is removed from the text
 //! and from the citations.
+//!
+//! **Grounding.** Generated sentences the sources do not support are removed, and an answer
+//! left with none quotes the best-matching source sentences instead ([`super::grounding`]). The
+//! streamed text is the model's raw output; the final answer is the checked one.
 
 use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
@@ -23,6 +27,7 @@ use std::time::{Duration, Instant};
 use index::Searcher;
 use serde::Serialize;
 
+use super::grounding;
 use super::prompt::{self, GroundedPrompt, PromptBudget, NOT_FOUND};
 use super::{Hit, RetrieveOptions, Retriever};
 use crate::error::Result;
@@ -64,6 +69,8 @@ impl Default for AnswerConfig {
 /// The first half of answering: what was retrieved, and the prompt unless nothing is relevant.
 #[derive(Debug, Clone)]
 pub struct Prepared {
+    /// The question.
+    pub question: String,
     /// The prompt to generate from; `None` when the answer is [`NOT_FOUND`] without the model.
     pub prompt: Option<GroundedPrompt>,
     /// Chunks retrieved.
@@ -112,6 +119,11 @@ pub struct AnswerStats {
     pub sources_used: usize,
     /// Retrieved chunks that did not fit the context.
     pub sources_dropped: usize,
+    /// Generated sentences removed because the sources do not support them
+    /// ([`super::grounding`]).
+    pub unsupported_removed: usize,
+    /// True when no generated sentence was supported and the answer quotes the sources.
+    pub extractive: bool,
 }
 
 /// A grounded answer.
@@ -156,6 +168,7 @@ pub fn prepare(
         None
     };
     Ok(Prepared {
+        question: question.to_string(),
         prompt,
         retrieved: hits.len(),
         best_relevance,
@@ -194,11 +207,24 @@ pub fn finish(prepared: &Prepared, generation: Option<&Generation>) -> Answer {
     stats.sources_used = prompt.sources.len();
     stats.sources_dropped = prompt.dropped;
     let (text, numbers) = check_citations(&generation.text, prompt.sources.len());
+    let (text, numbers) = if numbers.is_empty() && says_not_found(&text) {
+        (String::new(), numbers)
+    } else {
+        let texts: Vec<&str> = prompt
+            .sources
+            .iter()
+            .map(|s| s.hit.chunk.text.as_str())
+            .collect();
+        let g = grounding::ground(&text, &prepared.question, &texts);
+        stats.unsupported_removed = g.removed;
+        stats.extractive = g.extractive;
+        check_citations(&g.text, prompt.sources.len())
+    };
     let citations: Vec<Citation> = numbers
         .iter()
         .map(|&n| citation(&prompt.sources[n - 1].hit, n))
         .collect();
-    let not_found = citations.is_empty() && says_not_found(&text);
+    let not_found = text.trim().is_empty();
     Answer {
         text: if not_found {
             NOT_FOUND.to_string()
@@ -373,6 +399,7 @@ mod tests {
             reply_tokens: 10,
         };
         Prepared {
+            question: "q".into(),
             prompt: Some(prompt::build(&g, "q", &hits, budget).unwrap()),
             retrieved: hits.len(),
             best_relevance: Some(0.9),
@@ -382,19 +409,38 @@ mod tests {
 
     #[test]
     fn finish_maps_citations_to_chunks_and_spans() {
-        let p = prepared(vec![hit(1, "A", "alpha", 0.9), hit(2, "B", "beta", 0.8)]);
+        let p = prepared(vec![
+            hit(1, "A", "alpha comes first", 0.9),
+            hit(2, "B", "beta holds", 0.8),
+        ]);
         let a = finish(&p, Some(&generation("Beta holds [2].")));
+        assert_eq!(a.text, "Beta holds [2].");
         assert!(!a.not_found);
         assert_eq!(a.citations.len(), 1);
         let c = &a.citations[0];
         assert_eq!((c.number, c.doc_id.as_str(), c.chunk_id), (2, "doc-2", 2));
         assert_eq!(
             (c.span_start, c.span_end, c.text.as_str()),
-            (10, 14, "beta")
+            (10, 20, "beta holds")
         );
         assert_eq!(a.stats.completion_tokens, 11);
         assert!((a.stats.tokens_per_second - 100.0).abs() < 1e-9);
         assert_eq!(a.stats.sources_used, 2);
+    }
+
+    #[test]
+    fn unsupported_sentences_and_their_citations_are_removed() {
+        let p = prepared(vec![
+            hit(1, "A", "alpha comes first", 0.9),
+            hit(2, "B", "beta holds", 0.8),
+        ]);
+        let reply = "Alpha comes first [1]. Gamma rays melt the moon [2].";
+        let a = finish(&p, Some(&generation(reply)));
+        assert_eq!(a.text, "Alpha comes first [1].");
+        assert_eq!(a.citations.len(), 1);
+        assert_eq!(a.citations[0].doc_id, "doc-1");
+        assert_eq!(a.stats.unsupported_removed, 1);
+        assert!(!a.stats.extractive);
     }
 
     #[test]
@@ -409,6 +455,7 @@ mod tests {
     #[test]
     fn no_prompt_means_not_found_without_generation() {
         let p = Prepared {
+            question: "q".into(),
             prompt: None,
             retrieved: 3,
             best_relevance: Some(0.05),

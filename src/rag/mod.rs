@@ -2,6 +2,7 @@
 //! answering with checked citations ([`answer`]).
 
 pub mod answer;
+pub mod grounding;
 pub mod prompt;
 pub mod retrieve;
 

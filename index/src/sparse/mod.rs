@@ -61,6 +61,17 @@ pub fn analyzer(kind: Bm25Analyzer) -> TextAnalyzer {
     }
 }
 
+/// The terms `kind` makes of `text`, in order: what BM25 would index or search for.
+pub fn terms(kind: Bm25Analyzer, text: &str) -> Vec<String> {
+    let mut analyzer = analyzer(kind);
+    let mut stream = analyzer.token_stream(text);
+    let mut out = Vec::new();
+    while stream.advance() {
+        out.push(stream.token().text.clone());
+    }
+    out
+}
+
 /// Length limit, lower-casing, English stop words and stemming after `tokenizer`.
 fn english_filters<T: tantivy::tokenizer::Tokenizer>(
     tokenizer: tantivy::tokenizer::TextAnalyzerBuilder<T>,
@@ -346,16 +357,6 @@ impl SparseWriter {
 mod tests {
     use super::*;
 
-    fn terms(kind: Bm25Analyzer, text: &str) -> Vec<String> {
-        let mut a = analyzer(kind);
-        let mut s = a.token_stream(text);
-        let mut out = Vec::new();
-        while s.advance() {
-            out.push(s.token().text.clone());
-        }
-        out
-    }
-
     #[test]
     fn english_stems_and_drops_stop_words() {
         assert_eq!(
@@ -382,7 +383,7 @@ mod tests {
         /// collections keep their measured BM25 quality.
         #[test]
         fn multilingual_equals_english_without_cjk(text in "\\PC{0,200}") {
-            let text: String = text.chars().filter(|&c| !super::is_cjk(c)).collect();
+            let text: String = text.chars().filter(|&c| !is_cjk(c)).collect();
             proptest::prop_assert_eq!(
                 terms(Bm25Analyzer::Multilingual, &text),
                 terms(Bm25Analyzer::English, &text)
