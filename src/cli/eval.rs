@@ -20,6 +20,34 @@ pub enum EvalCommand {
     /// Calibrates the answer relevance gate: best-chunk similarity of answerable questions
     /// (a BEIR split, or a file) against bundled off-topic ones, on an existing collection.
     Gate(GateArgs),
+    /// Answer quality: how often grounded answers to a BEIR split's questions cite a judged
+    /// relevant document, on an existing collection of its corpus.
+    Answers(AnswersArgs),
+}
+
+/// `ragd eval answers`.
+#[derive(Debug, Args)]
+pub struct AnswersArgs {
+    /// The BEIR folder (queries and qrels).
+    pub dir: PathBuf,
+    /// The collection holding its corpus (e.g. `beir-scifact`, made by `ragd eval beir`).
+    #[arg(long)]
+    pub collection: String,
+    /// The split whose questions are asked.
+    #[arg(long, default_value = "train")]
+    pub split: String,
+    /// Questions asked (the first by query id).
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
+    /// Sources offered to the model.
+    #[arg(long, short, default_value_t = 3)]
+    pub k: usize,
+    /// Most tokens per answer.
+    #[arg(long, default_value_t = 96)]
+    pub max_tokens: usize,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `ragd eval gate`.
@@ -98,7 +126,49 @@ pub fn run(cfg: &Config, cmd: EvalCommand) -> anyhow::Result<()> {
     match cmd {
         EvalCommand::Beir(args) => run_beir(cfg, &args),
         EvalCommand::Gate(args) => run_gate(cfg, &args),
+        EvalCommand::Answers(args) => run_answers(cfg, &args),
     }
+}
+
+fn run_answers(cfg: &Config, args: &AnswersArgs) -> anyhow::Result<()> {
+    let split = beir::read_split(&args.dir, &args.split)?;
+    let embedder: Arc<dyn Embedder> = Arc::new(crate::model::load_embedder(cfg)?);
+    let generator = crate::model::load_generator(cfg)?;
+    let store = index::Store::open(&cfg.data_dir)?;
+    let searcher = store.collection(&args.collection)?.reader().searcher();
+    let retriever = Retriever::new(embedder, None);
+    let mut acfg = crate::rag::AnswerConfig::default();
+    acfg.retrieve.k = args.k;
+    acfg.generation = cfg.generator.params();
+    acfg.generation.max_tokens = args.max_tokens;
+    let r = crate::eval::answers::run(
+        &retriever,
+        &searcher,
+        generator.as_ref(),
+        &split,
+        &acfg,
+        args.limit,
+    )?;
+    if args.json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        println!(
+            "{} questions: cites a gold document {:.1}% (gold among the sources {:.1}%), \
+             cites anything {:.1}%, not found {:.1}%, extractive {:.1}%, {:.2} unsupported \
+             sentences removed per answer; {:.0} prompt tokens, {:.0} tokens/s, {:.2} s per answer",
+            r.questions,
+            r.cites_gold * 100.0,
+            r.gold_in_sources * 100.0,
+            r.cites_any * 100.0,
+            r.not_found * 100.0,
+            r.extractive * 100.0,
+            r.unsupported_removed_per_question,
+            r.prompt_tokens,
+            r.decode_tokens_per_second,
+            r.seconds_per_answer
+        );
+    }
+    Ok(())
 }
 
 fn run_gate(cfg: &Config, args: &GateArgs) -> anyhow::Result<()> {

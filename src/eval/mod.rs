@@ -1,6 +1,8 @@
 //! Evaluation: BEIR-style retrieval benchmarks ([`beir`]) scored with trec_eval semantics
-//! ([`metrics`]), and the calibration of the answer relevance gate ([`gate`]).
+//! ([`metrics`]), the calibration of the answer relevance gate ([`gate`]), and how often
+//! answers cite a gold document ([`answers`]).
 
+pub mod answers;
 pub mod beir;
 pub mod gate;
 pub mod metrics;
