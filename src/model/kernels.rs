@@ -201,9 +201,9 @@ impl CustomOp1 for BiasGelu {
     }
 }
 
-/// Runs `$body` compiled for AVX2+FMA when the CPU supports it, else the portable build.
+/// Runs the body compiled for AVX2+FMA when the CPU has them, else the portable build.
 macro_rules! dispatch {
-    ($name:ident ( $($arg:ident : $ty:ty),* ) $body:block) => {
+    ($($arg:ident : $ty:ty),* => $body:block) => {{
         #[inline(always)]
         fn generic($($arg: $ty),*) $body
 
@@ -217,12 +217,13 @@ macro_rules! dispatch {
             return unsafe { avx2($($arg),*) };
         }
         generic($($arg),*)
-    };
+    }};
 }
+pub(crate) use dispatch;
 
 /// Numerically stable softmax of one row, in place.
 pub fn softmax_in_place(row: &mut [f32]) {
-    dispatch!(kernel(row: &mut [f32]) {
+    dispatch!(row: &mut [f32] => {
         let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
         let mut lanes = [0f32; 8];
         let mut chunks = row.chunks_exact_mut(8);
@@ -244,7 +245,7 @@ pub fn softmax_in_place(row: &mut [f32]) {
 
 /// `out[i] = gelu(x[i] + bias[i])`.
 pub fn bias_gelu_row(out: &mut [f32], x: &[f32], bias: &[f32]) {
-    dispatch!(kernel(out: &mut [f32], x: &[f32], bias: &[f32]) {
+    dispatch!(out: &mut [f32], x: &[f32], bias: &[f32] => {
         for ((o, &v), &b) in out.iter_mut().zip(x).zip(bias) {
             let v = v + b;
             *o = 0.5 * v * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2));

@@ -25,25 +25,7 @@
 use half::f16;
 use rayon::prelude::*;
 
-/// Runs the body compiled for AVX2+FMA when the CPU has them, else the portable build.
-macro_rules! dispatch {
-    ($($arg:ident : $ty:ty),* => $body:block) => {{
-        #[inline(always)]
-        fn generic($($arg: $ty),*) $body
-
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx2,fma")]
-        fn avx2($($arg: $ty),*) { generic($($arg),*) }
-
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU supports the features `avx2` was compiled for.
-            return unsafe { avx2($($arg),*) };
-        }
-        generic($($arg),*)
-    }};
-}
-pub(crate) use dispatch;
+use super::kernels::dispatch;
 
 /// Values per quantization block.
 pub const QK: usize = 32;
