@@ -33,7 +33,7 @@ pub struct AskArgs {
     #[arg(long)]
     pub json: bool,
     /// Sources offered to the model.
-    #[arg(long, short, default_value_t = 5)]
+    #[arg(long, short, default_value_t = 3)]
     pub k: usize,
     /// First-stage retrieval.
     #[arg(long, value_enum, default_value_t = Mode::Hybrid)]
