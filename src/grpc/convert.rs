@@ -539,7 +539,7 @@ pub fn ask_final(a: &Answer, total_ms: f64) -> pb::AskResponse {
             }),
             timings: Some(pb::Timings {
                 retrieve_ms: stats.retrieve_ms,
-                rerank_ms: 0.0,
+                rerank_ms: stats.rerank_ms,
                 time_to_first_token_ms: stats.time_to_first_token_ms,
                 total_ms,
                 tokens_per_second: stats.tokens_per_second,

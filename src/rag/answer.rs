@@ -79,8 +79,10 @@ pub struct Prepared {
     pub retrieved: usize,
     /// Best cosine similarity among them, if dense scores were computed.
     pub best_relevance: Option<f32>,
-    /// Time spent retrieving (and reranking).
+    /// Time spent retrieving, reranking included.
     pub retrieve_time: Duration,
+    /// The rerank stage's share of `retrieve_time`.
+    pub rerank_time: Duration,
 }
 
 /// One source the answer cites.
@@ -105,8 +107,10 @@ pub struct Citation {
 /// Timings and token counts of one answer.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct AnswerStats {
-    /// Retrieval (and rerank) time in ms.
+    /// Retrieval time in ms, reranking included.
     pub retrieve_ms: f64,
+    /// The rerank stage's share of `retrieve_ms` (0 without reranking).
+    pub rerank_ms: f64,
     /// Tokens of the prompt (0 when the model was not called).
     pub prompt_tokens: usize,
     /// Tokens generated.
@@ -150,7 +154,7 @@ pub fn prepare(
     cfg: &AnswerConfig,
 ) -> Result<Prepared> {
     let started = Instant::now();
-    let hits = retriever.retrieve(searcher, question, &cfg.retrieve)?;
+    let (hits, rerank_time) = retriever.retrieve_timed(searcher, question, &cfg.retrieve)?;
     let retrieve_time = started.elapsed();
     let best_relevance = best_relevance(&hits);
     let relevant = match best_relevance {
@@ -175,6 +179,7 @@ pub fn prepare(
         retrieved: hits.len(),
         best_relevance,
         retrieve_time,
+        rerank_time,
     })
 }
 
@@ -188,6 +193,7 @@ fn best_relevance(hits: &[Hit]) -> Option<f32> {
 pub fn finish(prepared: &Prepared, generation: Option<&Generation>) -> Answer {
     let mut stats = AnswerStats {
         retrieve_ms: ms(prepared.retrieve_time),
+        rerank_ms: ms(prepared.rerank_time),
         ..AnswerStats::default()
     };
     let (Some(prompt), Some(generation)) = (&prepared.prompt, generation) else {
@@ -406,6 +412,7 @@ mod tests {
             retrieved: hits.len(),
             best_relevance: Some(0.9),
             retrieve_time: Duration::from_millis(3),
+            rerank_time: Duration::from_millis(2),
         }
     }
 
@@ -427,6 +434,7 @@ mod tests {
         );
         assert_eq!(a.stats.completion_tokens, 11);
         assert!((a.stats.tokens_per_second - 100.0).abs() < 1e-9);
+        assert_eq!((a.stats.retrieve_ms, a.stats.rerank_ms), (3.0, 2.0));
         assert_eq!(a.stats.sources_used, 2);
     }
 
@@ -462,6 +470,7 @@ mod tests {
             retrieved: 3,
             best_relevance: Some(0.05),
             retrieve_time: Duration::ZERO,
+            rerank_time: Duration::ZERO,
         };
         let a = finish(&p, None);
         assert!(a.not_found);

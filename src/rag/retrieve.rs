@@ -119,6 +119,17 @@ impl Retriever {
         query: &str,
         opts: &RetrieveOptions,
     ) -> Result<Vec<Hit>> {
+        Ok(self.retrieve_timed(searcher, query, opts)?.0)
+    }
+
+    /// [`Retriever::retrieve`], also returning the time the rerank stage took (zero without
+    /// reranking).
+    pub fn retrieve_timed(
+        &self,
+        searcher: &Searcher,
+        query: &str,
+        opts: &RetrieveOptions,
+    ) -> Result<(Vec<Hit>, std::time::Duration)> {
         if query.trim().is_empty() {
             return Err(ServiceError::InvalidArgument("the query is empty".into()));
         }
@@ -156,12 +167,15 @@ impl Retriever {
                 },
             })
             .collect();
+        let mut rerank_time = std::time::Duration::ZERO;
         if opts.rerank {
             let n = opts.rerank_candidates.min(hits.len());
+            let started = std::time::Instant::now();
             self.rerank(query, &mut hits[..n])?;
+            rerank_time = started.elapsed();
         }
         hits.truncate(opts.k);
-        Ok(hits)
+        Ok((hits, rerank_time))
     }
 
     /// Dense and BM25 candidate lists, computed in parallel (only those the mode needs).
