@@ -9,9 +9,13 @@ and asks (server streaming: answer text, then the checked answer with its citati
     ~/.cache/ragd/pyclient-venv/bin/pip install grpcio grpcio-tools grpcio-health-checking
     cargo run --release -- serve &
     ~/.cache/ragd/pyclient-venv/bin/python examples/python_client.py --addr 127.0.0.1:50051
+
+Against a server with a token and TLS (`ragd serve --auth-token-file F --tls-cert C --tls-key K`),
+pass the token in RAGD_AUTH_TOKEN (or --token) and the server's CA certificate with --tls-ca.
 """
 
 import argparse
+import collections
 import importlib
 import os
 import sys
@@ -43,14 +47,69 @@ DOCS = [
 ]
 
 
+class _Metadata(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
+                grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
+    """Adds one metadata pair (the bearer token) to every call."""
+
+    def __init__(self, pair):
+        self.pair = pair
+
+    def _add(self, details):
+        md = list(details.metadata or []) + [self.pair]
+        return details._replace(metadata=md) if hasattr(details, "_replace") else \
+            _Details(details.method, details.timeout, md, details.credentials,
+                     details.wait_for_ready, details.compression)
+
+    def intercept_unary_unary(self, cont, details, request):
+        return cont(self._add(details), request)
+
+    def intercept_unary_stream(self, cont, details, request):
+        return cont(self._add(details), request)
+
+    def intercept_stream_unary(self, cont, details, requests):
+        return cont(self._add(details), requests)
+
+    def intercept_stream_stream(self, cont, details, requests):
+        return cont(self._add(details), requests)
+
+
+class _Details(collections.namedtuple(
+        "_Details", ["method", "timeout", "metadata", "credentials", "wait_for_ready",
+                     "compression"]), grpc.ClientCallDetails):
+    pass
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--addr", default="127.0.0.1:50051")
     parser.add_argument("--collection", default="pyclient")
+    parser.add_argument("--token", default=os.environ.get("RAGD_AUTH_TOKEN"),
+                        help="bearer token (default: $RAGD_AUTH_TOKEN)")
+    parser.add_argument("--tls-ca", default=os.environ.get("RAGD_TLS_CA"),
+                        help="PEM CA file: connect with TLS, trusting it (default: $RAGD_TLS_CA)")
+    parser.add_argument("--tls-name", default="localhost",
+                        help="name the server certificate must carry (with --tls-ca)")
     args = parser.parse_args()
     pb, rpc = load_stubs()
-    channel = grpc.insecure_channel(args.addr)
+    if args.tls_ca:
+        with open(args.tls_ca, "rb") as f:
+            creds = grpc.ssl_channel_credentials(root_certificates=f.read())
+        channel = grpc.secure_channel(args.addr, creds,
+                                      options=[("grpc.ssl_target_name_override", args.tls_name)])
+    else:
+        channel = grpc.insecure_channel(args.addr)
     grpc.channel_ready_future(channel).result(timeout=30)
+    if args.token:
+        # Every call carries the token; a call without it is refused (checked below).
+        bare = rpc.RagStub(channel)
+        try:
+            bare.ListCollections(pb.ListCollectionsRequest(), timeout=10)
+            sys.exit("a call without the token should be refused")
+        except grpc.RpcError as e:
+            assert e.code() == grpc.StatusCode.UNAUTHENTICATED, e
+            print(f"call without the token refused: {e.code().name}")
+        header = ("authorization", f"Bearer {args.token}")
+        channel = grpc.intercept_channel(channel, _Metadata(header))
     stub = rpc.RagStub(channel)
 
     def batches():

@@ -87,6 +87,22 @@ pub struct ServerConfig {
     pub job_batch_documents: usize,
     /// Seconds a shutdown waits for in-flight requests and job batches. Default: 30.
     pub shutdown_grace_seconds: u64,
+    /// A file whose first line is the bearer token every RPC but health must carry
+    /// (`authorization: Bearer <token>`, at least 16 visible ASCII characters). Env
+    /// `RAGD_AUTH_TOKEN_FILE`; or give the token itself in `RAGD_AUTH_TOKEN`. Default: unset —
+    /// no authentication, and then only loopback addresses are served.
+    pub auth_token_file: Option<PathBuf>,
+    /// Serve a non-loopback address without a token (only on a network you trust).
+    /// Default: false.
+    pub allow_unauthenticated: bool,
+    /// PEM certificate chain: with `tls_key`, the server speaks TLS (rustls). Env
+    /// `RAGD_TLS_CERT`. Default: unset (plain TCP).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`. Env `RAGD_TLS_KEY`. Default: unset.
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s): when set, clients must present a certificate signed by one of
+    /// them (mutual TLS). Default: unset.
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -97,6 +113,11 @@ impl Default for ServerConfig {
             allowed_roots: Vec::new(),
             job_batch_documents: 64,
             shutdown_grace_seconds: 30,
+            auth_token_file: None,
+            allow_unauthenticated: false,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
         }
     }
 }
@@ -290,6 +311,15 @@ impl Config {
         }
         if let Some(v) = get("RAGD_ADDR") {
             self.server.addr = v;
+        }
+        if let Some(v) = get("RAGD_AUTH_TOKEN_FILE") {
+            self.server.auth_token_file = Some(v.into());
+        }
+        if let Some(v) = get("RAGD_TLS_CERT") {
+            self.server.tls_cert = Some(v.into());
+        }
+        if let Some(v) = get("RAGD_TLS_KEY") {
+            self.server.tls_key = Some(v.into());
         }
         if let Some(v) = get("RAGD_DEVICE") {
             self.embedder.device.clone_from(&v);

@@ -11,7 +11,7 @@ mod kb;
 mod models;
 mod remote;
 
-pub use remote::connect;
+pub use remote::{connect, connect_with, Client};
 mod serve;
 
 use std::path::PathBuf;

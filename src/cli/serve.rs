@@ -18,6 +18,19 @@ pub struct ServeArgs {
     /// Largest gRPC message accepted or sent, in bytes [default: server.max_message_bytes].
     #[arg(long)]
     pub max_message_bytes: Option<usize>,
+    /// File whose first line is the bearer token clients must send [default:
+    /// server.auth_token_file, env RAGD_AUTH_TOKEN_FILE; or the token in RAGD_AUTH_TOKEN].
+    #[arg(long)]
+    pub auth_token_file: Option<PathBuf>,
+    /// PEM certificate chain for TLS [default: server.tls_cert, env RAGD_TLS_CERT].
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for TLS [default: server.tls_key, env RAGD_TLS_KEY].
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve a non-loopback address without a token (trusted networks only).
+    #[arg(long)]
+    pub allow_unauthenticated: bool,
 }
 
 /// Runs the server on a multi-threaded runtime; returns after a graceful shutdown.
@@ -28,6 +41,14 @@ pub fn run(mut cfg: Config, args: &ServeArgs) -> anyhow::Result<()> {
     if let Some(n) = args.max_message_bytes {
         cfg.server.max_message_bytes = n;
     }
+    if let Some(f) = &args.auth_token_file {
+        cfg.server.auth_token_file = Some(f.clone());
+    }
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        cfg.server.tls_cert = Some(cert.clone());
+        cfg.server.tls_key = Some(key.clone());
+    }
+    cfg.server.allow_unauthenticated |= args.allow_unauthenticated;
     cfg.server
         .allowed_roots
         .extend(args.allow_roots.iter().cloned());

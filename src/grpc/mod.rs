@@ -9,13 +9,16 @@
 
 pub mod convert;
 pub mod rag_service;
+pub mod security;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
+use tonic::transport::ServerTlsConfig;
 
 use crate::error::{Result, ServiceError};
 use crate::state::AppState;
@@ -73,13 +76,44 @@ pub async fn within<T>(limit: Option<Duration>, fut: impl Future<Output = Result
     }
 }
 
+/// How a server protects itself: a bearer token checked on every RPC but health, and TLS.
+#[derive(Clone, Debug)]
+pub struct Security {
+    /// The token check (a no-op without a token).
+    pub auth: security::Authenticator,
+    /// TLS settings; `None` serves plain TCP.
+    pub tls: Option<ServerTlsConfig>,
+}
+
+impl Security {
+    /// No token, no TLS.
+    pub fn none() -> Self {
+        Self {
+            auth: security::Authenticator::new(None),
+            tls: None,
+        }
+    }
+
+    /// From the server settings, with `env` for `RAGD_AUTH_TOKEN` (see [`security`]).
+    pub fn from_config(
+        server: &crate::config::ServerConfig,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            auth: security::Authenticator::new(security::server_token(server, env)?),
+            tls: security::server_tls(server)?,
+        })
+    }
+}
+
 /// Serves the API on `listener` until `shutdown` resolves, then shuts down gracefully: health
 /// turns NOT_SERVING, running jobs stop after their current (committed) batch and stay
 /// resumable, in-flight requests finish, and the job store is flushed. Jobs left running by a
-/// previous process are resumed first.
+/// previous process are resumed first. Every service but health is behind `security.auth`.
 pub async fn serve_with(
     state: AppState,
     listener: TcpListener,
+    security: Security,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     use pb::rag_server::RagServer;
@@ -92,6 +126,8 @@ pub async fn serve_with(
     let rag = RagServer::new(RagService::new(state.clone()))
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
+    let auth = security.auth;
+    let rag = InterceptedService::new(rag, auth.clone());
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -101,7 +137,13 @@ pub async fn serve_with(
     // TCP_NODELAY: without it a response's trailers wait for the client's delayed ACK (Nagle),
     // which added ~40 ms to every unary call in `ragd bench search --concurrency 1`.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    tracing::info!(%addr, resumed, "serving ragd.v1.Rag");
+    tracing::info!(
+        %addr,
+        resumed,
+        auth = auth.enabled(),
+        tls = security.tls.is_some(),
+        "serving ragd.v1.Rag"
+    );
     let jobs = state.jobs().clone();
     let signal = async move {
         shutdown.await;
@@ -109,10 +151,17 @@ pub async fn serve_with(
         reporter.set_not_serving::<RagServer<RagService>>().await;
         jobs.stop();
     };
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = security.tls {
+        builder = builder.tls_config(tls).context("TLS settings")?;
+    }
+    builder
         .add_service(health)
-        .add_service(reflection().build_v1()?)
-        .add_service(reflection().build_v1alpha()?)
+        .add_service(InterceptedService::new(
+            reflection().build_v1()?,
+            auth.clone(),
+        ))
+        .add_service(InterceptedService::new(reflection().build_v1alpha()?, auth))
         .add_service(rag)
         .serve_with_incoming_shutdown(incoming, signal)
         .await?;

@@ -63,7 +63,12 @@ impl Server {
         let shutdown = async {
             let _ = stopped.await;
         };
-        let task = tokio::spawn(ragd::grpc::serve_with(state, listener, shutdown));
+        let task = tokio::spawn(ragd::grpc::serve_with(
+            state,
+            listener,
+            ragd::grpc::Security::none(),
+            shutdown,
+        ));
         Self { addr, stop, task }
     }
 

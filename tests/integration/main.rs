@@ -9,3 +9,4 @@ mod generator;
 mod grpc;
 mod reranker;
 mod retrieval;
+mod security;
