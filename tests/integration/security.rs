@@ -76,7 +76,6 @@ async fn token_and_tls_guard_every_rpc_but_health() {
     .unwrap();
     good.create_collection(pb::CreateCollectionRequest {
         name: "secure".into(),
-        ..Default::default()
     })
     .await
     .unwrap();
