@@ -87,6 +87,9 @@ pub struct ServerConfig {
     pub job_batch_documents: usize,
     /// Seconds a shutdown waits for in-flight requests and job batches. Default: 30.
     pub shutdown_grace_seconds: u64,
+    /// Largest document the server ingests, in bytes of text (streamed or read by a job); a
+    /// larger one is reported as failed and the rest of its batch goes on. Default: 8 MiB.
+    pub max_document_bytes: usize,
     /// A file whose first line is the bearer token every RPC but health must carry
     /// (`authorization: Bearer <token>`, at least 16 visible ASCII characters). Env
     /// `RAGD_AUTH_TOKEN_FILE`; or give the token itself in `RAGD_AUTH_TOKEN`. Default: unset —
@@ -113,6 +116,7 @@ impl Default for ServerConfig {
             allowed_roots: Vec::new(),
             job_batch_documents: 64,
             shutdown_grace_seconds: 30,
+            max_document_bytes: 8 * 1024 * 1024,
             auth_token_file: None,
             allow_unauthenticated: false,
             tls_cert: None,
@@ -338,6 +342,7 @@ impl Config {
             ("generator.max_tokens", self.generator.max_tokens),
             ("generator.concurrency", self.generator.concurrency),
             ("server.max_message_bytes", self.server.max_message_bytes),
+            ("server.max_document_bytes", self.server.max_document_bytes),
             (
                 "server.job_batch_documents",
                 self.server.job_batch_documents,

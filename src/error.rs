@@ -43,6 +43,14 @@ pub enum ServiceError {
     /// The request is invalid (the caller's fault); the message says how.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// The request's bytes are not a valid protobuf message. INTERNAL, as gRPC's status-code
+    /// table prescribes for an unparsable request (and as tonic answers for unary calls), but
+    /// not logged as a bug of ours.
+    #[error("malformed request: {0}")]
+    MalformedRequest(String),
+    /// The caller may not do this (e.g. a job path outside the allowed roots).
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
     /// A named thing other than a collection does not exist (the caller's fault).
     #[error("{kind} {id:?} not found")]
     NotFound {
@@ -84,6 +92,7 @@ impl ServiceError {
     pub fn code(&self) -> Code {
         match self {
             Self::Config(_) | Self::Model(_) | Self::Jobs(_) | Self::Internal(_) => Code::Internal,
+            Self::MalformedRequest(_) => Code::Internal,
             Self::Io { .. } => Code::Internal,
             Self::Embed(e) => embed_code(e),
             Self::Worker(WorkerError::Overloaded(_)) => Code::ResourceExhausted,
@@ -91,6 +100,7 @@ impl ServiceError {
             Self::Index(e) => index_code(e),
             Self::Chunk(e) => chunk_code(e),
             Self::InvalidArgument(_) => Code::InvalidArgument,
+            Self::PermissionDenied(_) => Code::PermissionDenied,
             Self::NotFound { .. } => Code::NotFound,
             Self::DeadlineExceeded { .. } => Code::DeadlineExceeded,
             Self::Cancelled(_) => Code::Cancelled,
@@ -147,7 +157,7 @@ fn index_code(e: &IndexError) -> Code {
 impl From<ServiceError> for tonic::Status {
     fn from(e: ServiceError) -> Self {
         let code = e.code();
-        if code == Code::Internal {
+        if code == Code::Internal && !matches!(e, ServiceError::MalformedRequest(_)) {
             tracing::error!(error = %e, "internal error");
         }
         tonic::Status::new(code, e.to_string())

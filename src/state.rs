@@ -217,6 +217,7 @@ impl AppState {
             chunker: chunking.build(self.inner.embedder.clone())?,
             embedder: self.inner.embedder.clone(),
             embed_batch: EMBED_BATCH,
+            max_document_bytes: self.inner.config.server.max_document_bytes,
         })
     }
 

@@ -123,6 +123,8 @@ fn ingest_paths(
         chunker: chunking.build(kb.embedder.clone())?,
         embedder: kb.embedder.clone(),
         embed_batch: 64,
+        // Local ingestion: the user's own files, however large.
+        max_document_bytes: usize::MAX,
     };
     let bar = super::progress_bar(docs.len() as u64, "ingesting");
     let summary = pipeline.ingest(&kb.collection, &docs, |done, _| {

@@ -146,6 +146,7 @@ pub fn run(
         chunker: eval.chunking.build(embedder.clone())?,
         embedder,
         embed_batch: 64,
+        max_document_bytes: usize::MAX,
     };
     let bar = crate::cli::progress_bar(report.documents.len() as u64, "ingesting");
     let started = Instant::now();

@@ -22,6 +22,25 @@ use crate::state::{AskQuery, CollectionInfo, DocumentView, SearchQuery};
 
 /// Largest `k` a search may ask for.
 pub const MAX_SEARCH_K: u32 = 1000;
+
+/// Longest query or question, in bytes. The embedder reads only the first 256 tokens (about
+/// 1 KB of English), so a longer query only costs BM25 time; 16 KiB leaves room for pasted
+/// paragraphs.
+pub const MAX_QUERY_BYTES: usize = 16 * 1024;
+
+/// Refuses an empty or over-long query.
+fn check_query(what: &str, text: &str) -> Result<()> {
+    if text.trim().is_empty() {
+        return Err(invalid(format!("the {what} is empty")));
+    }
+    if text.len() > MAX_QUERY_BYTES {
+        return Err(invalid(format!(
+            "the {what} is {} bytes; at most {MAX_QUERY_BYTES}",
+            text.len()
+        )));
+    }
+    Ok(())
+}
 /// Largest first-stage candidate count.
 pub const MAX_CANDIDATES: u32 = 10_000;
 
@@ -47,6 +66,15 @@ pub fn document(input: pb::DocumentInput) -> std::result::Result<Document, (Stri
     } = input;
     if id.trim().is_empty() {
         return Err((id, "the document id is empty".into()));
+    }
+    // A NUL is how binary data shows up in a text field; the file loaders refuse it too.
+    for (field, value) in [("id", &id), ("title", &title), ("text", &text)] {
+        if let Some(at) = value.find('\0') {
+            return Err((
+                id.clone(),
+                format!("the document {field} contains a NUL character (U+0000) at byte {at}; send text, not binary data"),
+            ));
+        }
     }
     let metadata: BTreeMap<String, String> = metadata.into_iter().collect();
     Document::new(SourceId(id.clone()), &title, &text, metadata)
@@ -334,9 +362,7 @@ impl TryFrom<pb::SearchRequest> for SearchQuery {
             query,
             options,
         } = r;
-        if query.trim().is_empty() {
-            return Err(invalid("the query is empty"));
-        }
+        check_query("query", &query)?;
         Ok(Self {
             collection,
             query,
@@ -476,9 +502,7 @@ impl TryFrom<pb::AskRequest> for AskQuery {
             retrieval,
             generation,
         } = r;
-        if question.trim().is_empty() {
-            return Err(invalid("the question is empty"));
-        }
+        check_query("question", &question)?;
         index::config::validate_collection_name(&collection)?;
         let pb::GenerationOptions {
             max_tokens,

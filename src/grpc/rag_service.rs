@@ -284,11 +284,15 @@ async fn ingest_stream(
 type Target = (String, Arc<index::Collection>, Arc<Pipeline>);
 
 /// A failed read of the request stream: an over-long message (tonic reports OUT_OF_RANGE) is
-/// the caller's RESOURCE_EXHAUSTED, as gRPC conventionally reports message size limits;
-/// anything else means the caller went away.
+/// the caller's RESOURCE_EXHAUSTED, as gRPC conventionally reports message size limits; a
+/// message that does not decode (tonic reports INTERNAL) is malformed; anything else means the
+/// caller went away.
 fn stream_error(status: Status) -> ServiceError {
-    if status.code() == tonic::Code::OutOfRange {
+    let code = status.code();
+    if code == tonic::Code::OutOfRange {
         ServiceError::MessageTooLarge(status.message().to_string())
+    } else if code == tonic::Code::Internal {
+        ServiceError::MalformedRequest(status.message().to_string())
     } else {
         ServiceError::Cancelled(format!("the request stream failed: {}", status.message()))
     }

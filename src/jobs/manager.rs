@@ -57,6 +57,7 @@ impl JobManager {
                 store,
                 embedder,
                 batch: config.server.job_batch_documents,
+                max_document_bytes: config.server.max_document_bytes,
                 shutdown: Arc::new(AtomicBool::new(false)),
             },
             store: jobs,
@@ -89,23 +90,36 @@ impl JobManager {
     fn check_path(&self, path: &Path) -> Result<PathBuf> {
         let bad = |why: &str| ServiceError::InvalidArgument(format!("{}: {why}", path.display()));
         if self.allowed_roots.is_empty() {
-            return Err(bad(
-                "this server allows no job paths (server.allowed_roots is empty)",
-            ));
+            return Err(ServiceError::PermissionDenied(format!(
+                "{}: this server allows no job paths (server.allowed_roots is empty)",
+                path.display()
+            )));
         }
         if !path.is_absolute() {
             return Err(bad("job paths must be absolute"));
         }
-        let canonical = path.canonicalize().map_err(|e| bad(&e.to_string()))?;
-        let allowed = self
+        // The same answer for a missing file and a file outside the roots, so that a client
+        // cannot probe which paths exist elsewhere on the server.
+        let denied = || {
+            ServiceError::PermissionDenied(format!(
+                "{}: not under an allowed root (server.allowed_roots)",
+                path.display()
+            ))
+        };
+        let roots: Vec<PathBuf> = self
             .allowed_roots
             .iter()
             .filter_map(|r| r.canonicalize().ok())
-            .any(|root| canonical.starts_with(root));
-        if allowed {
-            Ok(canonical)
-        } else {
-            Err(bad("not under an allowed root"))
+            .collect();
+        match path.canonicalize() {
+            // Symbolic links are resolved first: a link inside a root that points out of it is
+            // outside.
+            Ok(canonical) if roots.iter().any(|root| canonical.starts_with(root)) => Ok(canonical),
+            Ok(_) => Err(denied()),
+            Err(e) if roots.iter().any(|root| lexically_under(path, root)) => {
+                Err(bad(&e.to_string()))
+            }
+            Err(_) => Err(denied()),
         }
     }
 
@@ -208,9 +222,47 @@ impl JobManager {
     }
 }
 
+/// Whether `path`, with `.` and `..` resolved as text (no file system access), lies under
+/// `root`.
+fn lexically_under(path: &Path, root: &Path) -> bool {
+    use std::path::Component;
+    let mut parts: Vec<Component<'_>> = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if parts.len() > 1 {
+                    parts.pop();
+                }
+            }
+            Component::Prefix(_) | Component::RootDir | Component::Normal(_) => parts.push(c),
+        }
+    }
+    parts.iter().collect::<PathBuf>().starts_with(root)
+}
+
 fn not_found(id: &str) -> ServiceError {
     ServiceError::NotFound {
         kind: "job",
         id: id.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lexical_containment() {
+        let root = Path::new("/data/docs");
+        assert!(lexically_under(Path::new("/data/docs/a.txt"), root));
+        assert!(lexically_under(Path::new("/data/docs/./x/../b.md"), root));
+        assert!(!lexically_under(
+            Path::new("/data/docs/../../etc/passwd"),
+            root
+        ));
+        assert!(!lexically_under(Path::new("/data/docs2/a.txt"), root));
+        assert!(!lexically_under(Path::new("/../../data"), root));
+        assert!(lexically_under(Path::new("/../data/docs/a"), root));
     }
 }

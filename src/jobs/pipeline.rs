@@ -39,6 +39,8 @@ pub struct Pipeline {
     pub embedder: Arc<dyn Embedder>,
     /// Chunks embedded together (several documents' worth when they are short).
     pub embed_batch: usize,
+    /// Documents with more bytes of text than this are reported as failed, not indexed.
+    pub max_document_bytes: usize,
 }
 
 impl Pipeline {
@@ -58,7 +60,15 @@ impl Pipeline {
         let mut pending_chunks = 0;
         for (i, doc) in docs.iter().enumerate() {
             let stored = searcher.get_document(doc.id().as_str())?;
-            if stored.is_some_and(|d| d.content_hash == doc.content_hash()) {
+            if doc.text().len() > self.max_document_bytes {
+                let why = format!(
+                    "the document has {} bytes of text, over the limit of {} \
+                     (server.max_document_bytes)",
+                    doc.text().len(),
+                    self.max_document_bytes
+                );
+                summary.fail(doc, &why);
+            } else if stored.is_some_and(|d| d.content_hash == doc.content_hash()) {
                 summary.unchanged += 1;
             } else {
                 match chunk_document(doc, self.chunker.as_ref()) {

@@ -36,6 +36,8 @@ pub struct RunContext {
     pub embedder: Arc<dyn Embedder>,
     /// Documents per acknowledged batch.
     pub batch: usize,
+    /// Largest document ingested (bytes of text).
+    pub max_document_bytes: usize,
     /// Set when the server is shutting down.
     pub shutdown: Arc<AtomicBool>,
 }
@@ -97,6 +99,7 @@ fn run(
         chunker: record.spec.chunker.build(cx.embedder.clone())?,
         embedder: cx.embedder.clone(),
         embed_batch: 64,
+        max_document_bytes: cx.max_document_bytes,
     };
     let run_start = (Instant::now(), record.progress.documents_done);
     while record.cursor.path_index < record.spec.paths.len() {

@@ -306,7 +306,7 @@ async fn collections_documents_search_and_errors() {
         paths: vec!["/etc".into()],
         chunker: String::new(),
     };
-    assert_eq!(code(c.start_ingest_job(job).await), Code::InvalidArgument);
+    assert_eq!(code(c.start_ingest_job(job).await), Code::PermissionDenied);
     let r = c
         .get_ingest_job(pb::GetIngestJobRequest {
             id: "job-0000009999".into(),
@@ -461,7 +461,7 @@ async fn job_is_cancelled() {
     };
     assert_eq!(
         code(c.start_ingest_job(outside).await),
-        Code::InvalidArgument
+        Code::PermissionDenied
     );
     let sneaky = format!("{}/../", root.display());
     let escape = pb::StartIngestJobRequest {
@@ -470,7 +470,7 @@ async fn job_is_cancelled() {
     };
     assert_eq!(
         code(c.start_ingest_job(escape).await),
-        Code::InvalidArgument
+        Code::PermissionDenied
     );
 
     let job = c

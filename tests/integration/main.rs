@@ -1,5 +1,6 @@
 //! ragd's integration tests: one binary, one module per scenario.
 
+mod bad_input;
 mod chunk_cli;
 mod cli;
 mod common;

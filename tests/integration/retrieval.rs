@@ -28,6 +28,7 @@ fn fixture() -> Fixture {
         chunker: ChunkingStrategy::default().build(e.clone()).unwrap(),
         embedder: e.clone(),
         embed_batch: 64,
+        max_document_bytes: usize::MAX,
     };
     let first = pipeline
         .ingest(&collection, &report.documents, |_, _| {})
