@@ -6,6 +6,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ingest::Embedder;
+use ragd::config::Precision;
 
 const PASSAGES: usize = 64;
 const BATCH: usize = 32;
@@ -29,6 +30,41 @@ fn bench_embed(c: &mut Criterion) {
         })
     });
     group.finish();
+
+    // One short query at a time, as a search embeds it: f32 against 8-bit dense layers,
+    // measured in the same run (`embedder.precision`).
+    let queries = read_queries(
+        &ragd::bench::default_scifact_dir().join("queries.jsonl"),
+        32,
+    );
+    let mut group = c.benchmark_group("embed_query");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(queries.len() as u64));
+    for precision in [Precision::F32, Precision::Q8] {
+        let mut cfg = cfg.clone();
+        cfg.embedder.precision = precision;
+        let embedder = ragd::model::load_embedder(&cfg).expect("load embedder");
+        group.bench_function(format!("{precision:?}").to_lowercase(), |b| {
+            b.iter(|| {
+                for q in &queries {
+                    embedder.embed(&[q.as_str()]).expect("embed");
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
+/// The first `n` query texts of a BEIR queries.jsonl.
+fn read_queries(path: &std::path::Path, n: usize) -> Vec<String> {
+    let text = std::fs::read_to_string(path).expect("read queries.jsonl");
+    text.lines()
+        .take(n)
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("a JSON line");
+            v["text"].as_str().expect("a text field").to_string()
+        })
+        .collect()
 }
 
 criterion_group!(benches, bench_embed);

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::model::bert::Precision;
 use crate::model::generation_pool::GenerationPoolConfig;
 use crate::model::generator::GenerationParams;
 
@@ -167,6 +168,11 @@ pub struct EmbedderConfig {
     pub max_batch: usize,
     /// Requests that may wait for the embedder before new ones are refused. Default: 256.
     pub queue: usize,
+    /// Arithmetic of the dense layers on the CPU: `f32` (the checkpoint's own numbers), `q8`
+    /// (8-bit weights and activations, llama.cpp's Q8_0 scheme) or `auto` (8-bit for passes of
+    /// at most 64 tokens, i.e. search queries; f32 for bulk ingestion). Env
+    /// `RAGD_EMBEDDER_PRECISION`. Default: `auto`.
+    pub precision: Precision,
 }
 
 /// Settings of the generator.
@@ -252,6 +258,7 @@ impl Default for EmbedderConfig {
             batch_tokens: 2048,
             max_batch: 64,
             queue: 256,
+            precision: Precision::Auto,
         }
     }
 }
@@ -306,6 +313,19 @@ impl Config {
         }
         if let Some(v) = get("RAGD_EMBEDDER") {
             self.embedder.model = v;
+        }
+        if let Some(v) = get("RAGD_EMBEDDER_PRECISION") {
+            self.embedder.precision = match v.as_str() {
+                "f32" => Precision::F32,
+                "q8" => Precision::Q8,
+                "auto" => Precision::Auto,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        field: "embedder.precision",
+                        reason: format!("RAGD_EMBEDDER_PRECISION=`{v}`: use `auto`, `f32` or `q8`"),
+                    })
+                }
+            };
         }
         if let Some(v) = get("RAGD_GENERATOR") {
             self.generator.model = v;

@@ -167,16 +167,29 @@ impl IngestSummary {
     }
 }
 
-/// Opens collection `name` for `embedder`, creating it if it does not exist. An existing
-/// collection made with another embedder or dimension is an error (`ManifestMismatch`).
+/// Opens collection `name` for `embedder`, creating it (with the default index settings) if
+/// it does not exist. An existing collection keeps the index settings it was created with (its
+/// BM25 analyzer, HNSW graph); one made with another embedder or dimension is an error
+/// (`ManifestMismatch`).
 pub fn open_or_create(
     store: &Store,
     name: &str,
     embedder: &dyn Embedder,
 ) -> index::Result<Arc<Collection>> {
-    let config = CollectionConfig::new(name, embedder.model_id(), embedder.dimension());
-    match store.open_collection(config.clone()) {
-        Err(IndexError::CollectionNotFound { .. }) => store.create_collection(config),
-        other => other,
+    let wanted = CollectionConfig::new(name, embedder.model_id(), embedder.dimension());
+    match store.collection(name) {
+        Ok(existing) => {
+            let stored = existing.config();
+            let mut requested = stored.clone();
+            requested
+                .embedding_model
+                .clone_from(&wanted.embedding_model);
+            requested.dimension = wanted.dimension;
+            index::IndexManifest::from_config(stored)
+                .check_compatible(&index::IndexManifest::from_config(&requested))?;
+            Ok(existing)
+        }
+        Err(IndexError::CollectionNotFound { .. }) => store.create_collection(wanted),
+        Err(e) => Err(e),
     }
 }

@@ -17,6 +17,26 @@ use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
 use serde::Deserialize;
 
 use super::kernels::{BiasGelu, PackedAttention};
+use super::qkernels::{self, QActs, QWeight};
+
+/// The arithmetic of the encoder's dense layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    /// f32 weights and activations: the checkpoint's own numbers (fixture parity).
+    F32,
+    /// 8-bit weights (`Q8_0`) and activations on the CPU's integer kernels.
+    Q8,
+    /// 8-bit for forward passes of at most [`AUTO_Q8_MAX_TOKENS`] tokens (a search's query,
+    /// where streaming the weights dominates), f32 above (bulk ingestion, where candle's f32
+    /// GEMM is faster than the int8 kernels on many tokens). On SciFact, 8-bit queries against
+    /// f32 documents score the same nDCG@10 (BENCHMARKS.md).
+    #[default]
+    Auto,
+}
+
+/// Largest forward pass (tokens of all inputs together) that [`Precision::Auto`] runs in 8 bits.
+pub const AUTO_Q8_MAX_TOKENS: usize = 64;
 
 /// The fields of a Hugging Face BERT `config.json` the encoder needs.
 #[derive(Debug, Clone, Deserialize)]
@@ -70,9 +90,17 @@ enum Activation {
 /// A dense layer whose weight is stored transposed (`[in, out]`, contiguous). candle's `Linear`
 /// multiplies by a strided view of the `[out, in]` weight, which its CPU matmul runs about 1.5x
 /// slower than a contiguous right-hand side (measured on this model's shapes).
+///
+/// With [`Precision::Q8`] the layer also keeps an 8-bit copy (llama.cpp's `Q8_0`) and, on the
+/// CPU, multiplies with the int8 kernels of [`super::qkernels`] (activations quantized per
+/// 32-value block on the fly): a quarter of the weight bytes to stream, and four times the
+/// multiply-adds per instruction of f32.
 struct Dense {
     weight_t: Tensor,
     bias: Option<Tensor>,
+    q8: Option<QWeight>,
+    /// Largest token count multiplied with `q8`; more tokens use the f32 weight.
+    q8_max_tokens: usize,
 }
 
 impl Dense {
@@ -80,12 +108,34 @@ impl Dense {
         Ok(Self {
             weight_t: linear.weight().t()?.contiguous()?,
             bias: linear.bias().cloned(),
+            q8: None,
+            q8_max_tokens: 0,
         })
+    }
+
+    /// Adds the 8-bit copy of the weight, used for up to `max_tokens` tokens.
+    fn quantize(&mut self, max_tokens: usize) -> candle_core::Result<()> {
+        self.q8_max_tokens = max_tokens;
+        let (k, rows) = self.weight_t.dims2()?;
+        let w: Vec<f32> = self.weight_t.t()?.contiguous()?.flatten_all()?.to_vec1()?;
+        self.q8 = Some(QWeight::quantize_q8_0(&w, rows, k).map_err(candle_core::Error::wrap)?);
+        Ok(())
     }
 
     /// `x · W` without the bias.
     fn matmul(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        x.matmul(&self.weight_t)
+        match &self.q8 {
+            Some(q) if x.device().is_cpu() && x.dim(0)? <= self.q8_max_tokens => {
+                let (n, k) = x.dims2()?;
+                let input = x.flatten_all()?.to_vec1::<f32>()?;
+                let mut acts = QActs::default();
+                acts.quantize(&input, k).map_err(candle_core::Error::wrap)?;
+                let mut out = vec![0f32; n * q.rows()];
+                qkernels::matmul(q, &acts, &mut out);
+                Tensor::from_vec(out, (n, q.rows()), x.device())
+            }
+            _ => x.matmul(&self.weight_t),
+        }
     }
 
     fn bias_vec(&self) -> candle_core::Result<Vec<f32>> {
@@ -193,6 +243,20 @@ impl BertEncoder {
             max_positions: cfg.max_position_embeddings,
             device: vb.device().clone(),
         })
+    }
+
+    /// Switches the dense layers to `precision` (CPU only; other devices stay f32).
+    pub fn set_precision(&mut self, precision: Precision) -> candle_core::Result<()> {
+        for b in &mut self.blocks {
+            for d in [&mut b.qkv, &mut b.attn_out, &mut b.ffn_in, &mut b.ffn_out] {
+                match precision {
+                    Precision::F32 => d.q8 = None,
+                    Precision::Q8 => d.quantize(usize::MAX)?,
+                    Precision::Auto => d.quantize(AUTO_Q8_MAX_TOKENS)?,
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Width of the hidden states.

@@ -16,7 +16,7 @@ use ingest::{EmbedError, Embedder, Embedding, HfTokenCounter, TokenCounter};
 use serde::Deserialize;
 use tokenizers::{Tokenizer, TruncationParams, TruncationStrategy};
 
-use super::bert::{bert_root, l2_normalize, mean_pool, BertConfig, BertEncoder, DTYPE};
+use super::bert::{bert_root, l2_normalize, mean_pool, BertConfig, BertEncoder, Precision, DTYPE};
 use super::{read_json, ModelError};
 
 /// Settings of the embedder that are not in the checkpoint.
@@ -28,6 +28,8 @@ pub struct EmbedderOptions {
     pub batch_tokens: usize,
     /// Most inputs in one forward pass.
     pub max_batch: usize,
+    /// Arithmetic of the dense layers.
+    pub precision: Precision,
 }
 
 impl Default for EmbedderOptions {
@@ -36,6 +38,7 @@ impl Default for EmbedderOptions {
             model_id: "all-MiniLM-L6-v2".into(),
             batch_tokens: 2048,
             max_batch: 64,
+            precision: Precision::Auto,
         }
     }
 }
@@ -92,7 +95,8 @@ impl CandleEmbedder {
         // SAFETY: the weights file is memory-mapped read-only; ragd never writes model files
         // while they are loaded (fetch writes `.part` files and renames them into place).
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DTYPE, device)? };
-        let encoder = BertEncoder::load(bert_root(&vb), &cfg)?;
+        let mut encoder = BertEncoder::load(bert_root(&vb), &cfg)?;
+        encoder.set_precision(options.precision)?;
         let mut tokenizer = Tokenizer::from_file(&tok_path)
             .map_err(|e| ModelError::Tokenizer(format!("{}: {e}", tok_path.display())))?;
         let counter = HfTokenCounter::new(tokenizer.clone());

@@ -207,6 +207,7 @@ pub fn load_embedder(cfg: &crate::Config) -> Result<embedder::CandleEmbedder, Mo
         model_id: source.id(),
         batch_tokens: cfg.embedder.batch_tokens,
         max_batch: cfg.embedder.max_batch,
+        precision: cfg.embedder.precision,
     };
     embedder::CandleEmbedder::load(&dir, &device, options)
 }

@@ -153,6 +153,32 @@ impl QWeight {
         Ok(w)
     }
 
+    /// Quantizes an f32 matrix (`rows` rows of `k` values, row-major) to `Q8_0` the way
+    /// llama.cpp's `quantize_row_q8_0` does: per block of [`QK`], `d = max|x| / 127` (stored
+    /// as f16) and `q = round(x / d)`.
+    pub fn quantize_q8_0(values: &[f32], rows: usize, k: usize) -> Result<Self, QKernelError> {
+        blocks_of(k)?;
+        if values.len() != rows * k {
+            return Err(QKernelError::DataLength {
+                expected: rows * k,
+                got: values.len(),
+            });
+        }
+        let mut bytes = Vec::with_capacity(values.len() / QK * QKind::Q8_0.block_bytes());
+        for block in values.chunks_exact(QK) {
+            let amax = block.iter().fold(0f32, |a, v| a.max(v.abs()));
+            let d = amax / 127.0;
+            let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
+            bytes.extend_from_slice(&f16::from_f32(d).to_bits().to_le_bytes());
+            bytes.extend(
+                block
+                    .iter()
+                    .map(|v| (v * inv).round().clamp(-127.0, 127.0) as i8 as u8),
+            );
+        }
+        Self::from_gguf_bytes(QKind::Q8_0, &bytes, rows, k)
+    }
+
     /// Stacks weights with the same format and row length, rows of `parts[0]` first.
     pub fn stack(parts: &[&Self]) -> Result<Self, QKernelError> {
         let Some(first) = parts.first() else {
