@@ -7,5 +7,6 @@ mod embedder;
 mod fast_llama;
 mod generator;
 mod grpc;
+mod reliability;
 mod reranker;
 mod retrieval;
