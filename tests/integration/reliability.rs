@@ -1069,7 +1069,6 @@ fn load_16_searchers_during_bulk_ingest_and_ask_overload() {
     assert_eq!(end.state, pb::JobState::Cancelled as i32, "{end:?}");
     let long = "Explain in great detail, with many examples, how the KV cache, the XJ-9000 pump \
                 and NF4 quantization work.";
-    let (rss_before, _) = server.memory_kib();
     let mut held = Vec::new();
     let mut refused = false;
     for _ in 0..8 {
@@ -1086,6 +1085,8 @@ fn load_16_searchers_during_bulk_ingest_and_ask_overload() {
         refused && !held.is_empty(),
         "the generation limit was never reached"
     );
+    std::thread::sleep(Duration::from_secs(1));
+    let (rss_before, _) = server.memory_kib();
     let burst: Vec<_> = (0..8)
         .map(|_| {
             let addr = spec.addr.clone();
