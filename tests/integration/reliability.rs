@@ -399,6 +399,18 @@ async fn assert_served(c: &mut RagClient<Channel>, collection: &str, i: usize) {
     );
 }
 
+async fn list_documents(c: &mut RagClient<Channel>, collection: &str) -> u64 {
+    let list = c
+        .list_collections(req(pb::ListCollectionsRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    let found = list.collections.iter().find(|c| c.name == collection);
+    found
+        .unwrap_or_else(|| panic!("no collection {collection}"))
+        .documents
+}
+
 async fn get_job(c: &mut RagClient<Channel>, id: &str) -> pb::IngestJob {
     c.get_ingest_job(req(pb::GetIngestJobRequest { id: id.into() }))
         .await
@@ -472,7 +484,7 @@ struct Inspection {
 }
 
 /// Opens a copy of `data` (collection `name`, and the job store when `job` is given) and checks
-/// documents `0..n` against `want`: stored ones must be found by their keyword (BM25: exactly
+/// documents `docs` against `want` (and that the collection holds no others): stored ones must be found by their keyword (BM25: exactly
 /// one hit, theirs) and by their chunks' stored vectors (dense: the chunk in the top 10),
 /// missing ones must leave no BM25 trace, chunk ids must be unique, and sled, tantivy and the HNSW must count the same
 /// chunks.
@@ -480,7 +492,7 @@ fn inspect(
     data: &Path,
     scratch: &Path,
     name: &str,
-    n: usize,
+    docs: std::ops::Range<usize>,
     want: impl Fn(usize) -> Want,
     job: Option<&str>,
 ) -> Inspection {
@@ -497,7 +509,7 @@ fn inspect(
     let none = Filter::default();
     let mut present = Vec::new();
     let mut chunk_ids = HashSet::new();
-    for i in 0..n {
+    for i in docs {
         let info = searcher.get_document(&doc_id(i)).unwrap();
         let hits = searcher.search_bm25(&keyword(i), 10, &none).unwrap();
         match (&info, want(i)) {
@@ -572,6 +584,54 @@ fn inspect(
 
 // ---- crash safety ----
 
+/// The collection that IngestDocuments calls fill during the crash trials.
+const STREAM: &str = "stream";
+
+/// What the IngestDocuments client of the crash test knows: documents `CRASH_DOCS..acked` were
+/// acknowledged (their call returned OK), documents up to `sent` were sent.
+#[derive(Default)]
+struct Streamed {
+    acked: AtomicU64,
+    sent: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// Streams documents from `s.acked` on into [`STREAM`], four per IngestDocuments call, one
+/// call at a time, until the server goes away.
+async fn stream_docs(addr: String, s: Arc<Streamed>) {
+    let Ok(mut c) = RagClient::connect(format!("http://{addr}")).await else {
+        return;
+    };
+    loop {
+        let from = s.acked.load(Ordering::SeqCst) as usize;
+        let to = from + 4;
+        s.sent.fetch_max(to as u64, Ordering::SeqCst);
+        let message = pb::IngestDocumentsRequest {
+            collection: STREAM.into(),
+            chunker: String::new(),
+            documents: (from..to)
+                .map(|i| pb::DocumentInput {
+                    id: doc_id(i),
+                    title: String::new(),
+                    text: doc_text(i),
+                    metadata: Default::default(),
+                })
+                .collect(),
+        };
+        match c.ingest_documents(req(tokio_stream::iter([message]))).await {
+            Ok(r) => {
+                let k = r.into_inner().counts.unwrap_or_default();
+                if k.failed > 0 || k.added + k.unchanged != 4 {
+                    s.failed.fetch_add(1, Ordering::SeqCst);
+                }
+                s.acked.store(to as u64, Ordering::SeqCst);
+            }
+            Err(_) => return,
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Documents in the crash corpus.
 const CRASH_DOCS: usize = 3000;
 /// Documents per acknowledged job batch in the crash test.
@@ -621,6 +681,9 @@ fn crash_kill9_during_bulk_job_and_compaction() {
         job.id
     });
     let acked = Arc::new(AtomicU64::new(0));
+    let streamed = Arc::new(Streamed::default());
+    streamed.acked.store(n as u64, Ordering::SeqCst);
+    streamed.sent.store(n as u64, Ordering::SeqCst);
     let mut resumes_expected = 0;
     let mut last_resumed = 0;
     for (trial, &delay) in KILL_DELAYS_MS.iter().enumerate() {
@@ -634,9 +697,11 @@ fn crash_kill9_during_bulk_job_and_compaction() {
                 }
             })
         };
+        let streamer = rt.spawn(stream_docs(spec.addr.clone(), streamed.clone()));
         std::thread::sleep(Duration::from_millis(delay));
         server.kill9();
         watcher.abort();
+        streamer.abort();
         let seen = acked.load(Ordering::SeqCst);
         // The job record as the dead server left it: what it will resume from.
         let record = {
@@ -666,7 +731,7 @@ fn crash_kill9_during_bulk_job_and_compaction() {
         assert!(record.resumed >= last_resumed);
         last_resumed = record.resumed;
         let found = if spec.data.join(name).exists() {
-            let found = inspect(&spec.data, &scratch, name, n, want, Some(&job_id));
+            let found = inspect(&spec.data, &scratch, name, 0..n, want, Some(&job_id));
             assert_eq!(found.job.as_ref(), Some(&record));
             found
         } else {
@@ -686,6 +751,31 @@ fn crash_kill9_during_bulk_job_and_compaction() {
                 job: None,
             }
         };
+        // What IngestDocuments acknowledged, in its own collection.
+        let (s_acked, s_sent) = (
+            streamed.acked.load(Ordering::SeqCst) as usize,
+            streamed.sent.load(Ordering::SeqCst) as usize,
+        );
+        assert_eq!(
+            streamed.failed.load(Ordering::SeqCst),
+            0,
+            "a streamed call failed"
+        );
+        let s_stored = if spec.data.join(STREAM).join("manifest.json").exists() {
+            let want = |i: usize| {
+                if i < s_acked {
+                    Want::Present
+                } else {
+                    Want::Either
+                }
+            };
+            inspect(&spec.data, &scratch, STREAM, n..s_sent, want, None)
+                .present
+                .len()
+        } else {
+            assert_eq!(s_acked, n, "acknowledged but no collection");
+            0
+        };
         let m = found.present.len();
         assert_eq!(
             found.present,
@@ -695,12 +785,14 @@ fn crash_kill9_during_bulk_job_and_compaction() {
         println!(
             "crash trial {trial:2}: SIGKILL after {delay:4} ms; job {:?} (resumed {}), \
              {seen:4} acknowledged by Watch, {:4} in its record; {m:4} documents stored, \
-             chunks sled = tantivy = HNSW = {}; dense top-1 for {}/{m}",
+             chunks sled = tantivy = HNSW = {}; dense top-1 for {}/{m}; IngestDocuments: \
+             {} acknowledged, {s_stored} stored",
             record.state,
             record.resumed,
             record.progress.documents_done,
             found.stats.meta_chunks,
             found.dense_top1,
+            s_acked - n,
         );
         if !record.state.is_terminal() {
             resumes_expected += 1;
@@ -766,6 +858,37 @@ fn crash_kill9_during_bulk_job_and_compaction() {
         for i in (0..n).step_by(97) {
             assert_served(&mut c, name, i).await;
         }
+        // The streamed documents: the call the last kill interrupted is made again.
+        let (s_acked, s_sent) = (
+            streamed.acked.load(Ordering::SeqCst) as usize,
+            streamed.sent.load(Ordering::SeqCst) as usize,
+        );
+        if s_sent > s_acked {
+            let message = pb::IngestDocumentsRequest {
+                collection: STREAM.into(),
+                chunker: String::new(),
+                documents: (s_acked..s_sent)
+                    .map(|i| pb::DocumentInput {
+                        id: doc_id(i),
+                        text: doc_text(i),
+                        ..Default::default()
+                    })
+                    .collect(),
+            };
+            let r = c
+                .ingest_documents(req(tokio_stream::iter([message])))
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(r.counts.unwrap().failed, 0);
+        }
+        let streamed_docs = list_documents(&mut c, STREAM).await;
+        assert_eq!(streamed_docs, (s_sent - n) as u64);
+        for i in n..s_sent {
+            let hits = search_docs(&mut c, STREAM, &keyword(i), pb::SearchMode::Bm25, 10).await;
+            assert_eq!(hits, vec![doc_id(i)], "BM25 for {}", keyword(i));
+        }
+        println!("crash: {streamed_docs} documents streamed by IngestDocuments, all found");
         // The same corpus again: nothing to add.
         let again = c
             .start_ingest_job(req(pb::StartIngestJobRequest {
@@ -846,7 +969,7 @@ fn crash_kill9_during_bulk_job_and_compaction() {
                 Want::Present
             }
         };
-        let found = inspect(&spec.data, &scratch, name, n, want, None);
+        let found = inspect(&spec.data, &scratch, name, 0..n, want, None);
         let durable = last.iter().filter(|i| !found.present.contains(i)).count();
         println!(
             "compaction trial {trial}: SIGKILL {delay:3} ms after the compaction of {live} \
@@ -904,8 +1027,11 @@ fn crash_kill9_during_bulk_job_and_compaction() {
             Want::Present
         }
     };
-    let found = inspect(&spec.data, &scratch, name, n, want, None);
+    let found = inspect(&spec.data, &scratch, name, 0..n, want, None);
     assert_eq!(found.present.len(), live);
+    let s_sent = streamed.sent.load(Ordering::SeqCst) as usize;
+    let present = |_| Want::Present;
+    inspect(&spec.data, &scratch, STREAM, n..s_sent, present, None);
     println!(
         "crash: {mid_compaction} of {} kills landed during a compaction; done in {:.0} s; \
          final {} documents, chunks sled = tantivy = HNSW = {}",
