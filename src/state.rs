@@ -285,8 +285,12 @@ impl AppState {
 
     /// Retrieves for an Ask request and builds its prompt ([`answer::prepare`]); returns it with
     /// the generation parameters to use.
+    ///
+    /// Refused at once (RESOURCE_EXHAUSTED) while the generator has no room, before any
+    /// retrieval: under overload a refused Ask costs no embedding, search or prompt.
     pub fn prepare_answer(&self, q: &AskQuery) -> Result<(Prepared, GenerationParams)> {
         let pool = self.generation()?;
+        pool.check_room()?;
         let mut cfg = AnswerConfig {
             retrieve: q.retrieval.clone(),
             generation: self.inner.config.generator.params(),

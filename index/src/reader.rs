@@ -172,6 +172,12 @@ impl Searcher {
         }))
     }
 
+    /// The stored vector of chunk `id` (normalised, as the dense index holds it), if the chunk
+    /// exists: lets a check ask the dense index for exactly what it was given.
+    pub fn get_vector(&self, id: ChunkId) -> Result<Option<Vec<f32>>> {
+        self.shared.meta.get_vector(id)
+    }
+
     /// The stored document `id`, if any.
     pub fn get_document(&self, id: &str) -> Result<Option<DocumentInfo>> {
         self.shared.meta.document_info(id)

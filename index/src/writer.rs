@@ -172,8 +172,15 @@ impl IndexWriter {
             .dense
             .needs_compaction(maint.compact_tombstone_ratio, maint.compact_min_tombstones);
         if compact {
+            let started = std::time::Instant::now();
+            tracing::info!(seq, live = st.dense.live(), "compacting the HNSW graph");
             let items = crate::recovery::live_vectors(&self.shared.meta)?;
             st.dense.rebuild(&items);
+            tracing::info!(
+                seq,
+                ms = started.elapsed().as_millis() as u64,
+                "HNSW graph compacted"
+            );
         }
         let due = seq - st.dense.dumped_seq() >= maint.dump_every_writes;
         if (compact || due || force_dump) && st.dense.dumped_seq() != seq {

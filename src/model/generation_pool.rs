@@ -19,6 +19,7 @@
 
 use std::ops::ControlFlow;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -59,6 +60,23 @@ struct Request {
     messages: Vec<Message>,
     params: GenerationParams,
     events: mpsc::Sender<Result<GenerationEvent, ModelError>>,
+    _slot: Slot,
+}
+
+/// Counts a request as accepted (queued or running) while it lives.
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn take(load: &Arc<AtomicUsize>) -> Self {
+        load.fetch_add(1, Ordering::SeqCst);
+        Self(Arc::clone(load))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A generator behind a fixed set of threads and a bounded queue. Cheap to clone.
@@ -66,6 +84,10 @@ struct Request {
 pub struct GenerationPool {
     generator: Arc<dyn Generator>,
     tx: SyncSender<Request>,
+    /// Requests accepted and not yet finished (or skipped).
+    load: Arc<AtomicUsize>,
+    /// Threads plus queue: the most requests accepted at once.
+    capacity: usize,
 }
 
 impl GenerationPool {
@@ -82,12 +104,28 @@ impl GenerationPool {
                 .name(format!("ragd-{NAME}-{i}"))
                 .spawn(move || serve(generator.as_ref(), &rx))?;
         }
-        Ok(Self { generator, tx })
+        Ok(Self {
+            generator,
+            tx,
+            load: Arc::new(AtomicUsize::new(0)),
+            capacity: config.concurrency.max(1) + config.queue,
+        })
     }
 
     /// The generator the pool runs.
     pub fn generator(&self) -> &Arc<dyn Generator> {
         &self.generator
+    }
+
+    /// Refuses at once ([`WorkerError::Overloaded`]) while every thread is busy and the queue is
+    /// full, so a caller can give up before preparing a prompt that [`Self::generate`] would
+    /// refuse. A check, not a reservation: `generate` may still refuse.
+    pub fn check_room(&self) -> Result<(), WorkerError> {
+        if self.load.load(Ordering::SeqCst) >= self.capacity {
+            Err(WorkerError::Overloaded(NAME))
+        } else {
+            Ok(())
+        }
     }
 
     /// Queues a generation; its events arrive on the returned stream. Refused at once when the
@@ -102,6 +140,7 @@ impl GenerationPool {
             messages,
             params,
             events,
+            _slot: Slot::take(&self.load),
         };
         self.tx.try_send(request).map_err(|e| match e {
             TrySendError::Full(_) => WorkerError::Overloaded(NAME),
@@ -127,6 +166,7 @@ fn run(generator: &dyn Generator, request: Request) {
         messages,
         params,
         events,
+        _slot,
     } = request;
     if events.is_closed() {
         return;
@@ -264,7 +304,9 @@ mod tests {
         let running = pool.generate(vec![], params(1)).unwrap();
         // Let the thread take the first request, so the second one waits in the queue.
         tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(pool.check_room(), Ok(()));
         let queued = pool.generate(vec![], params(1)).unwrap();
+        assert_eq!(pool.check_room(), Err(WorkerError::Overloaded("generator")));
         let refused = pool.generate(vec![], params(1));
         assert_eq!(refused.err(), Some(WorkerError::Overloaded("generator")));
         open.send(()).unwrap();
@@ -274,6 +316,15 @@ mod tests {
                 last = Some(e.unwrap());
             }
             assert!(matches!(last, Some(GenerationEvent::Finished(_))));
+        }
+        // Both finished: the room is back (the threads drop a request after its last event).
+        let start = std::time::Instant::now();
+        while pool.check_room().is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "room never came back"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 
