@@ -70,6 +70,11 @@ pub struct Config {
     pub reranker: RerankerConfig,
     /// The gRPC server (`ragd serve`) and its bulk ingestion jobs.
     pub server: ServerConfig,
+    /// Index maintenance, for every collection opened: `dump_every_writes` (a commit also
+    /// saves the HNSW graph after this many writes; default 10000), `compact_tombstone_ratio`
+    /// and `compact_min_tombstones` (rebuild the graph without deleted points past 20% and 256),
+    /// `sled_cache_bytes` (64 MiB), `tantivy_memory_bytes` (32 MiB, at least 15 MB).
+    pub index: index::MaintenanceConfig,
 }
 
 /// Settings of the gRPC server and its jobs.
@@ -246,6 +251,7 @@ impl Default for Config {
             generator: GeneratorConfig::default(),
             reranker: RerankerConfig::default(),
             server: ServerConfig::default(),
+            index: index::MaintenanceConfig::default(),
         }
     }
 }

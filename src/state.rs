@@ -131,7 +131,8 @@ impl AppState {
     ) -> anyhow::Result<Self> {
         let store = Arc::new(
             Store::open(&config.data_dir)
-                .with_context(|| format!("data folder {}", config.data_dir.display()))?,
+                .with_context(|| format!("data folder {}", config.data_dir.display()))?
+                .with_maintenance(config.index),
         );
         let jobs = JobManager::open(&config, store.clone(), embedder.clone())?;
         let inner = Inner {

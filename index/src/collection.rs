@@ -57,6 +57,11 @@ impl Collection {
 
     /// Opens the collection in `dir` with its persisted manifest and default maintenance.
     pub fn open_existing(dir: &Path) -> Result<Self> {
+        Self::open_existing_with(dir, MaintenanceConfig::default())
+    }
+
+    /// [`Self::open_existing`] with the given runtime maintenance settings.
+    pub fn open_existing_with(dir: &Path, maintenance: MaintenanceConfig) -> Result<Self> {
         let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
         let m = load_manifest(dir, name)?;
         let config = CollectionConfig {
@@ -66,8 +71,9 @@ impl Collection {
             distance: m.distance,
             hnsw: m.hnsw,
             bm25: m.bm25,
-            maintenance: MaintenanceConfig::default(),
+            maintenance,
         };
+        validate_config(&config)?;
         Self::open_checked(dir, config)
     }
 

@@ -92,6 +92,7 @@ pub struct Bm25Config {
 
 /// Runtime maintenance knobs (not part of the manifest).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct MaintenanceConfig {
     /// A commit also dumps the HNSW graph once this many writes happened since the last dump.
     #[serde(default = "default_dump_every")]

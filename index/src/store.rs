@@ -9,13 +9,14 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::config::{validate_collection_name, CollectionConfig};
+use crate::config::{validate_collection_name, CollectionConfig, MaintenanceConfig};
 use crate::{Collection, IndexError, Result};
 
 /// A root directory of collections.
 pub struct Store {
     root: PathBuf,
     open: Mutex<HashMap<String, Arc<Collection>>>,
+    maintenance: MaintenanceConfig,
 }
 
 impl Store {
@@ -25,7 +26,21 @@ impl Store {
         Ok(Self {
             root: root.to_owned(),
             open: Mutex::new(HashMap::new()),
+            maintenance: MaintenanceConfig::default(),
         })
+    }
+
+    /// Opens existing collections (see [`Self::collection`]) with `maintenance` instead of the
+    /// defaults.
+    #[must_use]
+    pub fn with_maintenance(mut self, maintenance: MaintenanceConfig) -> Self {
+        self.maintenance = maintenance;
+        self
+    }
+
+    /// The maintenance settings collections opened through [`Self::collection`] get.
+    pub fn maintenance(&self) -> MaintenanceConfig {
+        self.maintenance
     }
 
     fn dir(&self, name: &str) -> Result<PathBuf> {
@@ -67,7 +82,7 @@ impl Store {
         if let Some(c) = open.get(name) {
             return Ok(Arc::clone(c));
         }
-        let collection = Arc::new(Collection::open_existing(&dir)?);
+        let collection = Arc::new(Collection::open_existing_with(&dir, self.maintenance)?);
         open.insert(name.to_owned(), Arc::clone(&collection));
         Ok(collection)
     }

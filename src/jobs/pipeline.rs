@@ -176,7 +176,8 @@ pub fn open_or_create(
     name: &str,
     embedder: &dyn Embedder,
 ) -> index::Result<Arc<Collection>> {
-    let wanted = CollectionConfig::new(name, embedder.model_id(), embedder.dimension());
+    let mut wanted = CollectionConfig::new(name, embedder.model_id(), embedder.dimension());
+    wanted.maintenance = store.maintenance();
     match store.collection(name) {
         Ok(existing) => {
             let stored = existing.config();

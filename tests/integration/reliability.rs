@@ -641,6 +641,8 @@ const CRASH_BATCH: usize = 16;
 const KILL_DELAYS_MS: [u64; 12] = [
     1300, 50, 2900, 700, 150, 2200, 400, 3000, 90, 1700, 600, 2500,
 ];
+/// Writes between HNSW dumps in the crash trials (the default is 10,000).
+const CRASH_DUMP_EVERY: u64 = 64;
 /// Milliseconds between the "compacting" log line and the SIGKILL.
 const COMPACTION_KILL_DELAYS_MS: [u64; 5] = [0, 40, 120, 300, 700];
 
@@ -659,7 +661,11 @@ fn crash_kill9_during_bulk_job_and_compaction() {
     write_corpus(&corpus, CRASH_DOCS);
     let spec = Spec::new(
         dir.path(),
-        &format!("[server]\njob_batch_documents = {CRASH_BATCH}\n"),
+        // Frequent HNSW dumps, so that kills also land mid-dump and restarts load a dump
+        // rather than always rebuilding the graph from sled.
+        &format!(
+            "[server]\njob_batch_documents = {CRASH_BATCH}\n[index]\ndump_every_writes = {CRASH_DUMP_EVERY}\n"
+        ),
         vec![corpus.parent().unwrap().to_path_buf()],
     );
     let scratch = dir.path().join("scratch");
