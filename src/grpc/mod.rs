@@ -156,6 +156,7 @@ pub async fn serve_with(
         builder = builder.tls_config(tls).context("TLS settings")?;
     }
     builder
+        .layer(tower::util::MapResponseLayer::new(standard_status_codes))
         .add_service(health)
         .add_service(InterceptedService::new(
             reflection().build_v1()?,
@@ -169,6 +170,36 @@ pub async fn serve_with(
     state.jobs().shutdown(grace).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Rewrites a code tonic picks to the one gRPC's status-code table prescribes (the message is
+/// kept): a request message over `max_decoding_message_size` is RESOURCE_EXHAUSTED, not
+/// OUT_OF_RANGE. Clients classify (and retry) by these codes. (tonic's own `grpc-timeout` timer,
+/// which answers CANCELLED "Timeout expired", sits outside the layers a server can add; handlers
+/// answer DEADLINE_EXCEEDED a little earlier, see [`within`].)
+fn standard_status_codes(
+    mut response: tonic::codegen::http::Response<tonic::body::Body>,
+) -> tonic::codegen::http::Response<tonic::body::Body> {
+    let headers = response.headers_mut();
+    let message = |h: &tonic::codegen::http::HeaderMap, text: &str| {
+        h.get("grpc-message").is_some_and(|m| {
+            let m = m.to_str().unwrap_or_default();
+            m.contains(text) || m.contains(&text.replace(' ', "%20"))
+        })
+    };
+    let code = match headers.get("grpc-status").and_then(|v| v.to_str().ok()) {
+        Some("11") if message(headers, "message length too large") => {
+            Some(tonic::Code::ResourceExhausted)
+        }
+        _ => None,
+    };
+    if let Some(code) = code {
+        headers.insert(
+            "grpc-status",
+            tonic::codegen::http::HeaderValue::from(code as i32),
+        );
+    }
+    response
 }
 
 #[cfg(test)]
