@@ -345,6 +345,15 @@ async fn bad_input_table() {
         chunker: String::new(),
     };
     let p = |path: &Path| path.display().to_string();
+    let start_job = |paths: Vec<String>| {
+        let mut c = c.clone();
+        let r = job(paths);
+        async move { c.start_ingest_job(r).await.map(|_| ()) }
+    };
+    let run_search = |r: pb::SearchRequest| {
+        let mut c = c.clone();
+        async move { c.search(r).await.map(|_| ()) }
+    };
     let mut cases = vec![
         // Documents, streamed: the batch call succeeds and names each refused document.
         case("empty document", Code::Ok, "", {
@@ -448,55 +457,73 @@ async fn bad_input_table() {
             },
         ),
         // Queries and parameters.
-        case("empty query", Code::InvalidArgument, "empty", {
-            let mut c = c.clone();
-            async move { c.search(search("base", "  ", 3)).await.map(|_| ()) }
-        }),
-        case("1 MB query", Code::InvalidArgument, "at most 16384", {
-            let mut c = c.clone();
-            async move { c.search(search("base", &mega_query, 3)).await.map(|_| ()) }
-        }),
-        case("k = 10^9", Code::InvalidArgument, "k", {
-            let mut c = c.clone();
-            async move {
-                c.search(search("base", "seal", 1_000_000_000))
-                    .await
-                    .map(|_| ())
-            }
-        }),
-        case("NaN rrf k", Code::InvalidArgument, "rrf", {
-            let mut c = c.clone();
-            let mut r = search("base", "seal", 3);
-            r.options.as_mut().unwrap().fusion = Some(pb::Fusion {
-                method: Some(pb::fusion::Method::Rrf(pb::Rrf { k: f32::NAN })),
-            });
-            async move { c.search(r).await.map(|_| ()) }
-        }),
-        case("negative rrf k", Code::InvalidArgument, "rrf", {
-            let mut c = c.clone();
-            let mut r = search("base", "seal", 3);
-            r.options.as_mut().unwrap().fusion = Some(pb::Fusion {
-                method: Some(pb::fusion::Method::Rrf(pb::Rrf { k: -60.0 })),
-            });
-            async move { c.search(r).await.map(|_| ()) }
-        }),
-        case("NaN alpha", Code::InvalidArgument, "alpha", {
-            let mut c = c.clone();
-            let mut r = search("base", "seal", 3);
-            r.options.as_mut().unwrap().fusion = Some(pb::Fusion {
-                method: Some(pb::fusion::Method::Convex(pb::Convex {
-                    alpha: f32::NAN,
-                    normalization: 0,
-                })),
-            });
-            async move { c.search(r).await.map(|_| ()) }
-        }),
-        case("unknown search mode", Code::InvalidArgument, "mode", {
-            let mut c = c.clone();
-            let mut r = search("base", "seal", 3);
-            r.options.as_mut().unwrap().mode = 42;
-            async move { c.search(r).await.map(|_| ()) }
-        }),
+        case(
+            "empty query",
+            Code::InvalidArgument,
+            "empty",
+            run_search(search("base", "  ", 3)),
+        ),
+        case(
+            "1 MB query",
+            Code::InvalidArgument,
+            "at most 16384",
+            run_search(search("base", &mega_query, 3)),
+        ),
+        case(
+            "k = 10^9",
+            Code::InvalidArgument,
+            "k",
+            run_search(search("base", "seal", 1_000_000_000)),
+        ),
+        case(
+            "NaN rrf k",
+            Code::InvalidArgument,
+            "rrf",
+            run_search({
+                let mut r = search("base", "seal", 3);
+                r.options.as_mut().unwrap().fusion = Some(pb::Fusion {
+                    method: Some(pb::fusion::Method::Rrf(pb::Rrf { k: f32::NAN })),
+                });
+                r
+            }),
+        ),
+        case(
+            "negative rrf k",
+            Code::InvalidArgument,
+            "rrf",
+            run_search({
+                let mut r = search("base", "seal", 3);
+                r.options.as_mut().unwrap().fusion = Some(pb::Fusion {
+                    method: Some(pb::fusion::Method::Rrf(pb::Rrf { k: -60.0 })),
+                });
+                r
+            }),
+        ),
+        case(
+            "NaN alpha",
+            Code::InvalidArgument,
+            "alpha",
+            run_search({
+                let mut r = search("base", "seal", 3);
+                r.options.as_mut().unwrap().fusion = Some(pb::Fusion {
+                    method: Some(pb::fusion::Method::Convex(pb::Convex {
+                        alpha: f32::NAN,
+                        normalization: 0,
+                    })),
+                });
+                r
+            }),
+        ),
+        case(
+            "unknown search mode",
+            Code::InvalidArgument,
+            "mode",
+            run_search({
+                let mut r = search("base", "seal", 3);
+                r.options.as_mut().unwrap().mode = 42;
+                r
+            }),
+        ),
         case(
             "negative temperature",
             Code::InvalidArgument,
@@ -527,10 +554,12 @@ async fn bad_input_table() {
             async move { c.ask(r).await.map(|_| ()) }
         }),
         // Names and ids.
-        case("unknown collection", Code::NotFound, "nope", {
-            let mut c = c.clone();
-            async move { c.search(search("nope", "seal", 3)).await.map(|_| ()) }
-        }),
+        case(
+            "unknown collection",
+            Code::NotFound,
+            "nope",
+            run_search(search("nope", "seal", 3)),
+        ),
         case("unknown document", Code::NotFound, "ghost", {
             let mut c = c.clone();
             let r = pb::GetDocumentRequest {
@@ -590,61 +619,37 @@ async fn bad_input_table() {
             "job path ../../etc/passwd",
             Code::InvalidArgument,
             "absolute",
-            {
-                let mut c = c.clone();
-                let r = job(vec!["../../etc/passwd".into()]);
-                async move { c.start_ingest_job(r).await.map(|_| ()) }
-            },
+            start_job(vec!["../../etc/passwd".into()]),
         ),
         case(
             "job path escaping the root with ..",
             Code::PermissionDenied,
             "allowed root",
-            {
-                let mut c = c.clone();
-                let r = job(vec![format!("{}/../../../etc/passwd", root.display())]);
-                async move { c.start_ingest_job(r).await.map(|_| ()) }
-            },
+            start_job(vec![format!("{}/../../../etc/passwd", root.display())]),
         ),
         case(
             "job path outside the root",
             Code::PermissionDenied,
             "allowed root",
-            {
-                let mut c = c.clone();
-                let r = job(vec![p(&outside)]);
-                async move { c.start_ingest_job(r).await.map(|_| ()) }
-            },
+            start_job(vec![p(&outside)]),
         ),
         case(
             "missing file outside the root",
             Code::PermissionDenied,
             "allowed root",
-            {
-                let mut c = c.clone();
-                let r = job(vec!["/no/such/file.txt".into()]);
-                async move { c.start_ingest_job(r).await.map(|_| ()) }
-            },
+            start_job(vec!["/no/such/file.txt".into()]),
         ),
         case(
             "symbolic link out of the root",
             Code::PermissionDenied,
             "allowed root",
-            {
-                let mut c = c.clone();
-                let r = job(vec![p(&root.join("etc-link/passwd"))]);
-                async move { c.start_ingest_job(r).await.map(|_| ()) }
-            },
+            start_job(vec![p(&root.join("etc-link/passwd"))]),
         ),
         case(
             "missing file inside the root",
             Code::InvalidArgument,
             "missing.txt",
-            {
-                let mut c = c.clone();
-                let r = job(vec![p(&root.join("missing.txt"))]);
-                async move { c.start_ingest_job(r).await.map(|_| ()) }
-            },
+            start_job(vec![p(&root.join("missing.txt"))]),
         ),
         // Transport limits.
         // The deadline is sent but not enforced by this client, so the answer is the server's:
