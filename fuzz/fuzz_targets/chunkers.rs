@@ -170,10 +170,15 @@ fuzz_target!(|input: Input| {
         ChunkingStrategy::Recursive(c) => (c.unit, c.size, c.overlap == 0),
     };
     // Chunks are cut at chars instead of grapheme clusters only where a single cluster alone
-    // is over the token limit (documented in chunk/measure.rs).
+    // is over the token limit (documented in chunk/measure.rs), which a size counted in tokens
+    // also is.
+    let cluster_limit = match unit {
+        SizeUnit::Tokens => size.min(input.max_tokens),
+        SizeUnit::Chars | SizeUnit::Words => input.max_tokens,
+    };
     let clusters_fit = text
         .graphemes(true)
-        .all(|g| counter.count(g) <= input.max_tokens);
+        .all(|g| counter.count(g) <= cluster_limit);
     let bounds: Vec<usize> = text
         .grapheme_indices(true)
         .map(|(i, _)| i)
