@@ -38,7 +38,7 @@ pub use document::{Document, SourceId};
 pub use embed::{EmbedError, Embedder, Embedding, HfTokenCounter, TokenCounter};
 pub use error::{ChunkError, IngestError, Result};
 pub use normalize::normalize_text;
-pub use parse::{load_path, Format, LoadOptions, LoadReport, SkipReason};
+pub use parse::{load_bytes, load_path, Format, LoadOptions, LoadReport, SkipReason};
 
 /// Chunks a document with any chunker: ids, ordinals, texts, byte and char spans, token counts.
 pub fn chunk_document(doc: &Document, chunker: &dyn Chunker) -> Result<Vec<Chunk>> {

@@ -227,7 +227,7 @@ fn read_gguf(path: &Path) -> Result<(GgufReader, gguf_file::Content), ModelError
         source,
     })?;
     let mut file = std::io::BufReader::with_capacity(1 << 20, file);
-    let content = gguf_file::Content::read(&mut file).map_err(|e| ModelError::Invalid {
+    let content = super::gguf_read::read_content(&mut file).map_err(|e| ModelError::Invalid {
         path: path.to_path_buf(),
         reason: format!("not a readable GGUF file: {e}"),
     })?;

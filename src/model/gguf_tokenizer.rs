@@ -356,9 +356,14 @@ fn spm_tokenizer(md: &HashMap<String, Value>, vocab: &Vocab<'_>) -> Result<Token
     let bpe = builder
         .build()
         .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+    // Spaces become U+2581 only if a piece starts from it: otherwise the marker would be
+    // encoded as its own UTF-8 bytes (byte fallback) and decode as "▁", not as a space, while
+    // the space itself has a byte token.
+    let space_piece =
+        (0..vocab.tokens.len()).any(|i| vocab.is_piece(i) && vocab.tokens[i] == "\u{2581}");
     let mut tokenizer = Tokenizer::new(bpe);
     tokenizer
-        .with_normalizer(Some(spm_normalizer(md)?))
+        .with_normalizer(space_piece.then(|| spm_normalizer(md)).transpose()?)
         .with_decoder(Some(DecoderWrapper::Sequence(DecoderSequence::new(vec![
             DecoderWrapper::Replace(
                 Replace::new(SPIECE_SPACE.to_string(), " ")
@@ -455,4 +460,54 @@ fn md_array<'a>(md: &'a HashMap<String, Value>, key: &str) -> Result<&'a Vec<Val
 
 fn md_u32(md: &HashMap<String, Value>, key: &str) -> Option<u32> {
     md.get(key).and_then(|v| v.to_u32().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spm_metadata(pieces: &[&str]) -> HashMap<String, Value> {
+        let mut tokens: Vec<String> = (0..=255u8).map(|b| format!("<0x{b:02X}>")).collect();
+        let mut types = vec![Value::I32(token_type::BYTE); 256];
+        for p in pieces {
+            tokens.push((*p).to_owned());
+            types.push(Value::I32(1));
+        }
+        let scores = (0..tokens.len()).map(|i| Value::F32(-(i as f32))).collect();
+        let s = |v: &str| Value::String(v.to_owned());
+        HashMap::from([
+            ("tokenizer.ggml.model".to_owned(), s("llama")),
+            (
+                "tokenizer.ggml.tokens".to_owned(),
+                Value::Array(tokens.iter().map(|t| s(t)).collect()),
+            ),
+            ("tokenizer.ggml.token_type".to_owned(), Value::Array(types)),
+            ("tokenizer.ggml.scores".to_owned(), Value::Array(scores)),
+            (
+                "tokenizer.ggml.add_space_prefix".to_owned(),
+                Value::Bool(false),
+            ),
+        ])
+    }
+
+    /// Found by the `gguf_tokenizer` fuzz target: a SentencePiece vocabulary without a `▁`
+    /// piece encoded a space as the bytes of U+2581 (byte fallback), which decoded as "▁".
+    #[test]
+    fn spm_without_space_piece_round_trips_spaces() {
+        let tok = GgufTokenizer::from_metadata(&spm_metadata(&["a", "b", "ab"])).unwrap();
+        let ids = tok.encode_plain("ab a  b").unwrap();
+        assert_eq!(tok.decode(&ids), "ab a  b");
+        // With a `▁` piece, spaces are pieces as before.
+        let tok =
+            GgufTokenizer::from_metadata(&spm_metadata(&["\u{2581}", "a", "\u{2581}a"])).unwrap();
+        let ids = tok.encode_plain("a a").unwrap();
+        assert_eq!(tok.decode(&ids), "a a");
+        assert_eq!(
+            ids,
+            [
+                tok.token_id("a").unwrap(),
+                tok.token_id("\u{2581}a").unwrap()
+            ]
+        );
+    }
 }

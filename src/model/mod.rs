@@ -17,6 +17,7 @@ pub mod generation_pool;
 pub mod generator;
 pub mod gguf_dequant;
 pub mod gguf_generator;
+pub mod gguf_read;
 pub mod gguf_tokenizer;
 pub mod kernels;
 pub mod qkernels;

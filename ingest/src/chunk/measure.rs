@@ -9,7 +9,8 @@
 //! Boundaries come from [`Level`]s, strongest first: paragraphs (`\n\n`), lines, sentences
 //! (UAX #29 plus `；`; UAX #29 already breaks after `。！？` and after every line break),
 //! words (UAX #29 word boundaries), grapheme clusters, and chars (only for a single grapheme
-//! cluster that alone exceeds the token limit, which no real tokenizer produces).
+//! cluster that alone exceeds the token limit, or a size counted in tokens: a chunk of one token
+//! cannot hold `e\u{301}` if the tokenizer gives it two).
 
 use std::ops::Range;
 

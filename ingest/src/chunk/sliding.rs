@@ -129,10 +129,17 @@ impl Chunker for SlidingChunker {
         if units.is_empty() {
             windows.push(0..text.len());
         }
-        let mut a = 0;
+        let (mut a, mut last_end) = (0, 0);
         while a < units.len() {
             let b = self.window_end(&meter, &units, a);
-            windows.push(units[a].start..units[b - 1].end);
+            // A later start may tokenise into more tokens (a word cut at its start: `l.aret` is
+            // one word, `.aret` two), so the token limit can end this window before the previous
+            // one. It then lies inside the previous window and adds nothing: skipping it keeps
+            // the windows in document order.
+            if b >= last_end {
+                windows.push(units[a].start..units[b - 1].end);
+                last_end = b;
+            }
             if b == units.len() {
                 break;
             }
@@ -151,7 +158,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::testing::WhitespaceTokenCounter;
+    use crate::testing::{WhitespaceTokenCounter, WordTokenCounter};
 
     fn chunker(size: usize, overlap: usize, max_tokens: usize) -> SlidingChunker {
         let budget = TokenBudget::new(Arc::new(WhitespaceTokenCounter), max_tokens);
@@ -204,6 +211,29 @@ mod tests {
                 size: 3
             })
         ));
+    }
+
+    /// Found by the `chunkers` fuzz target: `.aret` is two words where `l.aret` was one, so the
+    /// window starting one unit later reached its token limit earlier and ended before the
+    /// previous window: spans out of document order.
+    #[test]
+    fn windows_stay_in_order_when_a_later_start_tokenises_longer() {
+        let text = "l- step one\n-# :moT a heading\n``ve, unpack it and run the insl.aret\nl- step one\n-# :uoT a heading\n```";
+        let budget = TokenBudget::new(Arc::new(WordTokenCounter), 9);
+        let cfg = SlidingConfig {
+            size: 186,
+            overlap: 116,
+            unit: SizeUnit::Chars,
+        };
+        let spans = SlidingChunker::new(cfg, budget)
+            .unwrap()
+            .split(text)
+            .unwrap();
+        for w in spans.windows(2) {
+            let (p, n) = (&w[0].byte_span, &w[1].byte_span);
+            assert!(p.start < n.start && p.end <= n.end, "{p:?} then {n:?}");
+        }
+        assert_eq!(spans.last().unwrap().byte_span.end, text.len());
     }
 
     #[test]

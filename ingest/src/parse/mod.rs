@@ -154,22 +154,50 @@ pub fn load_path(path: &Path, opts: &LoadOptions) -> LoadReport {
 
 /// Loads one file of a known format into `report`.
 fn load_file(path: &Path, format: Format, id: &str, opts: &LoadOptions, report: &mut LoadReport) {
-    let bytes = match read_limited(path, opts) {
-        Ok(b) => b,
-        Err(e) => return report.errors.push(e),
-    };
+    match read_limited(path, opts) {
+        Ok(bytes) => load_into(path, format, id, &bytes, opts, report),
+        Err(e) => report.errors.push(e),
+    }
+}
+
+/// Loads the contents of one file, already read into memory, as `format`: what [`load_path`]
+/// does for a file once it has read it (decoding, the format's loader, normalisation). `path`
+/// only names the file in errors and metadata and gives the fallback title; nothing is read from
+/// disk, and `opts.max_file_bytes` is not checked. The document id is `path`'s file name.
+///
+/// Never panics, whatever the bytes: bad input becomes an [`IngestError`] in the report (the
+/// fuzz targets under `fuzz/` hold it to that).
+pub fn load_bytes(path: &Path, format: Format, bytes: &[u8], opts: &LoadOptions) -> LoadReport {
+    let id = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let mut report = LoadReport::default();
+    load_into(path, format, &id, bytes, opts, &mut report);
+    report
+}
+
+/// Loads the bytes of one file of a known format into `report`.
+fn load_into(
+    path: &Path,
+    format: Format,
+    id: &str,
+    bytes: &[u8],
+    opts: &LoadOptions,
+    report: &mut LoadReport,
+) {
     let source = Source { path, id, format };
     if format == Format::Jsonl {
-        return jsonl::load(&source, &bytes, opts, report);
+        return jsonl::load(&source, bytes, opts, report);
     }
     let loaded = match format {
-        Format::Pdf => pdf::load(&source, &bytes),
-        Format::Html => decode(path, &bytes, opts).and_then(|t| html::load(&source, &t)),
+        Format::Pdf => pdf::load(&source, bytes),
+        Format::Html => decode(path, bytes, opts).and_then(|t| html::load(&source, &t)),
         Format::Markdown => {
-            decode(path, &bytes, opts).and_then(|t| text::load_markdown(&source, &t))
+            decode(path, bytes, opts).and_then(|t| text::load_markdown(&source, &t))
         }
         Format::Text | Format::Jsonl => {
-            decode(path, &bytes, opts).and_then(|t| text::load_text(&source, &t))
+            decode(path, bytes, opts).and_then(|t| text::load_text(&source, &t))
         }
     };
     match loaded {
