@@ -166,22 +166,30 @@ mod raw {
         }
     }
 
+    async fn ready(
+        channel: tonic::transport::Channel,
+    ) -> Result<tonic::client::Grpc<tonic::transport::Channel>, tonic::Status> {
+        let mut grpc = tonic::client::Grpc::new(channel);
+        grpc.ready()
+            .await
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        Ok(grpc)
+    }
+
     pub async fn unary(
         channel: tonic::transport::Channel,
         path: &'static str,
         body: Vec<u8>,
     ) -> Result<(), tonic::Status> {
-        let mut grpc = tonic::client::Grpc::new(channel);
-        grpc.ready()
+        ready(channel)
+            .await?
+            .unary(
+                tonic::Request::new(body),
+                tonic::codegen::http::uri::PathAndQuery::from_static(path),
+                Bytes,
+            )
             .await
-            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-        grpc.unary(
-            tonic::Request::new(body),
-            tonic::codegen::http::uri::PathAndQuery::from_static(path),
-            Bytes,
-        )
-        .await
-        .map(|_| ())
+            .map(|_| ())
     }
 
     pub async fn client_streaming(
@@ -189,17 +197,15 @@ mod raw {
         path: &'static str,
         body: Vec<u8>,
     ) -> Result<(), tonic::Status> {
-        let mut grpc = tonic::client::Grpc::new(channel);
-        grpc.ready()
+        ready(channel)
+            .await?
+            .client_streaming(
+                tonic::Request::new(tokio_stream::iter(vec![body])),
+                tonic::codegen::http::uri::PathAndQuery::from_static(path),
+                Bytes,
+            )
             .await
-            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-        grpc.client_streaming(
-            tonic::Request::new(tokio_stream::iter(vec![body])),
-            tonic::codegen::http::uri::PathAndQuery::from_static(path),
-            Bytes,
-        )
-        .await
-        .map(|_| ())
+            .map(|_| ())
     }
 }
 
@@ -788,19 +794,7 @@ async fn bad_input_table() {
             .collect()
     };
     assert_eq!(base_rows(&before), base_rows(&after));
-    use tonic_health::pb::health_client::HealthClient;
-    let status = HealthClient::new(channel)
-        .check(tonic_health::pb::HealthCheckRequest {
-            service: "ragd.v1.Rag".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .status;
-    assert_eq!(
-        status,
-        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
-    );
+    crate::common::assert_serving(channel).await;
     drop(c);
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();

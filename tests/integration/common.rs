@@ -40,3 +40,20 @@ pub fn shared_generator() -> Arc<ragd::model::gguf_generator::GgufGenerator> {
     GEN.get_or_init(|| ragd::model::load_generator(&config()).expect("load SmolLM2"))
         .clone()
 }
+
+/// Asserts that `ragd.v1.Rag` reports SERVING on `channel` (a health check needs no token).
+pub async fn assert_serving(channel: tonic::transport::Channel) {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+
+    let status = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: "ragd.v1.Rag".into(),
+        })
+        .await
+        .expect("health check")
+        .into_inner()
+        .status;
+    assert_eq!(status, ServingStatus::Serving as i32);
+}

@@ -348,8 +348,6 @@ async fn message_size_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn health_and_reflection() {
-    use tonic_health::pb::health_client::HealthClient;
-    use tonic_health::pb::HealthCheckRequest;
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
@@ -357,19 +355,7 @@ async fn health_and_reflection() {
 
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), vec![], 64).await;
-    let mut health = HealthClient::new(server.channel().await);
-    let status = health
-        .check(HealthCheckRequest {
-            service: "ragd.v1.Rag".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .status;
-    assert_eq!(
-        status,
-        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
-    );
+    crate::common::assert_serving(server.channel().await).await;
 
     let mut reflection = ServerReflectionClient::new(server.channel().await);
     let request = ServerReflectionRequest {
@@ -388,7 +374,7 @@ async fn health_and_reflection() {
     let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
     assert!(names.contains(&"ragd.v1.Rag"), "{names:?}");
     assert!(names.contains(&"grpc.health.v1.Health"), "{names:?}");
-    drop((health, reflection, replies));
+    drop((reflection, replies));
     server.shutdown().await;
 }
 
