@@ -113,10 +113,16 @@ impl Dense {
         })
     }
 
-    /// Adds the 8-bit copy of the weight, used for up to `max_tokens` tokens.
+    /// Adds the 8-bit copy of the weight, used for up to `max_tokens` tokens. A layer whose input
+    /// width is not a multiple of the 32-value block (no BERT size in use, but a user's
+    /// checkpoint may be odd) stays f32.
     fn quantize(&mut self, max_tokens: usize) -> candle_core::Result<()> {
-        self.q8_max_tokens = max_tokens;
         let (k, rows) = self.weight_t.dims2()?;
+        if !k.is_multiple_of(qkernels::QK) {
+            self.q8 = None;
+            return Ok(());
+        }
+        self.q8_max_tokens = max_tokens;
         let w: Vec<f32> = self.weight_t.t()?.contiguous()?.flatten_all()?.to_vec1()?;
         self.q8 = Some(QWeight::quantize_q8_0(&w, rows, k).map_err(candle_core::Error::wrap)?);
         Ok(())
@@ -422,3 +428,44 @@ pub fn l2_normalize(x: &Tensor) -> candle_core::Result<Tensor> {
 
 /// Element type every candle model here computes in on the CPU.
 pub const DTYPE: DType = DType::F32;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dense(k: usize, n: usize) -> Dense {
+        let w: Vec<f32> = (0..k * n)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
+            .collect();
+        let weight = Tensor::from_vec(w, (n, k), &Device::Cpu).unwrap();
+        Dense::new(&Linear::new(weight, None)).unwrap()
+    }
+
+    #[test]
+    fn eight_bit_layer_matches_f32_and_odd_widths_stay_f32() {
+        let flat = |t: Tensor| -> Vec<f32> { t.flatten_all().unwrap().to_vec1().unwrap() };
+        let x: Vec<f32> = (0..3 * 64)
+            .map(|i| ((i * 13 % 29) as f32 - 14.0) / 7.0)
+            .collect();
+        let x = Tensor::from_vec(x, (3, 64), &Device::Cpu).unwrap();
+        let mut d = dense(64, 8);
+        let exact = flat(d.matmul(&x).unwrap());
+        d.quantize(usize::MAX).unwrap();
+        assert!(d.q8.is_some());
+        let q = flat(d.matmul(&x).unwrap());
+        // Rounding both factors to 8 bits per 32-block costs about half a step each; on this
+        // data every output stays within Σ|w·x| / 127 of the f32 result.
+        let scale = flat(x.abs().unwrap().matmul(&d.weight_t.abs().unwrap()).unwrap());
+        for ((a, b), s) in exact.iter().zip(&q).zip(&scale) {
+            assert!((a - b).abs() <= s / 127.0, "{a} vs {b} (Σ|w·x| = {s})");
+        }
+        assert_ne!(q, exact, "the 8-bit path was taken");
+        // Over the token limit the f32 weight is used: exact again.
+        d.quantize(2).unwrap();
+        assert_eq!(flat(d.matmul(&x).unwrap()), exact);
+
+        let mut odd = dense(40, 8);
+        odd.quantize(usize::MAX).unwrap();
+        assert!(odd.q8.is_none(), "40 inputs are not whole 32-value blocks");
+    }
+}
