@@ -360,38 +360,41 @@ async fn bad_input_table() {
         let mut c = c.clone();
         async move { c.search(r).await.map(|_| ()) }
     };
+    // A streamed document the batch must refuse, naming it with a message that mentions `word`.
+    let refused = |d: pb::DocumentInput, word: &'static str| {
+        let mut c = c.clone();
+        async move {
+            let id = d.id.clone();
+            let m = refused_document(ingest(&mut c, "base", vec![d]).await, &id)?;
+            mentions(&m, word)
+        }
+    };
     let mut cases = vec![
         // Documents, streamed: the batch call succeeds and names each refused document.
-        case("empty document", Code::Ok, "", {
-            let mut c = c.clone();
-            async move {
-                let m = refused_document(ingest(&mut c, "base", vec![doc("e", "")]).await, "e")?;
-                mentions(&m, "empty")
-            }
-        }),
-        case("whitespace-only document", Code::Ok, "", {
-            let mut c = c.clone();
-            async move {
-                let r = ingest(&mut c, "base", vec![doc("w", " \n\t\u{3000} ")]).await;
-                let m = refused_document(r, "w")?;
-                mentions(&m, "empty")
-            }
-        }),
-        case("empty document id", Code::Ok, "", {
-            let mut c = c.clone();
-            async move {
-                let m = refused_document(ingest(&mut c, "base", vec![doc(" ", "x")]).await, " ")?;
-                mentions(&m, "id")
-            }
-        }),
-        case("document over server.max_document_bytes", Code::Ok, "", {
-            let mut c = c.clone();
-            async move {
-                let r = ingest(&mut c, "base", vec![doc("big", &over_doc_limit)]).await;
-                let m = refused_document(r, "big")?;
-                mentions(&m, "max_document_bytes")
-            }
-        }),
+        case(
+            "empty document",
+            Code::Ok,
+            "",
+            refused(doc("e", ""), "empty"),
+        ),
+        case(
+            "whitespace-only document",
+            Code::Ok,
+            "",
+            refused(doc("w", " \n\t\u{3000} "), "empty"),
+        ),
+        case(
+            "empty document id",
+            Code::Ok,
+            "",
+            refused(doc(" ", "x"), "id"),
+        ),
+        case(
+            "document over server.max_document_bytes",
+            Code::Ok,
+            "",
+            refused(doc("big", &over_doc_limit), "max_document_bytes"),
+        ),
         case(
             "50 MB document (over the message limit)",
             Code::ResourceExhausted,
@@ -415,14 +418,12 @@ async fn bad_input_table() {
                 async move { c.search(search("base", &query, 3)).await.map(|_| ()) }
             },
         ),
-        case("NUL inside a document", Code::Ok, "", {
-            let mut c = c.clone();
-            async move {
-                let r = ingest(&mut c, "base", vec![doc("nul", "a\0b")]).await;
-                let m = refused_document(r, "nul")?;
-                mentions(&m, "NUL")
-            }
-        }),
+        case(
+            "NUL inside a document",
+            Code::Ok,
+            "",
+            refused(doc("nul", "a\0b"), "NUL"),
+        ),
         // gRPC's status-code table: a request that does not parse is INTERNAL.
         case(
             "invalid UTF-8 in a string field",
