@@ -174,9 +174,9 @@ pub struct EmbedderConfig {
     /// Requests that may wait for the embedder before new ones are refused. Default: 256.
     pub queue: usize,
     /// Arithmetic of the dense layers on the CPU: `f32` (the checkpoint's own numbers), `q8`
-    /// (8-bit weights and activations, llama.cpp's Q8_0 scheme) or `auto` (8-bit for passes of
-    /// at most 64 tokens, i.e. search queries; f32 for bulk ingestion). Env
-    /// `RAGD_EMBEDDER_PRECISION`. Default: `auto`.
+    /// (8-bit weights and activations for every pass) or `auto` (8-bit where it is faster:
+    /// search queries always, bulk ingestion where the CPU has AVX-512 VNNI, f32 bulk
+    /// elsewhere). Env `RAGD_EMBEDDER_PRECISION`. Default: `auto`.
     pub precision: Precision,
 }
 

@@ -16,21 +16,29 @@ use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
 use serde::Deserialize;
 
+use super::igemm::{self, I8Weight};
 use super::kernels::{BiasGelu, PackedAttention};
 use super::qkernels::{self, QActs, QWeight};
 
 /// The arithmetic of the encoder's dense layers.
+///
+/// Two 8-bit kernels exist. Short passes (at most [`AUTO_Q8_MAX_TOKENS`] tokens: a search's
+/// query) use llama.cpp's `Q8_0` scheme on AVX2 ([`super::qkernels`]): one weight row against a
+/// few tokens, bound by streaming the weights, which 8 bits make four times smaller. Bulk passes
+/// (ingestion) are bound by arithmetic and use [`super::igemm`], a blocked int8 GEMM on AVX-512
+/// VNNI (four times the multiply-adds per instruction of f32), where the CPU has it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Precision {
     /// f32 weights and activations: the checkpoint's own numbers (fixture parity).
     F32,
-    /// 8-bit weights (`Q8_0`) and activations on the CPU's integer kernels.
+    /// 8-bit weights and activations for every pass: short passes on the `Q8_0` kernels, bulk
+    /// passes on the VNNI int8 GEMM, or on the `Q8_0` kernels where the CPU lacks VNNI.
     Q8,
-    /// 8-bit for forward passes of at most [`AUTO_Q8_MAX_TOKENS`] tokens (a search's query,
-    /// where streaming the weights dominates), f32 above (bulk ingestion, where candle's f32
-    /// GEMM is faster than the int8 kernels on many tokens). On SciFact, 8-bit queries against
-    /// f32 documents score the same nDCG@10 (BENCHMARKS.md).
+    /// 8-bit where it is faster than f32 on this CPU: short passes always, bulk passes where the
+    /// CPU has AVX-512 VNNI (elsewhere candle's f32 GEMM beats the `Q8_0` kernels on many tokens,
+    /// so bulk stays f32). On SciFact the 8-bit vectors score the same nDCG@10 as f32 on the
+    /// train split (BENCHMARKS.md) and embed 1.7x faster in bulk.
     #[default]
     Auto,
 }
@@ -99,8 +107,10 @@ struct Dense {
     weight_t: Tensor,
     bias: Option<Tensor>,
     q8: Option<QWeight>,
-    /// Largest token count multiplied with `q8`; more tokens use the f32 weight.
+    /// Largest token count multiplied with `q8`; more tokens use `i8` or the f32 weight.
     q8_max_tokens: usize,
+    /// The weight for [`igemm`]'s VNNI kernel, used for passes above `q8_max_tokens`.
+    i8: Option<I8Weight>,
 }
 
 impl Dense {
@@ -110,7 +120,38 @@ impl Dense {
             bias: linear.bias().cloned(),
             q8: None,
             q8_max_tokens: 0,
+            i8: None,
         })
+    }
+
+    /// Adds (or drops) the per-channel int8 copy of the weight for [`igemm`]'s VNNI kernel.
+    /// Kept only where the CPU has VNNI and the weight lives on the CPU.
+    fn set_int8(&mut self, on: bool) -> candle_core::Result<()> {
+        self.i8 = None;
+        if on && igemm::available() && self.weight_t.device().is_cpu() {
+            let (k, n) = self.weight_t.dims2()?;
+            let w: Vec<f32> = self.weight_t.t()?.contiguous()?.flatten_all()?.to_vec1()?;
+            self.i8 = Some(I8Weight::quantize(&w, n, k));
+        }
+        Ok(())
+    }
+
+    /// `x · W + b` on the int8 kernel, when this pass goes there.
+    fn int8_forward(
+        &self,
+        x: &Tensor,
+        bias: Option<&[f32]>,
+    ) -> candle_core::Result<Option<Tensor>> {
+        match &self.i8 {
+            Some(w) if x.device().is_cpu() && x.dim(0)? > self.q8_max_tokens => {
+                let n = x.dim(0)?;
+                let input = x.flatten_all()?.to_vec1::<f32>()?;
+                let mut out = vec![0f32; n * w.n()];
+                igemm::matmul(w, &input, bias, &mut out);
+                Ok(Some(Tensor::from_vec(out, (n, w.n()), x.device())?))
+            }
+            _ => Ok(None),
+        }
     }
 
     /// Adds the 8-bit copy of the weight, used for up to `max_tokens` tokens. A layer whose input
@@ -130,6 +171,9 @@ impl Dense {
 
     /// `x · W` without the bias.
     fn matmul(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if let Some(y) = self.int8_forward(x, None)? {
+            return Ok(y);
+        }
         match &self.q8 {
             Some(q) if x.device().is_cpu() && x.dim(0)? <= self.q8_max_tokens => {
                 let (n, k) = x.dims2()?;
@@ -154,6 +198,12 @@ impl Dense {
 
 impl Module for Dense {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if self.i8.is_some() {
+            let bias = self.bias.as_ref().map(|b| b.to_vec1::<f32>()).transpose()?;
+            if let Some(y) = self.int8_forward(x, bias.as_deref())? {
+                return Ok(y);
+            }
+        }
         let y = self.matmul(x)?;
         match &self.bias {
             Some(b) => y.broadcast_add(b),
@@ -256,9 +306,21 @@ impl BertEncoder {
         for b in &mut self.blocks {
             for d in [&mut b.qkv, &mut b.attn_out, &mut b.ffn_in, &mut b.ffn_out] {
                 match precision {
-                    Precision::F32 => d.q8 = None,
-                    Precision::Q8 => d.quantize(usize::MAX)?,
-                    Precision::Auto => d.quantize(AUTO_Q8_MAX_TOKENS)?,
+                    Precision::F32 => {
+                        d.q8 = None;
+                        d.set_int8(false)?;
+                    }
+                    Precision::Q8 => {
+                        d.quantize(AUTO_Q8_MAX_TOKENS)?;
+                        d.set_int8(true)?;
+                        if d.i8.is_none() {
+                            d.quantize(usize::MAX)?;
+                        }
+                    }
+                    Precision::Auto => {
+                        d.quantize(AUTO_Q8_MAX_TOKENS)?;
+                        d.set_int8(true)?;
+                    }
                 }
             }
         }
@@ -463,6 +525,21 @@ mod tests {
         // Over the token limit the f32 weight is used: exact again.
         d.quantize(2).unwrap();
         assert_eq!(flat(d.matmul(&x).unwrap()), exact);
+        // ... unless the layer has the VNNI int8 copy (same error bound; bias added by forward).
+        d.set_int8(true).unwrap();
+        assert_eq!(d.i8.is_some(), igemm::available());
+        if d.i8.is_some() {
+            let i8 = flat(d.matmul(&x).unwrap());
+            for ((a, b), s) in exact.iter().zip(&i8).zip(&scale) {
+                assert!((a - b).abs() <= s / 127.0, "{a} vs {b} (Σ|w·x| = {s})");
+            }
+            assert_ne!(i8, exact, "the int8 path was taken");
+            assert_eq!(
+                flat(d.forward(&x).unwrap()),
+                i8,
+                "no bias: forward = matmul"
+            );
+        }
 
         let mut odd = dense(40, 8);
         odd.quantize(usize::MAX).unwrap();

@@ -15,6 +15,7 @@ pub mod fast_llama;
 pub mod fetch;
 pub mod generation_pool;
 pub mod generator;
+pub mod igemm;
 pub mod gguf_dequant;
 pub mod gguf_generator;
 pub mod gguf_read;
