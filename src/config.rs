@@ -12,6 +12,7 @@
 //! | `RAGD_EMBEDDER` | `embedder.model` |
 //! | `RAGD_GENERATOR` | `generator.model` |
 //! | `RAGD_RERANKER` | `reranker.model` |
+//! | `RAGD_RERANKER_KIND` | `reranker.kind` |
 //! | `RAGD_DEVICE` | `embedder.device`, `generator.device` and `reranker.device` |
 //! | `RAGD_ADDR` | `server.addr` |
 
@@ -132,24 +133,47 @@ impl Default for ServerConfig {
     }
 }
 
-/// Settings of the cross-encoder reranker.
+/// Which model scores the fused candidates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum RerankerKind {
+    /// A BERT cross-encoder from `reranker.model`.
+    #[default]
+    CrossEncoder,
+    /// The generator (`generator.model`) asked whether each passage is relevant, scored by
+    /// its "yes" minus "no" log-probability. Slow on a CPU: one prefill per passage.
+    Llm,
+}
+
+/// Settings of the reranker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RerankerConfig {
+    /// `cross-encoder` (needs `model`) or `llm` (uses the generator). Env `RAGD_RERANKER_KIND`.
+    /// Default: `cross-encoder`.
+    pub kind: RerankerKind,
     /// A local folder in Hugging Face layout (`config.json`, `tokenizer.json`, `*.safetensors`),
     /// e.g. cross-encoder/ms-marco-MiniLM-L-6-v2. No trained cross-encoder can be fetched by
     /// name, so there is no default: reranking needs this set. Default: unset.
     pub model: Option<PathBuf>,
     /// `cpu`, `cuda` or `cuda:N`. Default: `cpu`.
     pub device: String,
-    /// Most tokens of one (query, passage) pair; passages are truncated, queries never.
-    /// Default: 512.
+    /// Most tokens of one (query, passage) pair (for `llm`: of the whole prompt); passages are
+    /// truncated, queries never. Default: 512.
     pub max_length: usize,
+}
+
+impl RerankerConfig {
+    /// Whether a reranker is configured (an `llm` one always is: it uses the generator).
+    pub fn configured(&self) -> bool {
+        self.kind == RerankerKind::Llm || self.model.is_some()
+    }
 }
 
 impl Default for RerankerConfig {
     fn default() -> Self {
         Self {
+            kind: RerankerKind::CrossEncoder,
             model: None,
             device: "cpu".into(),
             max_length: 512,
@@ -339,6 +363,18 @@ impl Config {
         if let Some(v) = get("RAGD_RERANKER") {
             self.reranker.model = Some(v.into());
         }
+        if let Some(v) = get("RAGD_RERANKER_KIND") {
+            self.reranker.kind = match v.as_str() {
+                "cross-encoder" => RerankerKind::CrossEncoder,
+                "llm" => RerankerKind::Llm,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        field: "reranker.kind",
+                        reason: format!("RAGD_RERANKER_KIND=`{v}`: use `cross-encoder` or `llm`"),
+                    })
+                }
+            };
+        }
         if let Some(v) = get("RAGD_ADDR") {
             self.server.addr = v;
         }
@@ -422,6 +458,15 @@ mod tests {
         cfg.apply_env(|k| (k == "RAGD_DEVICE").then(|| "cuda:1".to_string()))
             .unwrap();
         assert_eq!(cfg.generator.device, "cuda:1");
+        assert!(!cfg.reranker.configured(), "no cross-encoder by default");
+        cfg.apply_env(|k| (k == "RAGD_RERANKER_KIND").then(|| "llm".to_string()))
+            .unwrap();
+        assert_eq!(cfg.reranker.kind, RerankerKind::Llm);
+        assert!(cfg.reranker.configured(), "llm uses the generator");
+        let bad = cfg.apply_env(|k| (k == "RAGD_RERANKER_KIND").then(|| "bm25".to_string()));
+        assert!(bad.unwrap_err().to_string().contains("cross-encoder"));
+        let file = Config::from_toml("[reranker]\nkind = \"llm\"\n", Path::new("x")).unwrap();
+        assert_eq!(file.reranker.kind, RerankerKind::Llm);
         let err = Config::from_toml("[embedder]\nbatch = 8\n", Path::new("c.toml")).unwrap_err();
         let msg = err.to_string();
         assert!(

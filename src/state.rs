@@ -102,12 +102,15 @@ impl AppState {
     pub fn load(config: Config) -> anyhow::Result<Self> {
         let embedder: Arc<dyn Embedder> =
             Arc::new(crate::model::load_embedder(&config).context("loading the embedding model")?);
-        let reranker = match &config.reranker.model {
-            Some(_) => Some(crate::model::load_reranker(&config, None)?),
-            None => None,
+        let gguf = crate::model::load_generator(&config).context("loading the generator")?;
+        let reranker = match (config.reranker.kind, &config.reranker.model) {
+            (crate::config::RerankerKind::Llm, _) => {
+                Some(crate::model::llm_reranker_on(gguf.clone(), &config)?)
+            }
+            (_, Some(_)) => Some(crate::model::load_reranker(&config, None)?),
+            (_, None) => None,
         };
-        let generator: Arc<dyn Generator> =
-            crate::model::load_generator(&config).context("loading the generator")?;
+        let generator: Arc<dyn Generator> = gguf;
         let pool = GenerationPool::new(generator, config.generator.pool())
             .context("starting the generation threads")?;
         Self::with_generator(config, embedder, reranker, Some(pool))

@@ -38,9 +38,13 @@ pub struct AskArgs {
     /// First-stage retrieval.
     #[arg(long, value_enum, default_value_t = Mode::Hybrid)]
     pub mode: Mode,
-    /// Rerank the fused candidates with the configured cross-encoder.
+    /// Rerank the fused candidates with the configured reranker (`reranker.kind`).
     #[arg(long)]
     pub rerank: bool,
+    /// Rerank with this reranker (implies --rerank): a `cross-encoder` (`reranker.model`) or the
+    /// generator as a relevance judge (`llm`; one prefill per candidate, slow on a CPU).
+    #[arg(long, value_enum)]
+    pub reranker: Option<crate::config::RerankerKind>,
     /// Most tokens to generate [default: generator.max_tokens].
     #[arg(long)]
     pub max_tokens: Option<usize>,
@@ -57,7 +61,7 @@ impl AskArgs {
         let mut a = AnswerConfig::default();
         a.retrieve.k = self.k;
         a.retrieve.mode = self.mode;
-        a.retrieve.rerank = self.rerank;
+        a.retrieve.rerank = self.rerank || self.reranker.is_some();
         a.min_relevance = self.min_relevance;
         a.generation = cfg.generator.params();
         if let Some(n) = self.max_tokens {
@@ -80,12 +84,21 @@ pub fn run(cfg: &Config, args: &AskArgs) -> anyhow::Result<()> {
         )
     })?;
     let embedder: Arc<dyn Embedder> = Arc::new(crate::model::load_embedder(cfg)?);
-    let reranker = if args.rerank {
-        Some(crate::model::load_reranker(cfg, None)?)
+    let generator = crate::model::load_generator(cfg)?;
+    let reranker = if args.rerank || args.reranker.is_some() {
+        let mut cfg = cfg.clone();
+        if let Some(kind) = args.reranker {
+            cfg.reranker.kind = kind;
+        }
+        Some(match cfg.reranker.kind {
+            crate::config::RerankerKind::Llm => {
+                crate::model::llm_reranker_on(generator.clone(), &cfg)?
+            }
+            crate::config::RerankerKind::CrossEncoder => crate::model::load_reranker(&cfg, None)?,
+        })
     } else {
         None
     };
-    let generator = crate::model::load_generator(cfg)?;
     let retriever = Retriever::new(embedder, reranker);
     let searcher = collection.reader().searcher();
     let acfg = args.answer_config(cfg);

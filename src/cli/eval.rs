@@ -80,6 +80,8 @@ pub enum RerankChoice {
     None,
     /// The cross-encoder configured as `reranker.model` / `--reranker-path`.
     CrossEncoder,
+    /// The generator as a yes/no relevance judge (`reranker.kind = llm`).
+    Llm,
 }
 
 /// `ragd eval beir`.
@@ -110,6 +112,9 @@ pub struct BeirArgs {
     /// A cross-encoder folder (config.json, tokenizer.json, *.safetensors).
     #[arg(long)]
     pub reranker_path: Option<PathBuf>,
+    /// Score only the split's first N queries (by id): for slow second stages.
+    #[arg(long)]
+    pub queries: Option<usize>,
     /// Chunking strategy as JSON, e.g. '{"kind":"recursive","size":200}'.
     #[arg(long, default_value = r#"{"kind":"recursive"}"#, value_parser = super::kb::parse_strategy)]
     pub chunker: ChunkingStrategy,
@@ -229,10 +234,19 @@ fn run_beir(cfg: &Config, args: &BeirArgs) -> anyhow::Result<()> {
     let embedder: Arc<dyn Embedder> = Arc::new(crate::model::load_embedder(cfg)?);
     let reranker = match args.rerank {
         RerankChoice::None => None,
-        RerankChoice::CrossEncoder => Some(crate::model::load_reranker(
-            cfg,
-            args.reranker_path.as_deref(),
-        )?),
+        RerankChoice::CrossEncoder => {
+            let mut cfg = cfg.clone();
+            cfg.reranker.kind = crate::config::RerankerKind::CrossEncoder;
+            Some(crate::model::load_reranker(
+                &cfg,
+                args.reranker_path.as_deref(),
+            )?)
+        }
+        RerankChoice::Llm => {
+            let mut cfg = cfg.clone();
+            cfg.reranker.kind = crate::config::RerankerKind::Llm;
+            Some(crate::model::load_reranker(&cfg, None)?)
+        }
     };
     let name = args
         .dir
@@ -245,6 +259,7 @@ fn run_beir(cfg: &Config, args: &BeirArgs) -> anyhow::Result<()> {
             .unwrap_or_else(|| format!("beir-{name}")),
         dir: args.dir.clone(),
         split: args.split.clone(),
+        max_queries: args.queries,
         chunking: args.chunker.clone(),
         retrieve: RetrieveOptions {
             mode: args.mode,

@@ -63,9 +63,13 @@ pub struct SearchArgs {
     /// Results to print.
     #[arg(long, short, default_value_t = 5)]
     pub k: usize,
-    /// Rerank the fused candidates with the configured cross-encoder.
+    /// Rerank the fused candidates with the configured reranker (`reranker.kind`).
     #[arg(long)]
     pub rerank: bool,
+    /// Rerank with this reranker (implies --rerank; local only, a server uses its own config):
+    /// a `cross-encoder` (`reranker.model`) or the generator as a relevance judge (`llm`).
+    #[arg(long, value_enum)]
+    pub reranker: Option<crate::config::RerankerKind>,
     /// Only chunks whose document metadata has KEY=VALUE (repeatable).
     #[arg(long = "filter", value_parser = parse_filter)]
     pub filters: Vec<(String, String)>,
@@ -174,7 +178,7 @@ pub fn search(cfg: &Config, args: &SearchArgs) -> anyhow::Result<()> {
         mode: args.mode,
         fusion: args.fusion,
         k: args.k,
-        rerank: args.rerank,
+        rerank: args.rerank || args.reranker.is_some(),
         filter: Filter {
             must: args.filters.clone(),
         },
@@ -211,8 +215,12 @@ fn search_local(
     let store = Store::open(&cfg.data_dir)?;
     let collection = store.collection(&args.collection)?;
     let embedder: Arc<dyn Embedder> = Arc::new(crate::model::load_embedder(cfg)?);
-    let reranker = if args.rerank {
-        Some(crate::model::load_reranker(cfg, None)?)
+    let reranker = if opts.rerank {
+        let mut cfg = cfg.clone();
+        if let Some(kind) = args.reranker {
+            cfg.reranker.kind = kind;
+        }
+        Some(crate::model::load_reranker(&cfg, None)?)
     } else {
         None
     };

@@ -88,6 +88,8 @@ pub struct EvalConfig {
     pub chunking: ChunkingStrategy,
     /// Collection name (scratch; reused if present).
     pub collection: String,
+    /// Score only the first N queries of the split (by id); `None`: all.
+    pub max_queries: Option<usize>,
 }
 
 /// Results of a run.
@@ -155,7 +157,11 @@ pub fn run(
     })?;
     bar.finish_and_clear();
     let ingest_seconds = started.elapsed().as_secs_f64();
-    let split = read_split(&eval.dir, &eval.split)?;
+    let mut split = read_split(&eval.dir, &eval.split)?;
+    if let Some(n) = eval.max_queries {
+        split.queries = split.queries.into_iter().take(n).collect();
+        split.qrels.retain(|qid, _| split.queries.contains_key(qid));
+    }
     let searcher = collection.reader().searcher();
     let mut run = Run::new();
     let mut latencies = Vec::with_capacity(split.queries.len());

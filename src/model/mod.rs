@@ -15,12 +15,13 @@ pub mod fast_llama;
 pub mod fetch;
 pub mod generation_pool;
 pub mod generator;
-pub mod igemm;
 pub mod gguf_dequant;
 pub mod gguf_generator;
 pub mod gguf_read;
 pub mod gguf_tokenizer;
+pub mod igemm;
 pub mod kernels;
+pub mod llm_reranker;
 pub mod qkernels;
 pub mod reranker;
 pub mod text_stream;
@@ -241,11 +242,15 @@ pub fn load_generator_from(
     )?))
 }
 
-/// Loads the cross-encoder reranker from `path`, else from `reranker.model` in the config.
+/// Loads the configured reranker: for `reranker.kind = llm` the generator as a relevance judge
+/// (loaded here), else the cross-encoder from `path` or `reranker.model`.
 pub fn load_reranker(
     cfg: &crate::Config,
     path: Option<&Path>,
 ) -> Result<std::sync::Arc<dyn reranker::Reranker>, ModelError> {
+    if cfg.reranker.kind == crate::config::RerankerKind::Llm {
+        return llm_reranker_on(load_generator(cfg)?, cfg);
+    }
     let Some(dir) = path
         .map(Path::to_path_buf)
         .or_else(|| cfg.reranker.model.clone())
@@ -266,5 +271,16 @@ pub fn load_reranker(
     };
     Ok(std::sync::Arc::new(reranker::CandleCrossEncoder::load(
         &dir, &device, options,
+    )?))
+}
+
+/// The `llm` reranker on an already loaded generator.
+pub fn llm_reranker_on(
+    generator: std::sync::Arc<gguf_generator::GgufGenerator>,
+    cfg: &crate::Config,
+) -> Result<std::sync::Arc<dyn reranker::Reranker>, ModelError> {
+    Ok(std::sync::Arc::new(llm_reranker::LlmReranker::new(
+        generator,
+        cfg.reranker.max_length,
     )?))
 }
