@@ -18,7 +18,8 @@ pub struct JobStore {
 impl JobStore {
     /// Opens (creating) the job database under `data_dir`.
     pub fn open(data_dir: &Path) -> Result<Self> {
-        let db = sled::open(data_dir.join(".jobs"))?;
+        let config = sled::Config::new().path(data_dir.join(".jobs"));
+        let db = index::meta::open_sled(&config)?;
         let jobs = db.open_tree("jobs")?;
         Ok(Self { db, jobs })
     }

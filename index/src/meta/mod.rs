@@ -17,6 +17,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
@@ -149,6 +150,30 @@ fn decode_u64(bytes: &[u8]) -> Result<u64> {
     Ok(u64::from_be_bytes(arr))
 }
 
+/// Opens a sled database, waiting up to [`LOCK_WAIT`] for its file lock (see
+/// [`MetaStore::open`]); every sled database of the service opens through here.
+pub fn open_sled(config: &sled::Config) -> std::result::Result<sled::Db, sled::Error> {
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(2);
+    loop {
+        match config.open() {
+            Err(e) if is_lock_held(&e) && started.elapsed() < LOCK_WAIT => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+            opened => return opened,
+        }
+    }
+}
+
+/// How long [`open_sled`] waits for sled's file lock.
+pub const LOCK_WAIT: Duration = Duration::from_secs(3);
+
+/// Whether `e` is sled's "could not acquire lock" (its file lock is held elsewhere).
+fn is_lock_held(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if io.to_string().starts_with("could not acquire lock"))
+}
+
 /// Encodes a vector as little-endian f32s.
 fn encode_vector(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
@@ -163,12 +188,18 @@ fn decode_vector(bytes: &[u8]) -> Vec<f32> {
 
 impl MetaStore {
     /// Opens (or creates) the sled database in `dir`.
+    ///
+    /// sled locks its file for the life of a database. Dropping the last handle does not release
+    /// the lock at once: sled hands log writes to a global I/O thread pool whose jobs keep the
+    /// file open a moment longer (sled's own tests block on the lock for this reason). So a
+    /// collection closed and reopened by the same process could fail to open for a few
+    /// milliseconds; the lock is retried for up to [`LOCK_WAIT`] before the error is reported
+    /// (then it is another process holding the collection).
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Self> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(cache_bytes)
-            .open()?;
-        Ok(Self { db })
+        let config = sled::Config::new().path(dir).cache_capacity(cache_bytes);
+        Ok(Self {
+            db: open_sled(&config)?,
+        })
     }
 
     fn counter(&self, name: &[u8]) -> Result<u64> {
@@ -366,6 +397,48 @@ mod tests {
                 })
                 .collect(),
             removed: removed.iter().copied().map(ChunkId).collect(),
+        }
+    }
+
+    /// A store reopened while the previous handle's lock is still held waits for it; a lock
+    /// held past [`LOCK_WAIT`] is reported.
+    #[test]
+    fn open_waits_for_a_lock_released_soon_and_reports_one_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta");
+        let first = MetaStore::open(&path, 1 << 20).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let holder = std::thread::spawn(move || {
+            tx.send(()).unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+            drop(first);
+        });
+        rx.recv().unwrap();
+        let started = Instant::now();
+        let second = MetaStore::open(&path, 1 << 20).expect("opens once the lock is released");
+        assert!(started.elapsed() >= Duration::from_millis(200), "it waited");
+        holder.join().unwrap();
+
+        let started = Instant::now();
+        let err = MetaStore::open(&path, 1 << 20)
+            .err()
+            .expect("held for good");
+        assert!(started.elapsed() >= LOCK_WAIT);
+        assert!(err.to_string().contains("could not acquire lock"), "{err}");
+        drop(second);
+    }
+
+    /// Closing and at once reopening a store, as a restarted collection does, always works:
+    /// sled alone refused about one reopen in twenty here (its I/O pool still held the lock).
+    #[test]
+    fn immediate_reopens_all_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta");
+        for i in 0..500u32 {
+            let store =
+                MetaStore::open(&path, 1 << 20).unwrap_or_else(|e| panic!("reopen {i}: {e}"));
+            store.db.insert(i.to_be_bytes(), vec![0u8; 1000]).unwrap();
+            store.db.flush().unwrap();
         }
     }
 
