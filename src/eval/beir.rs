@@ -27,6 +27,18 @@ pub struct Split {
     pub qrels: Qrels,
 }
 
+impl Split {
+    /// Keeps the first `n` queries (by id) and their judgements only, so that metrics average
+    /// over exactly the queries run.
+    pub fn keep_first(&mut self, n: usize) {
+        self.queries = std::mem::take(&mut self.queries)
+            .into_iter()
+            .take(n)
+            .collect();
+        self.qrels.retain(|qid, _| self.queries.contains_key(qid));
+    }
+}
+
 /// Reads `qrels/<split>.tsv` and the texts of its queries.
 pub fn read_split(dir: &Path, split: &str) -> anyhow::Result<Split> {
     let qrels_path = dir.join("qrels").join(format!("{split}.tsv"));
@@ -159,8 +171,7 @@ pub fn run(
     let ingest_seconds = started.elapsed().as_secs_f64();
     let mut split = read_split(&eval.dir, &eval.split)?;
     if let Some(n) = eval.max_queries {
-        split.queries = split.queries.into_iter().take(n).collect();
-        split.qrels.retain(|qid, _| split.queries.contains_key(qid));
+        split.keep_first(n);
     }
     let searcher = collection.reader().searcher();
     let mut run = Run::new();
@@ -224,6 +235,31 @@ pub fn parse_fusion(s: &str) -> Result<Fusion, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keeping_the_first_queries_keeps_their_judgements_only() {
+        let mut split = Split {
+            queries: [("q1", "a"), ("q2", "b"), ("q3", "c")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            qrels: ["q1", "q2", "q3"]
+                .into_iter()
+                .map(|q| (q.to_string(), [format!("d-{q}")].into_iter().collect()))
+                .collect(),
+        };
+        split.keep_first(2);
+        assert_eq!(split.queries.keys().collect::<Vec<_>>(), ["q1", "q2"]);
+        assert_eq!(split.qrels.keys().collect::<Vec<_>>(), ["q1", "q2"]);
+        // A run scored against the kept judgements averages over two queries, not three.
+        let run: Run = [("q1", "d-q1"), ("q2", "x")]
+            .into_iter()
+            .map(|(q, d)| (q.to_string(), vec![d.to_string()]))
+            .collect();
+        let m = evaluate(&run, &split.qrels);
+        assert_eq!(m.queries, 2);
+        assert!((m.ndcg_at_10 - 0.5).abs() < 1e-12);
+    }
 
     #[test]
     fn percentiles_by_hand() {
