@@ -199,8 +199,8 @@ pub struct EmbedderConfig {
     pub queue: usize,
     /// Arithmetic of the dense layers on the CPU: `f32` (the checkpoint's own numbers), `q8`
     /// (8-bit weights and activations for every pass) or `auto` (8-bit where it is faster:
-    /// search queries always, bulk ingestion where the CPU has AVX-512 VNNI, f32 bulk
-    /// elsewhere). Env `RAGD_EMBEDDER_PRECISION`. Default: `auto`.
+    /// every pass where the CPU has AVX-512 VNNI; elsewhere search queries in 8 bits, bulk
+    /// ingestion in f32). Env `RAGD_EMBEDDER_PRECISION`. Default: `auto`.
     pub precision: Precision,
 }
 

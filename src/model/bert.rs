@@ -22,28 +22,29 @@ use super::qkernels::{self, QActs, QWeight};
 
 /// The arithmetic of the encoder's dense layers.
 ///
-/// Two 8-bit kernels exist. Short passes (at most [`AUTO_Q8_MAX_TOKENS`] tokens: a search's
-/// query) use llama.cpp's `Q8_0` scheme on AVX2 ([`super::qkernels`]): one weight row against a
-/// few tokens, bound by streaming the weights, which 8 bits make four times smaller. Bulk passes
-/// (ingestion) are bound by arithmetic and use [`super::igemm`], a blocked int8 GEMM on AVX-512
-/// VNNI (four times the multiply-adds per instruction of f32), where the CPU has it.
+/// Two 8-bit kernels exist. Where the CPU has AVX-512 VNNI, [`super::igemm`] (a blocked int8
+/// GEMM, four times the multiply-adds per instruction of f32) takes every pass: 1.8x faster
+/// than f32 in bulk and 2.4x for a single query (BENCHMARKS.md). Elsewhere the generator's
+/// `Q8_0` kernels on AVX2 ([`super::qkernels`]) serve short passes (at most
+/// [`AUTO_Q8_MAX_TOKENS`] tokens: a search's query, bound by streaming the weights), where they
+/// beat f32, but lose to f32 on many tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Precision {
     /// f32 weights and activations: the checkpoint's own numbers (fixture parity).
     F32,
-    /// 8-bit weights and activations for every pass: short passes on the `Q8_0` kernels, bulk
-    /// passes on the VNNI int8 GEMM, or on the `Q8_0` kernels where the CPU lacks VNNI.
+    /// 8-bit weights and activations for every pass: the VNNI int8 GEMM, or the `Q8_0` kernels
+    /// where the CPU lacks VNNI.
     Q8,
-    /// 8-bit where it is faster than f32 on this CPU: short passes always, bulk passes where the
-    /// CPU has AVX-512 VNNI (elsewhere candle's f32 GEMM beats the `Q8_0` kernels on many tokens,
-    /// so bulk stays f32). On SciFact the 8-bit vectors score the same nDCG@10 as f32 on the
-    /// train split (BENCHMARKS.md) and embed 1.7x faster in bulk.
+    /// 8-bit where it is faster than f32 on this CPU: every pass with VNNI; without it, short
+    /// passes on the `Q8_0` kernels and bulk passes in f32. On SciFact the 8-bit vectors score
+    /// the same nDCG@10 as f32 on the train split (BENCHMARKS.md).
     #[default]
     Auto,
 }
 
-/// Largest forward pass (tokens of all inputs together) that [`Precision::Auto`] runs in 8 bits.
+/// Largest forward pass (tokens of all inputs together) that [`Precision::Auto`] runs on the
+/// `Q8_0` kernels on a CPU without VNNI.
 pub const AUTO_Q8_MAX_TOKENS: usize = 64;
 
 /// The fields of a Hugging Face BERT `config.json` the encoder needs.
@@ -310,16 +311,17 @@ impl BertEncoder {
                         d.q8 = None;
                         d.set_int8(false)?;
                     }
-                    Precision::Q8 => {
-                        d.quantize(AUTO_Q8_MAX_TOKENS)?;
+                    Precision::Q8 | Precision::Auto => {
                         d.set_int8(true)?;
-                        if d.i8.is_none() {
+                        if d.i8.is_some() {
+                            // VNNI: the int8 GEMM takes every pass.
+                            d.q8 = None;
+                            d.q8_max_tokens = 0;
+                        } else if precision == Precision::Q8 {
                             d.quantize(usize::MAX)?;
+                        } else {
+                            d.quantize(AUTO_Q8_MAX_TOKENS)?;
                         }
-                    }
-                    Precision::Auto => {
-                        d.quantize(AUTO_Q8_MAX_TOKENS)?;
-                        d.set_int8(true)?;
                     }
                 }
             }
