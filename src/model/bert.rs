@@ -24,7 +24,7 @@ use super::qkernels::{self, QActs, QWeight};
 ///
 /// Two 8-bit kernels exist. Where the CPU has AVX-512 VNNI, [`super::igemm`] (a blocked int8
 /// GEMM, four times the multiply-adds per instruction of f32) takes every pass: 1.8x faster
-/// than f32 in bulk and 2.4x for a single query (BENCHMARKS.md). Elsewhere the generator's
+/// than f32 in bulk and 2.6x for a single query (BENCHMARKS.md). Elsewhere the generator's
 /// `Q8_0` kernels on AVX2 ([`super::qkernels`]) serve short passes (at most
 /// [`AUTO_Q8_MAX_TOKENS`] tokens: a search's query, bound by streaming the weights), where they
 /// beat f32, but lose to f32 on many tokens.
@@ -110,7 +110,8 @@ struct Dense {
     q8: Option<QWeight>,
     /// Largest token count multiplied with `q8`; more tokens use `i8` or the f32 weight.
     q8_max_tokens: usize,
-    /// The weight for [`igemm`]'s VNNI kernel, used for passes above `q8_max_tokens`.
+    /// The weight for [`igemm`]'s VNNI kernel, used for passes above `q8_max_tokens` (every
+    /// pass when `q8` is unset).
     i8: Option<I8Weight>,
 }
 

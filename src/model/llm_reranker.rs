@@ -46,7 +46,7 @@ pub struct LlmReranker {
 
 impl LlmReranker {
     /// A reranker on `generator`; prompts are kept within `max_length` tokens by truncating the
-    /// passage (never below [`MIN_PASSAGE_TOKENS`]).
+    /// passage (never below 16 tokens).
     pub fn new(generator: Arc<GgufGenerator>, max_length: usize) -> Result<Self, ModelError> {
         let tok = generator.tokenizer();
         let (yes, no) = (answer_ids(tok, &YES)?, answer_ids(tok, &NO)?);
