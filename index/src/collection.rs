@@ -48,10 +48,13 @@ impl Collection {
 
     /// Opens the collection in `dir`, failing with [`IndexError::ManifestMismatch`] if `config`
     /// disagrees with the persisted manifest (model, dimension, distance, graph, analyzer).
-    pub fn open(dir: &Path, config: CollectionConfig) -> Result<Self> {
+    /// How chunks were indexed for BM25 (`bm25.title_in_text`) is the stored manifest's, whatever
+    /// `config` says: it must match the chunks already in the index.
+    pub fn open(dir: &Path, mut config: CollectionConfig) -> Result<Self> {
         validate_config(&config)?;
         let stored = load_manifest(dir, &config.name)?;
         stored.check_compatible(&IndexManifest::from_config(&config))?;
+        config.bm25.title_in_text = stored.bm25.title_in_text;
         Self::open_checked(dir, config)
     }
 
@@ -79,7 +82,7 @@ impl Collection {
 
     fn open_checked(dir: &Path, config: CollectionConfig) -> Result<Self> {
         let meta = MetaStore::open(&dir.join("meta"), config.maintenance.sled_cache_bytes)?;
-        let sparse = SparseIndex::open(&dir.join("bm25"), config.bm25.analyzer, &config.name)?;
+        let sparse = SparseIndex::open(&dir.join("bm25"), config.bm25, &config.name)?;
         let last = meta.last_seq()?;
         let next_chunk = meta.next_chunk_id()?;
         let sparse_writer = recover_sparse(

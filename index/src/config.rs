@@ -83,11 +83,27 @@ pub enum Bm25Analyzer {
 
 /// BM25 configuration. tantivy scores with `k1 = 1.2`, `b = 0.75` (Robertson & Zaragoza 2009):
 /// `idf(t) * tf * (k1 + 1) / (tf + k1 * (1 - b + b * len / avg_len))`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Bm25Config {
     /// The analyzer for title and text.
     #[serde(default)]
     pub analyzer: Bm25Analyzer,
+    /// Whether each chunk's text field is indexed with its document's title in front (the
+    /// title field then weighs [`crate::sparse::TITLE_BOOST_WITH_TITLE_IN_TEXT`], else
+    /// [`crate::sparse::TITLE_BOOST`]). On for new collections; a manifest written before this
+    /// setting existed reads `false`, so an existing collection keeps the scoring its chunks were
+    /// indexed for until it is rebuilt.
+    #[serde(default)]
+    pub title_in_text: bool,
+}
+
+impl Default for Bm25Config {
+    fn default() -> Self {
+        Self {
+            analyzer: Bm25Analyzer::default(),
+            title_in_text: true,
+        }
+    }
 }
 
 /// Runtime maintenance knobs (not part of the manifest).

@@ -158,6 +158,51 @@ fn manifest_mismatch_and_reopen() {
     );
 }
 
+/// `bm25.title_in_text` is on for new collections and read from the manifest on open: a
+/// collection whose manifest predates the setting keeps the old layout (title in its own field
+/// only), whatever the opener asks for, so its chunks stay scored the way they were indexed.
+#[test]
+fn title_in_text_is_a_stored_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let title_score = |c: &ragd_index::Collection| {
+        let hits = c
+            .reader()
+            .searcher()
+            .search_bm25("title", 1, &Filter::default())
+            .unwrap();
+        hits[0].score
+    };
+    let add = |c: &ragd_index::Collection| {
+        c.writer().upsert_document(doc("a", 1, 1, DIM)).unwrap();
+        c.writer().commit().unwrap();
+    };
+    let new = create(dir.path(), "new");
+    assert!(new.config().bm25.title_in_text);
+    add(&new);
+
+    // An old collection: its manifest has no `title_in_text` field.
+    drop(create(dir.path(), "old"));
+    let manifest = dir.path().join("old/manifest.json");
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+    json["bm25"]
+        .as_object_mut()
+        .unwrap()
+        .remove("title_in_text");
+    std::fs::write(&manifest, serde_json::to_vec(&json).unwrap()).unwrap();
+    let old = reopen(dir.path(), "old");
+    assert!(!old.config().bm25.title_in_text, "read from the manifest");
+    add(&old);
+
+    // "title" occurs in the document's title only (chunk text: "chunk 0 about ..."). With the
+    // title in the text field it scores there too (weight 1 + 0.1 on the title field) against
+    // 0.4 on the title field alone: about 2.75 times as much, the same idf and tf factors.
+    let (with, without) = (title_score(&new), title_score(&old));
+    assert!(with > 2.0 * without, "{with} vs {without}");
+    drop(new);
+    assert!(reopen(dir.path(), "new").config().bm25.title_in_text);
+}
+
 #[test]
 fn store_collections() {
     let dir = tempfile::tempdir().unwrap();
