@@ -113,6 +113,8 @@ struct Dense {
     /// The weight for [`igemm`]'s VNNI kernel, used for passes above `q8_max_tokens` (every
     /// pass when `q8` is unset).
     i8: Option<I8Weight>,
+    /// `bias` on the host, for the int8 kernel's epilogue.
+    bias_host: Option<Vec<f32>>,
 }
 
 impl Dense {
@@ -123,6 +125,7 @@ impl Dense {
             q8: None,
             q8_max_tokens: 0,
             i8: None,
+            bias_host: linear.bias().map(Tensor::to_vec1).transpose()?,
         })
     }
 
@@ -191,8 +194,8 @@ impl Dense {
     }
 
     fn bias_vec(&self) -> candle_core::Result<Vec<f32>> {
-        match &self.bias {
-            Some(b) => b.to_vec1(),
+        match &self.bias_host {
+            Some(b) => Ok(b.clone()),
             None => Ok(vec![0.0; self.weight_t.dim(1)?]),
         }
     }
@@ -200,11 +203,8 @@ impl Dense {
 
 impl Module for Dense {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        if self.i8.is_some() {
-            let bias = self.bias.as_ref().map(|b| b.to_vec1::<f32>()).transpose()?;
-            if let Some(y) = self.int8_forward(x, bias.as_deref())? {
-                return Ok(y);
-            }
+        if let Some(y) = self.int8_forward(x, self.bias_host.as_deref())? {
+            return Ok(y);
         }
         let y = self.matmul(x)?;
         match &self.bias {

@@ -68,30 +68,46 @@ impl LlmReranker {
 
     /// The prompt ids for one pair.
     pub fn prompt(&self, query: &str, passage: &str) -> Result<Vec<u32>, ModelError> {
-        let build = |passage: &str| {
-            self.generator.prompt_ids(&[
-                Message::new(Role::System, SYSTEM),
-                Message::new(
-                    Role::User,
-                    format!(
-                        "Query: {query}\n\nPassage: {passage}\n\nIs the passage relevant to the \
-                         query? Reply yes or no."
-                    ),
+        self.prompt_within(query, passage, self.passage_budget(query)?)
+    }
+
+    /// The prompt for `query` and `passage`.
+    fn build(&self, query: &str, passage: &str) -> Result<Vec<u32>, ModelError> {
+        self.generator.prompt_ids(&[
+            Message::new(Role::System, SYSTEM),
+            Message::new(
+                Role::User,
+                format!(
+                    "Query: {query}\n\nPassage: {passage}\n\nIs the passage relevant to the \
+                     query? Reply yes or no."
                 ),
-            ])
-        };
-        let tok = self.generator.tokenizer();
-        let passage_ids = tok.encode_plain(passage)?;
-        let overhead = build("")?.len();
-        let budget = self
+            ),
+        ])
+    }
+
+    /// Passage tokens a prompt for `query` may hold (the same for every passage of a call).
+    fn passage_budget(&self, query: &str) -> Result<usize, ModelError> {
+        let overhead = self.build(query, "")?.len();
+        Ok(self
             .max_length
             .saturating_sub(overhead)
-            .max(MIN_PASSAGE_TOKENS);
+            .max(MIN_PASSAGE_TOKENS))
+    }
+
+    /// The prompt with `passage` cut to `budget` tokens.
+    fn prompt_within(
+        &self,
+        query: &str,
+        passage: &str,
+        budget: usize,
+    ) -> Result<Vec<u32>, ModelError> {
+        let tok = self.generator.tokenizer();
+        let passage_ids = tok.encode_plain(passage)?;
         if passage_ids.len() <= budget {
-            return build(passage);
+            return self.build(query, passage);
         }
         let cut = tok.decode(&passage_ids[..budget]);
-        build(cut.trim_end_matches(char::REPLACEMENT_CHARACTER))
+        self.build(query, cut.trim_end_matches(char::REPLACEMENT_CHARACTER))
     }
 
     /// `log Σ exp(yes logits) − log Σ exp(no logits)` after the prompt.
@@ -121,12 +137,12 @@ fn answer_ids(tok: &GgufTokenizer, spellings: &[&str]) -> Result<Vec<u32>, Model
 
 impl Reranker for LlmReranker {
     fn rerank(&self, query: &str, passages: &[&str]) -> Result<Vec<f32>, RerankError> {
+        let tokenize = |e: ModelError| RerankError::Tokenize(e.to_string());
+        let budget = self.passage_budget(query).map_err(tokenize)?;
         passages
             .iter()
             .map(|p| {
-                let ids = self
-                    .prompt(query, p)
-                    .map_err(|e| RerankError::Tokenize(e.to_string()))?;
+                let ids = self.prompt_within(query, p, budget).map_err(tokenize)?;
                 self.score(&ids)
                     .map_err(|e| RerankError::Model(e.to_string()))
             })
