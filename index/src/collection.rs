@@ -91,12 +91,13 @@ impl Collection {
             config.maintenance.tantivy_memory_bytes,
             last,
         )?;
-        let dense = recover_dense(dir, &config, &meta, last)?;
+        let mut dense = recover_dense(dir, &config, &meta, last)?;
         let snapshot = Snapshot {
             seq: last,
             bm25: sparse.reload()?,
             dense: dense.view(next_chunk),
         };
+        dense.request_freeze(next_chunk);
         let shared = Arc::new(Shared {
             dir: PathBuf::from(dir),
             config,
@@ -139,6 +140,12 @@ impl Collection {
     /// The writer (cheap clone; all clones share one lock).
     pub fn writer(&self) -> IndexWriter {
         self.writer.clone()
+    }
+
+    /// Blocks until background work has caught up with the last commit (see
+    /// [`IndexWriter::settle`]).
+    pub fn settle(&self) {
+        self.writer.settle();
     }
 
     /// True when no reader, searcher or writer clone is held outside this collection.

@@ -169,6 +169,9 @@ pub struct Stats {
     pub bm25_chunks: u64,
     /// Chunks visible to dense search in this snapshot.
     pub dense_chunks: u64,
+    /// Dense searches of this snapshot run on the frozen search copy (false until the
+    /// background freeze after a commit has caught up: they then search the hnsw_rs graph).
+    pub dense_frozen: bool,
     /// Last sequence number written to the meta store.
     pub last_seq: Seq,
     /// Sequence number this snapshot reflects.

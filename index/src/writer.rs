@@ -190,8 +190,17 @@ impl IndexWriter {
         self.shared
             .snapshot
             .store(Arc::new(Snapshot { seq, bm25, dense }));
+        st.dense.request_freeze(st.next_chunk);
         self.shared.meta.prune_ops(seq.min(st.dense.dumped_seq()))?;
         Ok(seq)
+    }
+
+    /// Blocks until the dense index's search copy has caught up with the last commit (it is
+    /// refreshed in the background; until then searches use the hnsw_rs graph, slower but
+    /// exact to the same snapshot). For benchmarks and tests that measure the steady state.
+    pub fn settle(&self) {
+        let state = self.state.lock();
+        state.dense.wait_frozen();
     }
 
     /// Seq of the last acknowledged write.

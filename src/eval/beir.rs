@@ -173,6 +173,9 @@ pub fn run(
     if let Some(n) = eval.max_queries {
         split.keep_first(n);
     }
+    // Latency is measured in the steady state: after ingest, the dense index's search copy
+    // is refreshed in the background (see `index::dense`); wait for it.
+    collection.settle();
     let searcher = collection.reader().searcher();
     let mut run = Run::new();
     let mut latencies = Vec::with_capacity(split.queries.len());

@@ -750,6 +750,7 @@ fn crash_kill9_during_bulk_job_and_compaction() {
                     meta_chunks: 0,
                     bm25_chunks: 0,
                     dense_chunks: 0,
+                    dense_frozen: true,
                     last_seq: 0,
                     snapshot_seq: 0,
                 },

@@ -20,6 +20,8 @@
 //! reported as the cosine similarity `a·b / NORM²`.
 
 mod dump;
+mod flat;
+mod freezer;
 mod graph;
 
 use std::collections::HashSet;
@@ -27,7 +29,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use dump::{remove_stale, write_atomically, DumpState};
-pub use graph::Graph;
+pub use flat::FlatGraph;
+pub use freezer::Freezer;
+pub use graph::{Frozen, Graph};
 
 use crate::config::HnswConfig;
 use crate::types::{ChunkId, ScoredChunk, Seq};
@@ -83,9 +87,61 @@ impl DenseView {
         id < self.bound && !self.tombstones.contains(&id) && allowed.is_none_or(|a| a.contains(&id))
     }
 
+    /// True when searches of this view run on the graph's frozen copy.
+    pub fn is_frozen(&self) -> bool {
+        self.graph.is_empty() || self.graph.frozen_for(self.bound).is_some()
+    }
+
+    /// The graph this view searches.
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
     /// The `k` nearest visible chunks to the normalised `query` (approximate), best first;
     /// `allowed`, when given, restricts the result to those ids.
     pub fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        allowed: Option<&HashSet<u64>>,
+    ) -> Vec<ScoredChunk> {
+        if let Some(frozen) = self.graph.frozen_for(self.bound) {
+            return self.search_frozen(&frozen.flat, query, k, ef, allowed);
+        }
+        self.search_graph(query, k, ef, allowed)
+    }
+
+    /// [`Self::search`] on a frozen copy: the filter is applied inside the search; if the
+    /// reachable part of the graph held fewer than `k` visible points at width `ef`, the
+    /// search widens.
+    fn search_frozen(
+        &self,
+        flat: &FlatGraph,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        allowed: Option<&HashSet<u64>>,
+    ) -> Vec<ScoredChunk> {
+        let n = flat.len();
+        let mut ef = ef.max(k);
+        loop {
+            let hits = flat.search(query, k, ef, |id| self.visible(id, allowed));
+            if hits.len() >= k || ef >= n {
+                return hits
+                    .into_iter()
+                    .map(|(id, dist)| ScoredChunk {
+                        id: ChunkId(id),
+                        score: (1.0 - dist) / (NORM * NORM),
+                    })
+                    .collect();
+            }
+            ef = (ef * 4).min(n);
+        }
+    }
+
+    /// [`Self::search`] on the hnsw_rs graph itself: over-fetches, filters, widens.
+    pub fn search_graph(
         &self,
         query: &[f32],
         k: usize,
@@ -120,6 +176,9 @@ pub struct DenseWriter {
     graph: Arc<Graph>,
     tombstones: HashSet<u64>,
     dumped_seq: Seq,
+    /// Points were added (or the graph replaced) since the last freeze request.
+    changed: bool,
+    freezer: Freezer,
 }
 
 impl DenseWriter {
@@ -131,10 +190,12 @@ impl DenseWriter {
         dumped_seq: Seq,
     ) -> Self {
         Self {
+            changed: !graph.is_empty(),
             config,
             graph: Arc::new(graph),
             tombstones,
             dumped_seq,
+            freezer: Freezer::start(),
         }
     }
 
@@ -156,8 +217,11 @@ impl DenseWriter {
     }
 
     /// Inserts new points (visible to views whose bound exceeds their ids).
-    pub fn insert(&self, items: &[(u64, Vec<f32>)]) {
-        self.graph.insert(items);
+    pub fn insert(&mut self, items: &[(u64, Vec<f32>)]) {
+        if !items.is_empty() {
+            self.graph.insert(items);
+            self.changed = true;
+        }
     }
 
     /// Marks `ids` deleted (effective for views published afterwards).
@@ -168,6 +232,27 @@ impl DenseWriter {
     /// Live points: graph points minus tombstones.
     pub fn live(&self) -> u64 {
         (self.graph.len() - self.tombstones.len()) as u64
+    }
+
+    /// Asks the background freezer for a search copy of the graph for views bounded by
+    /// `covers` (every chunk id below it must be inserted), if points changed since the last
+    /// request. Call after publishing a view.
+    pub fn request_freeze(&mut self, covers: u64) {
+        if self.changed {
+            self.freezer.request(Arc::clone(&self.graph), covers);
+            self.changed = false;
+        }
+    }
+
+    /// Blocks until the background freezer has served every request.
+    pub fn wait_frozen(&self) {
+        self.freezer.wait_idle();
+    }
+
+    /// Freezes the current graph for searches of views bounded by `covers` (every chunk id
+    /// below it must be inserted), blocking until the copy is published.
+    pub fn freeze_now(&self, covers: u64) {
+        self.graph.publish_frozen(covers);
     }
 
     /// Seq of the last dump (0: none).
@@ -198,6 +283,7 @@ impl DenseWriter {
         graph.insert(items);
         self.graph = Arc::new(graph);
         self.tombstones.clear();
+        self.changed = true;
     }
 
     /// Dumps the graph as of `seq` into `root` (atomically; see `dump`).

@@ -3,6 +3,7 @@
 mod bad_input;
 mod basics;
 mod crash;
+mod frozen;
 mod hnsw_filter;
 mod model;
 mod recall;

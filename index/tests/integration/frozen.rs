@@ -1,0 +1,130 @@
+//! The dense index's frozen search copy: refreshed in the background after commits, used only
+//! when it holds everything a snapshot can see, safe to take while points are inserted.
+
+use std::sync::Arc;
+
+use ragd_index::config::HnswConfig;
+use ragd_index::dense::{normalise, Graph};
+use ragd_index::testing::{doc, random_unit_vectors};
+use ragd_index::Filter;
+
+use crate::{create, reopen, DIM};
+
+#[test]
+fn commits_are_searchable_at_once_and_frozen_after_settling() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = create(dir.path(), "f");
+    let w = c.writer();
+    let filter = Filter::default();
+    for round in 0..3u32 {
+        let batch: Vec<_> = (0..40)
+            .map(|i| doc(&format!("r{round}-{i}"), round, 3, DIM))
+            .collect();
+        w.upsert_documents(batch).unwrap();
+        w.commit().unwrap();
+        // Whether or not the background copy has caught up, the newest chunks are found.
+        let probe = doc(&format!("r{round}-7"), round, 3, DIM).chunks[1]
+            .vector
+            .clone();
+        let s = c.reader().searcher();
+        let want = s
+            .get_document(&format!("r{round}-7"))
+            .unwrap()
+            .unwrap()
+            .chunk_ids[1];
+        assert_eq!(s.search_dense(&probe, 1, &filter).unwrap()[0].id, want);
+        c.settle();
+        let st = s.stats().unwrap();
+        assert!(st.dense_frozen, "round {round}: {st:?}");
+        assert_eq!(st.dense_chunks, 120 * (u64::from(round) + 1));
+        let hit = &s.search_dense(&probe, 1, &filter).unwrap()[0];
+        assert_eq!(hit.id, want, "round {round}, frozen copy");
+        assert!((hit.score - 1.0).abs() < 1e-3, "{}", hit.score);
+    }
+    // Deletes need no new copy: the snapshot's tombstones filter the frozen copy.
+    assert!(w.delete_document("r2-7").unwrap());
+    w.commit().unwrap();
+    let s = c.reader().searcher();
+    assert!(s.stats().unwrap().dense_frozen);
+    let probe = doc("r2-7", 2, 3, DIM).chunks[1].vector.clone();
+    let hits = s.search_dense(&probe, 360, &filter).unwrap();
+    assert_eq!(hits.len(), 357);
+    let gone = c.reader().searcher().get_document("r2-7").unwrap();
+    assert!(gone.is_none());
+    drop((s, w, c));
+    // Reopened: recovered from the dump, frozen in the background again.
+    let c = reopen(dir.path(), "f");
+    c.settle();
+    let s = c.reader().searcher();
+    assert!(s.stats().unwrap().dense_frozen);
+    assert_eq!(s.search_dense(&probe, 400, &filter).unwrap().len(), 357);
+}
+
+#[test]
+fn an_older_copy_is_not_used_for_a_newer_snapshot() {
+    let dim = 8;
+    let data = random_unit_vectors(200, dim, 9);
+    let items: Vec<(u64, Vec<f32>)> = data
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (i as u64, normalise(v, dim).unwrap()))
+        .collect();
+    let graph = Graph::new(&HnswConfig::default(), 200);
+    graph.insert(&items[..100]);
+    graph.publish_frozen(100);
+    assert!(graph.frozen_for(100).is_some());
+    assert!(graph.frozen_for(50).is_some());
+    graph.insert(&items[100..]);
+    assert!(graph.frozen_for(101).is_none(), "the copy lacks ids 100..");
+    let copy = graph.frozen().unwrap();
+    assert_eq!(copy.flat.len(), 100);
+    graph.publish_frozen(200);
+    assert_eq!(graph.frozen_for(200).unwrap().flat.len(), 200);
+}
+
+/// Copies taken while two threads insert: never a panic, every copy searchable, and each
+/// copy holds every point inserted before it was started.
+#[test]
+fn freezing_while_inserting() {
+    let dim = 24;
+    let n = 4000;
+    let data = random_unit_vectors(n, dim, 10);
+    let items: Vec<(u64, Vec<f32>)> = data
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (i as u64, normalise(v, dim).unwrap()))
+        .collect();
+    let graph = Arc::new(Graph::new(&HnswConfig::default(), n));
+    graph.insert(&items[..200]);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // Parallel inserts of 100 points at a time (hnsw_rs's threads).
+            for chunk in items[200..].chunks(100) {
+                graph.insert(chunk);
+            }
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        let mut copies = 0;
+        while !done.load(std::sync::atomic::Ordering::SeqCst) || copies == 0 {
+            let before = graph.len();
+            let flat = graph.freeze();
+            assert!(flat.len() >= before, "{} < {before}", flat.len());
+            let q = &items[copies % 200].1;
+            let found = flat.search(q, 5, 64, |_| true);
+            assert_eq!(found[0].0, (copies % 200) as u64);
+            copies += 1;
+        }
+        eprintln!("{copies} copies taken during the inserts");
+    });
+    let flat = graph.freeze();
+    assert_eq!(flat.len(), n);
+    let misses = (0..n)
+        .step_by(37)
+        .filter(|&i| flat.search(&items[i].1, 1, 64, |_| true)[0].0 != i as u64)
+        .count();
+    assert!(
+        misses <= 2,
+        "{misses} points not found as their own nearest neighbour"
+    );
+}
