@@ -235,6 +235,11 @@ impl AppState {
         pipeline.ingest(collection, docs, |_, _| {})
     }
 
+    /// Checkpoints every open collection (see `index::Store::checkpoint_all`).
+    pub fn checkpoint_all(&self) -> Result<()> {
+        Ok(self.inner.store.checkpoint_all()?)
+    }
+
     /// Deletes documents by id and commits; returns (deleted, ids not stored).
     pub fn delete_documents(&self, collection: &str, ids: &[String]) -> Result<(u64, Vec<String>)> {
         let writer = self.inner.store.collection(collection)?.writer();

@@ -4,7 +4,12 @@
 //!
 //! `RAGD_BENCH_N` (default 50 000), `RAGD_BENCH_DIM` (384), `RAGD_BENCH_DIR`
 //! (/tmp/ragd-bench). Run: `cargo bench -p ragd-index --bench dense_search`, then
-//! `python3 index/benches/peer_hnswlib.py /tmp/ragd-bench`.
+//! `python3 index/benches/peer_hnswlib.py /tmp/ragd-bench`. With `RAGD_BENCH_INPUT=DIR` the
+//! vectors are read from `DIR/base.f32` and `DIR/queries.f32` instead (e.g. SciFact's chunk
+//! and query embeddings, written by `ragd eval vectors`), and results go to `DIR`.
+//!
+//! Both searches of ragd are measured: the frozen copy searches use by default, and the hnsw_rs
+//! graph itself (what a snapshot searches until the background freeze catches up).
 
 use std::fs;
 use std::io::Write;
@@ -50,6 +55,22 @@ fn write_vectors(path: &Path, data: &[Vec<f32>]) {
     }
 }
 
+/// Reads what [`write_vectors`] wrote (or `ragd eval vectors`).
+fn read_vectors(path: &Path) -> Vec<Vec<f32>> {
+    let bytes = fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let word = |i: usize| u32::from_le_bytes(bytes[4 * i..4 * i + 4].try_into().unwrap()) as usize;
+    let (n, dim) = (word(0), word(1));
+    assert_eq!(bytes.len(), 8 + n * dim * 4, "{}: size", path.display());
+    bytes[8..]
+        .chunks_exact(4 * dim)
+        .map(|v| {
+            v.chunks_exact(4)
+                .map(|x| f32::from_le_bytes(x.try_into().unwrap()))
+                .collect()
+        })
+        .collect()
+}
+
 /// Exact top-k of every query, two threads.
 fn ground_truth(data: &[Vec<f32>], queries: &[Vec<f32>]) -> Vec<Vec<usize>> {
     let half = queries.len() / 2;
@@ -88,15 +109,27 @@ fn measure(
 }
 
 fn bench(c: &mut Criterion) {
-    let n = env_or("RAGD_BENCH_N", 50_000);
-    let dim = env_or("RAGD_BENCH_DIM", 384);
-    let dir = out_dir();
-    fs::create_dir_all(&dir).unwrap();
-    let data = low_rank_vectors(n, dim, RANK, NOISE, SEED);
-    let queries = low_rank_vectors(QUERIES, dim, RANK, NOISE, SEED + 1);
+    let (dir, data, queries) = match std::env::var_os("RAGD_BENCH_INPUT") {
+        Some(input) => {
+            let dir = PathBuf::from(input);
+            let data = read_vectors(&dir.join("base.f32"));
+            let queries = read_vectors(&dir.join("queries.f32"));
+            (dir, data, queries)
+        }
+        None => {
+            let n = env_or("RAGD_BENCH_N", 50_000);
+            let dim = env_or("RAGD_BENCH_DIM", 384);
+            let dir = out_dir();
+            fs::create_dir_all(&dir).unwrap();
+            let data = low_rank_vectors(n, dim, RANK, NOISE, SEED);
+            let queries = low_rank_vectors(QUERIES, dim, RANK, NOISE, SEED + 1);
+            write_vectors(&dir.join("base.f32"), &data);
+            write_vectors(&dir.join("queries.f32"), &queries);
+            (dir, data, queries)
+        }
+    };
+    let (n, dim) = (data.len(), data[0].len());
     let truth = ground_truth(&data, &queries);
-    write_vectors(&dir.join("base.f32"), &data);
-    write_vectors(&dir.join("queries.f32"), &queries);
     let gt: Vec<u8> = truth
         .iter()
         .flatten()

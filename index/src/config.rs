@@ -110,7 +110,9 @@ impl Default for Bm25Config {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MaintenanceConfig {
-    /// A commit also dumps the HNSW graph once this many writes happened since the last dump.
+    /// A commit also dumps the HNSW graph once this many writes happened since the last dump
+    /// (and, whatever this says, once the points added since it reach a quarter of the graph
+    /// and 1,024: see `DenseWriter::dump_lagging`).
     #[serde(default = "default_dump_every")]
     pub dump_every_writes: u64,
     /// A commit rebuilds the HNSW graph without tombstones once they exceed this fraction of its

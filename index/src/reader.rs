@@ -172,6 +172,12 @@ impl Searcher {
         }))
     }
 
+    /// Every stored chunk vector (normalised, as the dense index holds it), by chunk id: read
+    /// from the meta store, so it includes writes not yet committed.
+    pub fn dense_vectors(&self) -> Result<Vec<(ChunkId, Vec<f32>)>> {
+        self.shared.meta.live_vectors().collect()
+    }
+
     /// The stored vector of chunk `id` (normalised, as the dense index holds it), if the chunk
     /// exists: lets a check ask the dense index for exactly what it was given.
     pub fn get_vector(&self, id: ChunkId) -> Result<Option<Vec<f32>>> {

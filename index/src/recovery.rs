@@ -124,7 +124,7 @@ pub(crate) fn recover_dense(
     let keep = Some(dense.dumped_seq()).filter(|s| *s > 0);
     remove_stale(dir, keep)?;
     let behind = last.saturating_sub(dense.dumped_seq());
-    if behind > 0 && behind >= config.maintenance.dump_every_writes {
+    if behind > 0 && (behind >= config.maintenance.dump_every_writes || dense.dump_lagging()) {
         dense.dump(dir, last)?;
     }
     Ok(dense)

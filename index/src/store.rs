@@ -87,6 +87,21 @@ impl Store {
         Ok(collection)
     }
 
+    /// Checkpoints every open collection ([`crate::IndexWriter::checkpoint`]: commit, dump the
+    /// HNSW graph if it is behind, prune the op log), so the next open replays nothing. For a
+    /// clean shutdown; returns the first error after trying them all.
+    pub fn checkpoint_all(&self) -> Result<()> {
+        let open: Vec<Arc<Collection>> = self.open.lock().values().cloned().collect();
+        let mut first = None;
+        for c in open {
+            if let Err(e) = c.writer().checkpoint() {
+                tracing::error!(collection = c.name(), "checkpoint failed: {e}");
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
     /// Names of the collections on disk, sorted.
     pub fn list(&self) -> Result<Vec<String>> {
         let mut names = Vec::new();

@@ -182,7 +182,7 @@ impl IndexWriter {
                 "HNSW graph compacted"
             );
         }
-        let due = seq - st.dense.dumped_seq() >= maint.dump_every_writes;
+        let due = seq - st.dense.dumped_seq() >= maint.dump_every_writes || st.dense.dump_lagging();
         if (compact || due || force_dump) && st.dense.dumped_seq() != seq {
             st.dense.dump(&self.shared.dir, seq)?;
         }

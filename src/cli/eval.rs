@@ -23,6 +23,23 @@ pub enum EvalCommand {
     /// Answer quality: how often grounded answers to a BEIR split's questions cite a judged
     /// relevant document, on an existing collection of its corpus.
     Answers(AnswersArgs),
+    /// Writes a collection's chunk vectors and a BEIR folder's query embeddings for the HNSW
+    /// benchmark (`RAGD_BENCH_INPUT=OUT cargo bench -p ragd-index --bench dense_search`, then
+    /// `index/benches/peer_hnswlib.py OUT` for hnswlib on the same vectors).
+    Vectors(VectorsArgs),
+}
+
+/// `ragd eval vectors`.
+#[derive(Debug, Args)]
+pub struct VectorsArgs {
+    /// The BEIR folder whose queries.jsonl is embedded (every query, one at a time).
+    pub dir: PathBuf,
+    /// The collection whose chunk vectors are written (e.g. `beir-scifact`).
+    #[arg(long)]
+    pub collection: String,
+    /// Output folder: base.f32 and queries.f32 (u32 count, u32 dimension, f32 values, LE).
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 /// `ragd eval answers`.
@@ -132,7 +149,41 @@ pub fn run(cfg: &Config, cmd: EvalCommand) -> anyhow::Result<()> {
         EvalCommand::Beir(args) => run_beir(cfg, &args),
         EvalCommand::Gate(args) => run_gate(cfg, &args),
         EvalCommand::Answers(args) => run_answers(cfg, &args),
+        EvalCommand::Vectors(args) => run_vectors(cfg, &args),
     }
+}
+
+fn run_vectors(cfg: &Config, args: &VectorsArgs) -> anyhow::Result<()> {
+    let store = index::Store::open(&cfg.data_dir)?;
+    let searcher = store.collection(&args.collection)?.reader().searcher();
+    let base: Vec<Vec<f32>> = searcher
+        .dense_vectors()?
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    anyhow::ensure!(
+        !base.is_empty(),
+        "collection {} has no chunks",
+        args.collection
+    );
+    let queries = beir::read_queries(&args.dir)?;
+    let embedder = crate::model::load_embedder(cfg)?;
+    let mut vectors = Vec::with_capacity(queries.len());
+    for text in queries.values() {
+        let mut e = embedder.embed(&[text.as_str()])?;
+        vectors.push(std::mem::take(&mut e[0].vector));
+    }
+    fs_err::create_dir_all(&args.out)?;
+    crate::eval::write_vectors(&args.out.join("base.f32"), &base)?;
+    crate::eval::write_vectors(&args.out.join("queries.f32"), &vectors)?;
+    println!(
+        "{} chunk vectors and {} queries ({} dimensions) written to {}",
+        base.len(),
+        vectors.len(),
+        base[0].len(),
+        args.out.display()
+    );
+    Ok(())
 }
 
 fn run_answers(cfg: &Config, args: &AnswersArgs) -> anyhow::Result<()> {

@@ -69,6 +69,13 @@ pub fn read_split(dir: &Path, split: &str) -> anyhow::Result<Split> {
                 .insert(did.to_string());
         }
     }
+    let mut queries = read_queries(dir)?;
+    queries.retain(|id, _| qrels.contains_key(id));
+    Ok(Split { queries, qrels })
+}
+
+/// Every query of `dir/queries.jsonl`, by id.
+pub fn read_queries(dir: &Path) -> anyhow::Result<BTreeMap<String, String>> {
     let queries_path = dir.join("queries.jsonl");
     let mut queries = BTreeMap::new();
     for (i, line) in fs_err::read_to_string(&queries_path)?
@@ -79,12 +86,10 @@ pub fn read_split(dir: &Path, split: &str) -> anyhow::Result<Split> {
         let v: serde_json::Value = serde_json::from_str(line)
             .with_context(|| format!("{}:{}", queries_path.display(), i + 1))?;
         if let (Some(id), Some(t)) = (v["_id"].as_str(), v["text"].as_str()) {
-            if qrels.contains_key(id) {
-                queries.insert(id.to_string(), t.to_string());
-            }
+            queries.insert(id.to_string(), t.to_string());
         }
     }
-    Ok(Split { queries, qrels })
+    Ok(queries)
 }
 
 /// What to evaluate.

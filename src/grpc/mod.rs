@@ -108,8 +108,9 @@ impl Security {
 
 /// Serves the API on `listener` until `shutdown` resolves, then shuts down gracefully: health
 /// turns NOT_SERVING, running jobs stop after their current (committed) batch and stay
-/// resumable, in-flight requests finish, and the job store is flushed. Jobs left running by a
-/// previous process are resumed first. Every service but health is behind `security.auth`.
+/// resumable, in-flight requests finish, the job store is flushed, and every open collection is
+/// checkpointed (its HNSW graph dumped if behind). Jobs left running by a previous process are
+/// resumed first. Every service but health is behind `security.auth`.
 pub async fn serve_with(
     state: AppState,
     listener: TcpListener,
@@ -168,6 +169,13 @@ pub async fn serve_with(
         .await?;
     let grace = Duration::from_secs(state.config().server.shutdown_grace_seconds);
     state.jobs().shutdown(grace).await;
+    // Dump what the HNSW graphs hold, so the next start replays nothing.
+    let checkpoint = state.clone();
+    match tokio::task::spawn_blocking(move || checkpoint.checkpoint_all()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!("checkpoint at shutdown: {e}"),
+        Err(e) => tracing::error!("checkpoint at shutdown: {e}"),
+    }
     tracing::info!("stopped");
     Ok(())
 }

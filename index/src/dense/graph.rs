@@ -9,10 +9,11 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
 
+use hnsw_rs::hnsw::Point;
 use hnsw_rs::hnswio::HnswIo;
-use hnsw_rs::prelude::{AnnT, DistDot, Hnsw};
+use hnsw_rs::prelude::{AnnT, DistDot, Distance, Hnsw};
 
-use super::flat::{FlatGraph, FrozenPoint};
+use super::flat::{ExactVector, FlatGraph, FrozenPoint};
 use crate::config::HnswConfig;
 use crate::{IndexError, Result};
 
@@ -20,6 +21,12 @@ use crate::{IndexError, Result};
 const MAX_LAYERS: usize = 16;
 /// Batches at least this large are inserted with hnsw_rs's parallel insert.
 const PARALLEL_INSERT_MIN: usize = 64;
+
+impl ExactVector for Point<'static, f32> {
+    fn vector(&self) -> &[f32] {
+        self.get_v()
+    }
+}
 
 /// One HNSW graph over normalised vectors, keyed by chunk id (hnsw_rs's `DataId`), with the
 /// latest frozen copy of it ([`Frozen`]) that searches use when it is recent enough.
@@ -106,8 +113,8 @@ impl Graph {
         let points: Vec<_> = (0..=top)
             .flat_map(|layer| indexation.get_layer_iterator(layer).collect::<Vec<_>>())
             .collect();
-        let points: Vec<FrozenPoint<'_>> = points
-            .iter()
+        let points: Vec<FrozenPoint> = points
+            .into_iter()
             .map(|p| {
                 // hnsw_rs also fills lists above a point's own layer (its insert records
                 // the points it passed on the way down); its searches never read them (a
@@ -123,12 +130,12 @@ impl Graph {
                 FrozenPoint {
                     id: p.get_origin_id() as u64,
                     level,
-                    vector: p.get_v(),
+                    exact: p,
                     links,
                 }
             })
             .collect();
-        FlatGraph::new(points, dim)
+        FlatGraph::new(points, dim, |a, b| DistDot.eval(a, b))
     }
 
     /// Freezes the graph and publishes the copy for searches of views whose bound is at most

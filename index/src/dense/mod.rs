@@ -37,6 +37,10 @@ use crate::config::HnswConfig;
 use crate::types::{ChunkId, ScoredChunk, Seq};
 use crate::{IndexError, Result};
 
+/// A commit dumps the graph once this many points (and a quarter of the graph) were added
+/// since the last dump (see [`DenseWriter::dump_lagging`]).
+pub const DUMP_LAG_MIN_POINTS: usize = 1024;
+
 /// Norm of stored and query vectors (see the module docs).
 pub const NORM: f32 = 0.9999;
 
@@ -176,6 +180,8 @@ pub struct DenseWriter {
     graph: Arc<Graph>,
     tombstones: HashSet<u64>,
     dumped_seq: Seq,
+    /// Graph points when the last dump was written (0: none, or the graph was replaced).
+    dumped_points: usize,
     /// Points were added (or the graph replaced) since the last freeze request.
     changed: bool,
     freezer: Freezer,
@@ -191,6 +197,7 @@ impl DenseWriter {
     ) -> Self {
         Self {
             changed: !graph.is_empty(),
+            dumped_points: if dumped_seq > 0 { graph.len() } else { 0 },
             config,
             graph: Arc::new(graph),
             tombstones,
@@ -255,6 +262,15 @@ impl DenseWriter {
         self.graph.publish_frozen(covers);
     }
 
+    /// True when the points added since the last dump are at least [`DUMP_LAG_MIN_POINTS`]
+    /// and a quarter of the graph: an open would otherwise replay that many inserts. Dumping
+    /// then keeps both the replay on open and the total dump cost proportional to the graph
+    /// (each dump covers at least a quarter more points than the one before).
+    pub fn dump_lagging(&self) -> bool {
+        let lag = self.graph.len().saturating_sub(self.dumped_points);
+        lag >= DUMP_LAG_MIN_POINTS && lag * 4 >= self.graph.len()
+    }
+
     /// Seq of the last dump (0: none).
     pub fn dumped_seq(&self) -> Seq {
         self.dumped_seq
@@ -284,6 +300,7 @@ impl DenseWriter {
         self.graph = Arc::new(graph);
         self.tombstones.clear();
         self.changed = true;
+        self.dumped_points = 0;
     }
 
     /// Dumps the graph as of `seq` into `root` (atomically; see `dump`).
@@ -291,6 +308,7 @@ impl DenseWriter {
         let tombstones = self.tombstones.iter().copied().collect();
         dump::write(root, seq, &self.graph, tombstones)?;
         self.dumped_seq = seq;
+        self.dumped_points = self.graph.len();
         Ok(())
     }
 }

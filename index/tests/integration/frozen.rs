@@ -128,3 +128,89 @@ fn freezing_while_inserting() {
         "{misses} points not found as their own nearest neighbour"
     );
 }
+
+fn dumps(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("dense-"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// A commit dumps the graph once the points added since the last dump reach a quarter of it
+/// (and 1,024), whatever `dump_every_writes` says, so an open never replays most of a graph;
+/// `Store::checkpoint_all` dumps whatever is behind.
+#[test]
+fn dumps_follow_the_graph_size_and_checkpoint_all_catches_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("d");
+    let mut cfg = ragd_index::testing::test_config("d", DIM);
+    cfg.maintenance.dump_every_writes = 1_000_000;
+    let c = ragd_index::Collection::create(&path, cfg).unwrap();
+    let w = c.writer();
+    let batch = |from: usize, to: usize| -> Vec<_> {
+        (from..to)
+            .map(|i| doc(&format!("x{i}"), 0, 1, DIM))
+            .collect()
+    };
+    w.upsert_documents(batch(0, 1000)).unwrap();
+    w.commit().unwrap();
+    assert!(
+        dumps(&path).is_empty(),
+        "1,000 points: below the minimum lag"
+    );
+    w.upsert_documents(batch(1000, 1100)).unwrap();
+    w.commit().unwrap();
+    assert_eq!(dumps(&path), vec![format!("dense-{:020}", 1100)]);
+    w.upsert_documents(batch(1100, 1300)).unwrap();
+    w.commit().unwrap();
+    assert_eq!(dumps(&path).len(), 1, "200 of 1,300: under a quarter");
+    drop((w, c));
+
+    let store = ragd_index::Store::open(dir.path()).unwrap();
+    let c = store.collection("d").unwrap();
+    assert_eq!(c.reader().searcher().stats().unwrap().dense_chunks, 1300);
+    store.checkpoint_all().unwrap();
+    assert_eq!(dumps(&path), vec![format!("dense-{:020}", 1300)]);
+    store.checkpoint_all().unwrap();
+    assert_eq!(
+        dumps(&path),
+        vec![format!("dense-{:020}", 1300)],
+        "nothing behind"
+    );
+}
+
+/// The frozen copy searches on f16 vectors but reports the full-precision distance of the
+/// graph itself: a result found by both searches has the same score, to the bit, so scores do
+/// not move when the background copy catches up.
+#[test]
+fn the_copy_reports_the_graphs_own_scores() {
+    let dim = 32;
+    let data = random_unit_vectors(3000, dim, 11);
+    let items: Vec<(u64, Vec<f32>)> = data
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (i as u64, normalise(v, dim).unwrap()))
+        .collect();
+    let dense = ragd_index::dense::DenseWriter::build(HnswConfig::default(), &items);
+    dense.freeze_now(3000);
+    let view = dense.view(3000);
+    let mut same_sets = 0;
+    for q in random_unit_vectors(50, dim, 12) {
+        let q = normalise(&q, dim).unwrap();
+        let copy = view.search(&q, 10, 400, None);
+        let graph = view.search_graph(&q, 10, 400, None);
+        if copy.iter().map(|h| h.id).eq(graph.iter().map(|h| h.id)) {
+            same_sets += 1;
+            for (a, b) in copy.iter().zip(&graph) {
+                assert_eq!(a.score.to_bits(), b.score.to_bits(), "{a:?} vs {b:?}");
+            }
+        }
+    }
+    assert!(
+        same_sets >= 48,
+        "only {same_sets} of 50 queries found the same top 10"
+    );
+}
