@@ -73,3 +73,130 @@ fn unknown_model_path_is_a_clear_error() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("unknown model `/nonexistent/model`"), "{err}");
 }
+
+/// Reads `u32 count, u32 dimension` and the vectors `ragd eval vectors` writes.
+fn read_vectors(path: &std::path::Path) -> Vec<Vec<f32>> {
+    let bytes = std::fs::read(path).unwrap();
+    let word = |i: usize| u32::from_le_bytes(bytes[4 * i..4 * i + 4].try_into().unwrap()) as usize;
+    let (n, dim) = (word(0), word(1));
+    assert_eq!(bytes.len(), 8 + 4 * n * dim, "{}", path.display());
+    bytes[8..]
+        .chunks_exact(4 * dim)
+        .map(|v| {
+            v.chunks_exact(4)
+                .map(|x| f32::from_le_bytes(x.try_into().unwrap()))
+                .collect()
+        })
+        .collect()
+}
+
+/// `ragd eval beir` on a four-document BEIR folder, then `ragd eval vectors` on the collection
+/// it made: every chunk vector and every query (judged or not) embedded, unit length.
+#[test]
+fn eval_beir_then_vectors_on_a_tiny_corpus() {
+    let dir = tempfile::tempdir().unwrap();
+    let beir = dir.path().join("tiny");
+    std::fs::create_dir_all(beir.join("qrels")).unwrap();
+    let docs = [
+        (
+            "d1",
+            "Pumps",
+            "The XJ-9000-B pump moves water at forty litres a minute.",
+        ),
+        (
+            "d2",
+            "Cats",
+            "Cats sleep for most of the day and hunt at dusk.",
+        ),
+        ("d3", "Tea", "Green tea is steeped in water below boiling."),
+        (
+            "d4",
+            "Quantisation",
+            "NF4 stores weights in four bits per value.",
+        ),
+    ];
+    let corpus: String = docs
+        .iter()
+        .map(|(id, title, text)| {
+            format!(
+                "{}\n",
+                serde_json::json!({"_id": id, "title": title, "text": text})
+            )
+        })
+        .collect();
+    std::fs::write(beir.join("corpus.jsonl"), corpus).unwrap();
+    let queries = [
+        ("q1", "which pump moves forty litres"),
+        ("q2", "four-bit weight format"),
+        ("q3", "when do cats hunt"),
+    ];
+    let queries: String = queries
+        .iter()
+        .map(|(id, text)| format!("{}\n", serde_json::json!({"_id": id, "text": text})))
+        .collect();
+    std::fs::write(beir.join("queries.jsonl"), queries).unwrap();
+    std::fs::write(
+        beir.join("qrels/test.tsv"),
+        "query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td4\t1\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let out = ragd()
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["eval", "beir"])
+        .arg(&beir)
+        .args(["--split", "test", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["queries"], 2);
+    assert_eq!(report["documents"], 4);
+    assert!(report["ndcg_at_10"].as_f64().unwrap() > 0.9, "{report}");
+
+    let vectors = dir.path().join("vectors");
+    let out = ragd()
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["eval", "vectors"])
+        .arg(&beir)
+        .args(["--collection", "beir-tiny", "--out"])
+        .arg(&vectors)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let base = read_vectors(&vectors.join("base.f32"));
+    let queries = read_vectors(&vectors.join("queries.f32"));
+    assert_eq!(
+        base.len(),
+        report["chunks_ingested"].as_u64().unwrap() as usize
+    );
+    assert_eq!(queries.len(), 3, "every query, judged or not");
+    for v in base.iter().chain(&queries) {
+        assert_eq!(v.len(), 384);
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-3, "norm {norm}");
+    }
+    // An unknown collection is a clear error.
+    let out = ragd()
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["eval", "vectors"])
+        .arg(&beir)
+        .args(["--collection", "nope", "--out"])
+        .arg(&vectors)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nope"), "{err}");
+}
