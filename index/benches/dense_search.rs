@@ -12,8 +12,7 @@
 //! graph itself (what a snapshot searches until the background freeze catches up).
 
 use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -21,6 +20,7 @@ use ragd_index::config::HnswConfig;
 use ragd_index::dense::{normalise, DenseWriter};
 use ragd_index::testing::{brute_force_knn, low_rank_vectors, recall};
 use ragd_index::types::ScoredChunk;
+use ragd_index::vecfile;
 
 const M: usize = 16;
 const EF_CONSTRUCTION: usize = 200;
@@ -41,34 +41,6 @@ fn env_or(name: &str, default: usize) -> usize {
 
 fn out_dir() -> PathBuf {
     PathBuf::from(std::env::var("RAGD_BENCH_DIR").unwrap_or_else(|_| "/tmp/ragd-bench".into()))
-}
-
-/// `u32 n, u32 dim, n * dim f32` little-endian.
-fn write_vectors(path: &Path, data: &[Vec<f32>]) {
-    let mut f = std::io::BufWriter::new(fs::File::create(path).unwrap());
-    f.write_all(&(data.len() as u32).to_le_bytes()).unwrap();
-    f.write_all(&(data[0].len() as u32).to_le_bytes()).unwrap();
-    for v in data {
-        for x in v {
-            f.write_all(&x.to_le_bytes()).unwrap();
-        }
-    }
-}
-
-/// Reads what [`write_vectors`] wrote (or `ragd eval vectors`).
-fn read_vectors(path: &Path) -> Vec<Vec<f32>> {
-    let bytes = fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let word = |i: usize| u32::from_le_bytes(bytes[4 * i..4 * i + 4].try_into().unwrap()) as usize;
-    let (n, dim) = (word(0), word(1));
-    assert_eq!(bytes.len(), 8 + n * dim * 4, "{}: size", path.display());
-    bytes[8..]
-        .chunks_exact(4 * dim)
-        .map(|v| {
-            v.chunks_exact(4)
-                .map(|x| f32::from_le_bytes(x.try_into().unwrap()))
-                .collect()
-        })
-        .collect()
 }
 
 /// Exact top-k of every query, two threads.
@@ -112,8 +84,8 @@ fn bench(c: &mut Criterion) {
     let (dir, data, queries) = match std::env::var_os("RAGD_BENCH_INPUT") {
         Some(input) => {
             let dir = PathBuf::from(input);
-            let data = read_vectors(&dir.join("base.f32"));
-            let queries = read_vectors(&dir.join("queries.f32"));
+            let data = vecfile::read(&dir.join("base.f32")).unwrap();
+            let queries = vecfile::read(&dir.join("queries.f32")).unwrap();
             (dir, data, queries)
         }
         None => {
@@ -123,8 +95,8 @@ fn bench(c: &mut Criterion) {
             fs::create_dir_all(&dir).unwrap();
             let data = low_rank_vectors(n, dim, RANK, NOISE, SEED);
             let queries = low_rank_vectors(QUERIES, dim, RANK, NOISE, SEED + 1);
-            write_vectors(&dir.join("base.f32"), &data);
-            write_vectors(&dir.join("queries.f32"), &queries);
+            vecfile::write(&dir.join("base.f32"), &data).unwrap();
+            vecfile::write(&dir.join("queries.f32"), &queries).unwrap();
             (dir, data, queries)
         }
     };

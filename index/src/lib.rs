@@ -55,6 +55,7 @@ mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod types;
+pub mod vecfile;
 pub mod writer;
 
 pub use collection::Collection;

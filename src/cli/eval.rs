@@ -174,8 +174,8 @@ fn run_vectors(cfg: &Config, args: &VectorsArgs) -> anyhow::Result<()> {
         vectors.push(std::mem::take(&mut e[0].vector));
     }
     fs_err::create_dir_all(&args.out)?;
-    crate::eval::write_vectors(&args.out.join("base.f32"), &base)?;
-    crate::eval::write_vectors(&args.out.join("queries.f32"), &vectors)?;
+    index::vecfile::write(&args.out.join("base.f32"), &base)?;
+    index::vecfile::write(&args.out.join("queries.f32"), &vectors)?;
     println!(
         "{} chunk vectors and {} queries ({} dimensions) written to {}",
         base.len(),

@@ -74,22 +74,6 @@ fn unknown_model_path_is_a_clear_error() {
     assert!(err.contains("unknown model `/nonexistent/model`"), "{err}");
 }
 
-/// Reads `u32 count, u32 dimension` and the vectors `ragd eval vectors` writes.
-fn read_vectors(path: &std::path::Path) -> Vec<Vec<f32>> {
-    let bytes = std::fs::read(path).unwrap();
-    let word = |i: usize| u32::from_le_bytes(bytes[4 * i..4 * i + 4].try_into().unwrap()) as usize;
-    let (n, dim) = (word(0), word(1));
-    assert_eq!(bytes.len(), 8 + 4 * n * dim, "{}", path.display());
-    bytes[8..]
-        .chunks_exact(4 * dim)
-        .map(|v| {
-            v.chunks_exact(4)
-                .map(|x| f32::from_le_bytes(x.try_into().unwrap()))
-                .collect()
-        })
-        .collect()
-}
-
 /// `ragd eval beir` on a four-document BEIR folder, then `ragd eval vectors` on the collection
 /// it made: every chunk vector and every query (judged or not) embedded, unit length.
 #[test]
@@ -141,14 +125,20 @@ fn eval_beir_then_vectors_on_a_tiny_corpus() {
     )
     .unwrap();
     let data = dir.path().join("data");
-    let out = ragd()
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["eval", "beir"])
-        .arg(&beir)
-        .args(["--split", "test", "--json"])
-        .output()
-        .unwrap();
+    // `ragd --data-dir DATA eval SUB BEIR ARGS... [PATH]`
+    let eval = |sub: &str, args: &[&str], path: Option<&std::path::Path>| {
+        let mut cmd = ragd();
+        cmd.arg("--data-dir")
+            .arg(&data)
+            .args(["eval", sub])
+            .arg(&beir)
+            .args(args);
+        if let Some(p) = path {
+            cmd.arg(p);
+        }
+        cmd.output().unwrap()
+    };
+    let out = eval("beir", &["--split", "test", "--json"], None);
     assert!(
         out.status.success(),
         "{}",
@@ -160,22 +150,18 @@ fn eval_beir_then_vectors_on_a_tiny_corpus() {
     assert!(report["ndcg_at_10"].as_f64().unwrap() > 0.9, "{report}");
 
     let vectors = dir.path().join("vectors");
-    let out = ragd()
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["eval", "vectors"])
-        .arg(&beir)
-        .args(["--collection", "beir-tiny", "--out"])
-        .arg(&vectors)
-        .output()
-        .unwrap();
+    let out = eval(
+        "vectors",
+        &["--collection", "beir-tiny", "--out"],
+        Some(&vectors),
+    );
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let base = read_vectors(&vectors.join("base.f32"));
-    let queries = read_vectors(&vectors.join("queries.f32"));
+    let base = index::vecfile::read(&vectors.join("base.f32")).unwrap();
+    let queries = index::vecfile::read(&vectors.join("queries.f32")).unwrap();
     assert_eq!(
         base.len(),
         report["chunks_ingested"].as_u64().unwrap() as usize
@@ -187,15 +173,11 @@ fn eval_beir_then_vectors_on_a_tiny_corpus() {
         assert!((norm - 1.0).abs() < 1e-3, "norm {norm}");
     }
     // An unknown collection is a clear error.
-    let out = ragd()
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["eval", "vectors"])
-        .arg(&beir)
-        .args(["--collection", "nope", "--out"])
-        .arg(&vectors)
-        .output()
-        .unwrap();
+    let out = eval(
+        "vectors",
+        &["--collection", "nope", "--out"],
+        Some(&vectors),
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("nope"), "{err}");

@@ -1,9 +1,13 @@
 //! The dense (HNSW) index of a collection, kept in memory and dumped to disk.
 //!
-//! * [`Graph`] wraps one hnsw_rs graph (`DistDot`: distance `1 - a·b` on normalised vectors).
+//! * [`Graph`] wraps one hnsw_rs graph (`DistDot`: distance `1 - a·b` on normalised vectors):
+//!   hnsw_rs builds it (parallel inserts), dumps and loads it. Beside it sits its latest
+//!   [`Frozen`] copy, a [`FlatGraph`]: the same links in flat arrays with f16 vectors, which
+//!   searches use when it holds everything they may see (`flat`: hnswlib's search layout).
 //! * [`DenseWriter`] is the writer's side: the current graph, its tombstones (hnsw_rs cannot
-//!   delete) and the dump bookkeeping. It compacts (rebuilds the graph without tombstoned
-//!   points) once tombstones pass a threshold.
+//!   delete), the dump bookkeeping and the [`Freezer`] that refreshes the copy in the
+//!   background after commits. It compacts (rebuilds the graph without tombstoned points) once
+//!   tombstones pass a threshold.
 //! * [`DenseView`] is what a snapshot searches: a graph, the tombstones as of the snapshot and
 //!   a bound on visible chunk ids. Points inserted after the snapshot have ids `>= bound` (ids
 //!   only grow), so they stay invisible to it until the next commit publishes a new view.
@@ -12,8 +16,10 @@
 //! hnsw_rs's `search_filter`. That search honoured its filter and returned `k` hits in our
 //! tests (tests/integration/hnsw_filter.rs, filters keeping 2% and 0.25% of the points), but its
 //! code `unwrap`s the beam after a `retain` that can empty it, and its tracker reports filters
-//! being ignored. [`DenseView::search`] over-fetches, filters itself and widens the search
-//! until it has `k` visible hits or has seen the whole graph.
+//! being ignored. On the frozen copy the filter is part of the search (only visible points
+//! enter the result set); on the hnsw_rs graph [`DenseView::search_graph`] over-fetches and
+//! filters afterwards. Both widen the search until they have `k` visible hits or have seen the
+//! whole graph.
 //!
 //! **Normalisation.** Vectors are scaled to norm [`NORM`] (slightly below 1): `DistDot` asserts
 //! `1 - a·b >= 0`, and rounding can push the self-dot of a unit vector above 1. Scores are

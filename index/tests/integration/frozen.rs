@@ -10,6 +10,14 @@ use ragd_index::Filter;
 
 use crate::{create, reopen, DIM};
 
+/// `(id, normalised vector)` pairs, ids `0..`.
+fn normalised(data: &[Vec<f32>], dim: usize) -> Vec<(u64, Vec<f32>)> {
+    data.iter()
+        .enumerate()
+        .map(|(i, v)| (i as u64, normalise(v, dim).unwrap()))
+        .collect()
+}
+
 #[test]
 fn commits_are_searchable_at_once_and_frozen_after_settling() {
     let dir = tempfile::tempdir().unwrap();
@@ -64,11 +72,7 @@ fn commits_are_searchable_at_once_and_frozen_after_settling() {
 fn an_older_copy_is_not_used_for_a_newer_snapshot() {
     let dim = 8;
     let data = random_unit_vectors(200, dim, 9);
-    let items: Vec<(u64, Vec<f32>)> = data
-        .iter()
-        .enumerate()
-        .map(|(i, v)| (i as u64, normalise(v, dim).unwrap()))
-        .collect();
+    let items = normalised(&data, dim);
     let graph = Graph::new(&HnswConfig::default(), 200);
     graph.insert(&items[..100]);
     graph.publish_frozen(100);
@@ -89,11 +93,7 @@ fn freezing_while_inserting() {
     let dim = 24;
     let n = 4000;
     let data = random_unit_vectors(n, dim, 10);
-    let items: Vec<(u64, Vec<f32>)> = data
-        .iter()
-        .enumerate()
-        .map(|(i, v)| (i as u64, normalise(v, dim).unwrap()))
-        .collect();
+    let items = normalised(&data, dim);
     let graph = Arc::new(Graph::new(&HnswConfig::default(), n));
     graph.insert(&items[..200]);
     let done = std::sync::atomic::AtomicBool::new(false);
@@ -189,11 +189,7 @@ fn dumps_follow_the_graph_size_and_checkpoint_all_catches_up() {
 fn the_copy_reports_the_graphs_own_scores() {
     let dim = 32;
     let data = random_unit_vectors(3000, dim, 11);
-    let items: Vec<(u64, Vec<f32>)> = data
-        .iter()
-        .enumerate()
-        .map(|(i, v)| (i as u64, normalise(v, dim).unwrap()))
-        .collect();
+    let items = normalised(&data, dim);
     let dense = ragd_index::dense::DenseWriter::build(HnswConfig::default(), &items);
     dense.freeze_now(3000);
     let view = dense.view(3000);
