@@ -199,8 +199,9 @@ impl IndexWriter {
     /// refreshed in the background; until then searches use the hnsw_rs graph, slower but
     /// exact to the same snapshot). For benchmarks and tests that measure the steady state.
     pub fn settle(&self) {
-        let state = self.state.lock();
-        state.dense.wait_frozen();
+        // Wait outside the writer lock: writes go on meanwhile.
+        let waiter = self.state.lock().dense.freeze_waiter();
+        waiter.wait_idle();
     }
 
     /// Seq of the last acknowledged write.

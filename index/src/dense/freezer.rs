@@ -86,20 +86,40 @@ impl Freezer {
     /// Serves a pending request at once and blocks until none is pending or being served (the
     /// published copy is then the newest asked for). Without a thread, returns at once.
     pub fn wait_idle(&self) {
-        if self.thread.is_none() {
-            return;
-        }
-        let mut state = self.inner.state.lock();
-        while state.pending.is_some() || state.busy {
-            state.urgent = true;
-            self.inner.wake.notify_all();
-            self.inner.wake.wait(&mut state);
+        self.waiter().wait_idle();
+    }
+
+    /// A handle that waits like [`Self::wait_idle`] without borrowing the freezer (so a caller
+    /// can wait without holding the lock the freezer lives behind).
+    pub fn waiter(&self) -> FreezeWaiter {
+        FreezeWaiter {
+            inner: self.thread.as_ref().map(|_| Arc::clone(&self.inner)),
         }
     }
 
     /// Freezes done so far.
     pub fn done(&self) -> u64 {
         self.inner.state.lock().done
+    }
+}
+
+/// See [`Freezer::waiter`].
+pub struct FreezeWaiter {
+    inner: Option<Arc<Inner>>,
+}
+
+impl FreezeWaiter {
+    /// See [`Freezer::wait_idle`].
+    pub fn wait_idle(&self) {
+        let Some(inner) = &self.inner else {
+            return;
+        };
+        let mut state = inner.state.lock();
+        while (state.pending.is_some() || state.busy) && !state.shutdown {
+            state.urgent = true;
+            inner.wake.notify_all();
+            inner.wake.wait(&mut state);
+        }
     }
 }
 
@@ -138,16 +158,29 @@ fn run(inner: &Inner) {
         state.urgent = false;
         drop(state);
         let started = Instant::now();
-        request.graph.publish_frozen(request.covers);
+        // hnsw_rs asserts on inconsistencies; a panic must not take the thread (and every
+        // later copy) with it: searches then keep using the hnsw_rs graph.
+        let frozen = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            request.graph.publish_frozen(request.covers);
+        }));
         let cost = started.elapsed();
-        tracing::debug!(
-            points = request.graph.len(),
-            ms = cost.as_millis() as u64,
-            "froze the HNSW graph for search"
-        );
+        match frozen {
+            Ok(()) => tracing::debug!(
+                points = request.graph.len(),
+                ms = cost.as_millis() as u64,
+                "froze the HNSW graph for search"
+            ),
+            Err(_) => tracing::error!(
+                points = request.graph.len(),
+                "copying the HNSW graph for search panicked; searches use the hnsw_rs graph"
+            ),
+        }
         drop(request);
         state = inner.state.lock();
         state.busy = false;
+        if state.shutdown {
+            inner.wake.notify_all();
+        }
         state.last_cost = cost;
         state.done += 1;
         inner.wake.notify_all();

@@ -36,7 +36,7 @@ use std::sync::Arc;
 
 pub use dump::{remove_stale, write_atomically, DumpState};
 pub use flat::FlatGraph;
-pub use freezer::Freezer;
+pub use freezer::{FreezeWaiter, Freezer};
 pub use graph::{Frozen, Graph};
 
 use crate::config::HnswConfig;
@@ -260,6 +260,11 @@ impl DenseWriter {
     /// Blocks until the background freezer has served every request.
     pub fn wait_frozen(&self) {
         self.freezer.wait_idle();
+    }
+
+    /// A handle to wait for the freezer with (see [`Freezer::waiter`]).
+    pub fn freeze_waiter(&self) -> FreezeWaiter {
+        self.freezer.waiter()
     }
 
     /// Freezes the current graph for searches of views bounded by `covers` (every chunk id

@@ -210,3 +210,36 @@ fn the_copy_reports_the_graphs_own_scores() {
         "only {same_sets} of 50 queries found the same top 10"
     );
 }
+
+/// `settle` waits outside the writer lock: writes and commits go on while another thread
+/// waits, and every wait ends.
+#[test]
+fn settling_never_blocks_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = create(dir.path(), "s");
+    let w = c.writer();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let waiter = s.spawn(|| {
+            let mut waits = 0;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                c.settle();
+                waits += 1;
+            }
+            waits
+        });
+        for round in 0..20 {
+            let batch: Vec<_> = (0..10)
+                .map(|i| doc(&format!("s{round}-{i}"), 0, 2, DIM))
+                .collect();
+            w.upsert_documents(batch).unwrap();
+            w.commit().unwrap();
+        }
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(waiter.join().unwrap() >= 1);
+    });
+    c.settle();
+    let st = c.reader().searcher().stats().unwrap();
+    assert!(st.dense_frozen);
+    assert_eq!(st.dense_chunks, 400);
+}
