@@ -339,7 +339,6 @@ impl FlatGraph {
             found.sort_unstable();
             found
                 .into_iter()
-                .take(k)
                 .map(|c| (self.ids[c.node as usize], c.dist))
                 .collect()
         })

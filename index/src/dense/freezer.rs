@@ -37,8 +37,6 @@ struct State {
     /// Set by [`Freezer::wait_idle`]: freeze now, skip the waiting.
     urgent: bool,
     last_cost: Duration,
-    /// Freezes done (for tests and diagnostics).
-    done: u64,
 }
 
 struct Inner {
@@ -95,11 +93,6 @@ impl Freezer {
         FreezeWaiter {
             inner: self.thread.as_ref().map(|_| Arc::clone(&self.inner)),
         }
-    }
-
-    /// Freezes done so far.
-    pub fn done(&self) -> u64 {
-        self.inner.state.lock().done
     }
 }
 
@@ -178,11 +171,7 @@ fn run(inner: &Inner) {
         drop(request);
         state = inner.state.lock();
         state.busy = false;
-        if state.shutdown {
-            inner.wake.notify_all();
-        }
         state.last_cost = cost;
-        state.done += 1;
         inner.wake.notify_all();
     }
 }
