@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use index::fusion::Fusion;
 use ingest::{ChunkingStrategy, Embedder};
@@ -170,8 +171,8 @@ fn run_vectors(cfg: &Config, args: &VectorsArgs) -> anyhow::Result<()> {
     let embedder = crate::model::load_embedder(cfg)?;
     let mut vectors = Vec::with_capacity(queries.len());
     for text in queries.values() {
-        let mut e = embedder.embed(&[text.as_str()])?;
-        vectors.push(std::mem::take(&mut e[0].vector));
+        let e = embedder.embed(&[text.as_str()])?.into_iter().next();
+        vectors.push(e.context("the embedder returned no vector")?.vector);
     }
     fs_err::create_dir_all(&args.out)?;
     index::vecfile::write(&args.out.join("base.f32"), &base)?;

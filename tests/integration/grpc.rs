@@ -639,6 +639,14 @@ fn cli_serve_ingest_search_and_sigterm() {
         server.wait().unwrap().success(),
         "graceful shutdown exits 0"
     );
+    // The clean shutdown checkpointed the collection: its HNSW graph was dumped, so the next
+    // start replays nothing (a handful of documents is far below the dump thresholds).
+    let dumps: Vec<String> = std::fs::read_dir(dir.path().join("kb"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("dense-") && !n.ends_with(".tmp"))
+        .collect();
+    assert_eq!(dumps.len(), 1, "{dumps:?}");
 }
 
 fn ask(collection: &str, question: &str, max_tokens: u32) -> pb::AskRequest {
