@@ -1,11 +1,13 @@
 //! [`Freezer`]: refreshes a graph's frozen search copy (see `flat`) in the background, so that
 //! commits never wait for it.
 //!
-//! A commit that changed the graph asks for a freeze; views published before the copy catches
-//! up search the hnsw_rs graph itself (correct, a few times slower). The thread freezes once
-//! the writer has been quiet for [`QUIET`] (a burst of commits costs one freeze), and during a
-//! long bulk load no later than [`BUDGET`] times the last freeze's duration after the request
-//! (at least [`MIN_WAIT`]), which keeps the copying under about a tenth of one core.
+//! A commit that changed the graph asks for a copy; views published before the copy catches
+//! up search the hnsw_rs graph itself (correct, a few times slower). A copy starts once the
+//! writer has been quiet for [`QUIET`] (a burst of commits costs one copy) or [`MAX_WAIT`]
+//! after the first change it lacks, whichever comes first, but never sooner than
+//! `BUDGET - 1` times the last copy's duration after that copy ended: copying takes at most
+//! `1 / BUDGET` of one core whatever the write pattern (2 s per copy at 200k points: at most
+//! one copy every 20 s).
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -15,12 +17,12 @@ use parking_lot::{Condvar, Mutex};
 
 use super::Graph;
 
-/// Quiet time after the last request before freezing.
+/// Quiet time after the last request before copying.
 pub const QUIET: Duration = Duration::from_millis(200);
-/// During continuous writes, wait this many times the last freeze's duration...
+/// Longest wait after the first request a copy lacks, when the writer is never quiet.
+pub const MAX_WAIT: Duration = Duration::from_secs(2);
+/// Copying takes at most one part in this many of the freezer's wall time.
 pub const BUDGET: u32 = 10;
-/// ...but at least this long.
-pub const MIN_WAIT: Duration = Duration::from_secs(2);
 
 struct Request {
     graph: Arc<Graph>,
@@ -37,6 +39,8 @@ struct State {
     /// Set by [`Freezer::wait_idle`]: freeze now, skip the waiting.
     urgent: bool,
     last_cost: Duration,
+    /// When the last copy ended.
+    last_end: Option<Instant>,
 }
 
 struct Inner {
@@ -126,6 +130,16 @@ impl Drop for Freezer {
     }
 }
 
+/// When a copy asked for first at `first` and last at `last` may start, given the previous
+/// copy's end and duration (see the module docs).
+fn due(first: Instant, last: Instant, last_end: Option<Instant>, last_cost: Duration) -> Instant {
+    let wanted = (last + QUIET).min(first + MAX_WAIT);
+    match last_end {
+        Some(end) => wanted.max(end + last_cost * (BUDGET - 1)),
+        None => wanted,
+    }
+}
+
 fn run(inner: &Inner) {
     let mut state = inner.state.lock();
     loop {
@@ -137,9 +151,7 @@ fn run(inner: &Inner) {
             continue;
         };
         let now = Instant::now();
-        let quiet_at = pending.last + QUIET;
-        let latest = pending.first + (state.last_cost * BUDGET).max(MIN_WAIT);
-        let due = quiet_at.min(latest);
+        let due = due(pending.first, pending.last, state.last_end, state.last_cost);
         if now < due && !state.urgent {
             inner.wake.wait_for(&mut state, due - now);
             continue;
@@ -172,6 +184,30 @@ fn run(inner: &Inner) {
         state = inner.state.lock();
         state.busy = false;
         state.last_cost = cost;
+        state.last_end = Some(Instant::now());
         inner.wake.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copies_wait_for_quiet_or_max_wait_and_keep_to_the_budget() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        // A lone request: quiet 200 ms later.
+        assert_eq!(due(t0, t0, None, ms(0)), t0 + QUIET);
+        // Requests every 100 ms: never quiet, so 2 s after the first.
+        assert_eq!(due(t0, t0 + ms(1900), None, ms(0)), t0 + MAX_WAIT);
+        // A cheap last copy does not delay the next.
+        assert_eq!(due(t0, t0, Some(t0), ms(1)), t0 + QUIET);
+        // A 2 s copy that ended at t0: the next waits 18 s, quiet or not.
+        assert_eq!(due(t0, t0, Some(t0), ms(2000)), t0 + ms(18_000));
+        assert_eq!(
+            due(t0 + ms(30_000), t0 + ms(30_000), Some(t0), ms(2000)),
+            t0 + ms(30_000) + QUIET
+        );
     }
 }
