@@ -1,4 +1,4 @@
-//! Shared helpers: the configuration tests use, and the location of ../shared.
+//! Shared helpers: the configuration tests use, and the location of the reference fixtures.
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -6,9 +6,10 @@ use std::sync::{Arc, OnceLock};
 use ragd::model::embedder::CandleEmbedder;
 use ragd::Config;
 
-/// `../shared` next to the repository (CI lays it out the same way).
-pub fn shared_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared")
+/// The reference fixtures shipped in the repository (`tests/fixtures`: MiniLM reference vectors,
+/// the cross-encoder checkpoint head and its PyTorch logits), so a fresh clone passes alone.
+pub fn fixtures_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
 /// Defaults plus the environment (RAGD_MODELS_DIR etc.): models come from the same cache the

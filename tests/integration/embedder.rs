@@ -6,7 +6,7 @@ use serde::Deserialize;
 use ragd::config::Precision;
 use ragd::model::embedder::CandleEmbedder;
 
-use crate::common::{config, embedder, shared_dir};
+use crate::common::{config, embedder, fixtures_dir};
 
 /// The embedder with `precision`.
 fn with_precision(precision: Precision) -> CandleEmbedder {
@@ -23,7 +23,7 @@ struct Reference {
 }
 
 fn references() -> Vec<Reference> {
-    let path = shared_dir().join("fixtures/minilm/reference.jsonl");
+    let path = fixtures_dir().join("minilm/reference.jsonl");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     text.lines()
         .map(|l| serde_json::from_str(l).unwrap())

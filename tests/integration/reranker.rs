@@ -1,5 +1,5 @@
 //! The candle cross-encoder against PyTorch `BertForSequenceClassification` reference logits
-//! (../shared/fixtures/cross_encoder: the MiniLM encoder plus a fixed random pooler/classifier).
+//! (tests/fixtures/cross_encoder: the MiniLM encoder plus a fixed random pooler/classifier).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -9,7 +9,7 @@ use ragd::model::reranker::{CandleCrossEncoder, CrossEncoderOptions, Reranker};
 use ragd::model::ModelSource;
 use serde::Deserialize;
 
-use crate::common::{config, shared_dir};
+use crate::common::{config, fixtures_dir};
 
 /// The fixture's reference was tokenised with `truncation="only_second", max_length=256`.
 const MAX_LENGTH: usize = 256;
@@ -25,7 +25,7 @@ struct Reference {
 }
 
 fn fixture_dir() -> PathBuf {
-    shared_dir().join("fixtures/cross_encoder")
+    fixtures_dir().join("cross_encoder")
 }
 
 fn references() -> Vec<Reference> {
