@@ -190,11 +190,13 @@ pub struct EmbedderConfig {
     pub model: String,
     /// `cpu`, `cuda` or `cuda:N`. Default: `cpu`.
     pub device: String,
-    /// Most tokens (all inputs together) per forward pass. Default: 2048 (larger batches
-    /// allocate buffers the allocator returns to the OS each time: measurably slower).
-    pub batch_tokens: usize,
-    /// Most inputs per forward pass. Default: 64.
-    pub max_batch: usize,
+    /// Most tokens (all inputs together) per forward pass. Default: by device, 2048 on the CPU
+    /// (larger batches allocate buffers the allocator returns to the OS each time: measurably
+    /// slower), 32768 on a GPU (each pass is a few hundred kernel launches: fewer, larger
+    /// passes keep it busy). Also the cross-encoder's budget.
+    pub batch_tokens: Option<usize>,
+    /// Most inputs per forward pass. Default: by device, 64 on the CPU, 512 on a GPU.
+    pub max_batch: Option<usize>,
     /// Requests that may wait for the embedder before new ones are refused. Default: 256.
     pub queue: usize,
     /// Arithmetic of the dense layers on the CPU: `f32` (the checkpoint's own numbers), `q8`
@@ -217,7 +219,8 @@ pub struct GeneratorConfig {
     /// Sampling temperature unless a request says otherwise; 0 decodes greedily. Default: 0.
     pub temperature: f64,
     /// Generations that run at the same time, each on its own thread. Default: 1 (candle
-    /// already spreads one sequence over every core; a second one only splits them).
+    /// already spreads one sequence over every core; a second one only splits them; on a GPU
+    /// concurrent sequences share one stream and lower the aggregate rate, BENCHMARKS.md).
     pub concurrency: usize,
     /// Generation requests that may wait for a free thread before new ones are refused.
     /// Default: 8.
@@ -285,8 +288,8 @@ impl Default for EmbedderConfig {
         Self {
             model: "all-MiniLM-L6-v2".into(),
             device: "cpu".into(),
-            batch_tokens: 2048,
-            max_batch: 64,
+            batch_tokens: None,
+            max_batch: None,
             queue: 256,
             precision: Precision::Auto,
         }
@@ -398,8 +401,11 @@ impl Config {
     /// Checks ranges once, at startup.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let positive = [
-            ("embedder.batch_tokens", self.embedder.batch_tokens),
-            ("embedder.max_batch", self.embedder.max_batch),
+            (
+                "embedder.batch_tokens",
+                self.embedder.batch_tokens.unwrap_or(1),
+            ),
+            ("embedder.max_batch", self.embedder.max_batch.unwrap_or(1)),
             ("embedder.queue", self.embedder.queue),
             ("generator.max_tokens", self.generator.max_tokens),
             ("generator.concurrency", self.generator.concurrency),
@@ -454,7 +460,7 @@ mod tests {
     #[test]
     fn env_overrides_file_and_unknown_keys_are_errors() {
         let mut cfg = Config::from_toml("[embedder]\nmax_batch = 8\n", Path::new("x")).unwrap();
-        assert_eq!(cfg.embedder.max_batch, 8);
+        assert_eq!(cfg.embedder.max_batch, Some(8));
         cfg.apply_env(|k| (k == "RAGD_DEVICE").then(|| "cuda:1".to_string()))
             .unwrap();
         assert_eq!(cfg.generator.device, "cuda:1");

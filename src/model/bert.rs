@@ -303,8 +303,12 @@ impl BertEncoder {
         })
     }
 
-    /// Switches the dense layers to `precision` (CPU only; other devices stay f32).
+    /// Switches the dense layers to `precision` (CPU only; other devices stay f32, and no
+    /// host-side int8 copy of a GPU's weights is made: the GPU would never use it).
     pub fn set_precision(&mut self, precision: Precision) -> candle_core::Result<()> {
+        if !self.device.is_cpu() {
+            return Ok(());
+        }
         for b in &mut self.blocks {
             for d in [&mut b.qkv, &mut b.attn_out, &mut b.ffn_in, &mut b.ffn_out] {
                 match precision {
@@ -447,31 +451,101 @@ impl Block {
     }
 }
 
-/// Attention built from candle ops, one sequence at a time: the path for non-CPU devices (the
-/// CPU uses the fused [`PackedAttention`] kernel). Returns `[N, hidden]`.
+/// Attention built from candle ops: the path for non-CPU devices (the CPU uses the fused
+/// [`PackedAttention`] kernel). Returns `[N, hidden]`.
+///
+/// All sequences go through one batched product: the packed rows are gathered into a
+/// `[batch, heads, longest, head_dim]` layout (short sequences padded with a zero row), keys past
+/// a sequence's end are masked out of the softmax, and the padded rows are dropped on the way
+/// back. A loop over sequences would launch a dozen small kernels per sequence and leave a GPU
+/// idle between them.
 fn attention(qkv: &Tensor, lens: &[usize], heads: usize) -> candle_core::Result<Tensor> {
-    let hidden = qkv.dim(1)? / 3;
+    let (n, width) = qkv.dims2()?;
+    let hidden = width / 3;
     let head_dim = hidden / heads;
     let scale = 1.0 / (head_dim as f64).sqrt();
-    let mut outs = Vec::with_capacity(lens.len());
-    let mut start = 0;
-    for &len in lens {
-        // [len, 3, heads, head_dim] -> [3, heads, len, head_dim]
-        let s = qkv
-            .narrow(0, start, len)?
-            .reshape((len, 3, heads, head_dim))?;
-        let s = s.permute((1, 2, 0, 3))?.contiguous()?;
-        let (q, k, v) = (s.get(0)?, s.get(1)?, s.get(2)?);
-        let scores = (q.matmul(&k.t()?.contiguous()?)? * scale)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        outs.push(probs.matmul(&v)?.transpose(0, 1)?.reshape((len, hidden))?);
-        start += len;
+    let batch = lens.len();
+    let longest = lens.iter().copied().max().unwrap_or(0);
+    let device = qkv.device();
+    let padded = layout::padded_rows(lens, longest, n as u32);
+    let back = layout::packed_rows(lens, longest);
+    let mask = layout::key_mask(lens, longest);
+    let padded = Tensor::from_vec(padded, batch * longest, device)?;
+    let back = Tensor::from_vec(back, n, device)?;
+    let mask = Tensor::from_vec(mask, (batch, 1, 1, longest), device)?.to_dtype(qkv.dtype())?;
+    // [N + 1, 3h] (a zero row for padding) -> [B, L, 3, heads, hd] -> [3, B, heads, L, hd]
+    let rows = Tensor::cat(&[qkv, &qkv.zeros_like()?.narrow(0, 0, 1)?], 0)?;
+    let s = rows
+        .index_select(&padded, 0)?
+        .reshape((batch, longest, 3, heads, head_dim))?
+        .permute((2, 0, 3, 1, 4))?
+        .contiguous()?;
+    let (q, k, v) = (s.get(0)?, s.get(1)?, s.get(2)?);
+    let scores = (q.matmul(&k.t()?.contiguous()?)? * scale)?.broadcast_add(&mask)?;
+    let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+    // [B, heads, L, hd] -> [B, L, heads, hd] -> [B * L, hidden] -> the packed rows
+    probs
+        .matmul(&v)?
+        .transpose(1, 2)?
+        .reshape((batch * longest, hidden))?
+        .index_select(&back, 0)
+}
+
+/// Index arithmetic between the packed layout (sequences back to back) and the padded one
+/// (`longest` rows per sequence), shared by the GPU attention and pooling.
+mod layout {
+    /// For each padded row (`b * longest + t`), the packed row it takes, or `pad` past the end.
+    pub fn padded_rows(lens: &[usize], longest: usize, pad: u32) -> Vec<u32> {
+        let mut out = Vec::with_capacity(lens.len() * longest);
+        let mut start = 0u32;
+        for &len in lens {
+            out.extend(
+                (0..longest as u32).map(|t| if (t as usize) < len { start + t } else { pad }),
+            );
+            start += len as u32;
+        }
+        out
     }
-    Tensor::cat(&outs, 0)
+
+    /// For each packed row, its padded row.
+    pub fn packed_rows(lens: &[usize], longest: usize) -> Vec<u32> {
+        lens.iter()
+            .enumerate()
+            .flat_map(|(b, &len)| (0..len).map(move |t| (b * longest + t) as u32))
+            .collect()
+    }
+
+    /// `[B * longest]` additive mask: 0 for a sequence's keys, a large negative past its end.
+    pub fn key_mask(lens: &[usize], longest: usize) -> Vec<f32> {
+        lens.iter()
+            .flat_map(|&len| (0..longest).map(move |t| if t < len { 0.0 } else { -1e30 }))
+            .collect()
+    }
+
+    /// `[B, N]` matrix whose product with packed rows averages each sequence's rows.
+    pub fn mean_weights(lens: &[usize]) -> Vec<f32> {
+        let n: usize = lens.iter().sum();
+        let mut out = vec![0f32; lens.len() * n];
+        let mut start = 0;
+        for (b, &len) in lens.iter().enumerate() {
+            let w = 1.0 / len.max(1) as f32;
+            out[b * n + start..b * n + start + len].fill(w);
+            start += len;
+        }
+        out
+    }
 }
 
 /// Mean of the hidden states of each packed sequence: `[N, hidden]` -> `[lens.len(), hidden]`.
+/// On the CPU one row at a time; elsewhere one product with an averaging matrix (one kernel
+/// instead of two per sequence).
 pub fn mean_pool(hidden: &Tensor, lens: &[usize]) -> candle_core::Result<Tensor> {
+    if !hidden.device().is_cpu() {
+        let n = hidden.dim(0)?;
+        let weights =
+            Tensor::from_vec(layout::mean_weights(lens), (lens.len(), n), hidden.device())?;
+        return weights.to_dtype(hidden.dtype())?.matmul(hidden);
+    }
     let mut rows = Vec::with_capacity(lens.len());
     let mut start = 0;
     for &len in lens {
@@ -504,6 +578,53 @@ mod tests {
             .collect();
         let weight = Tensor::from_vec(w, (n, k), &Device::Cpu).unwrap();
         Dense::new(&Linear::new(weight, None)).unwrap()
+    }
+
+    /// The batched, masked attention of non-CPU devices (run here on the CPU, where its candle
+    /// ops also work) agrees with the fused CPU kernel on sequences of different lengths, and
+    /// the averaging-matrix mean pool with the row loop.
+    #[test]
+    fn batched_attention_and_pooling_match_the_packed_cpu_paths() {
+        let (heads, head_dim) = (4, 8);
+        let hidden = heads * head_dim;
+        let lens = [5usize, 1, 9, 3];
+        let n: usize = lens.iter().sum();
+        let values: Vec<f32> = (0..n * 3 * hidden)
+            .map(|i| ((i * 7919 % 257) as f32 - 128.0) / 64.0)
+            .collect();
+        let qkv = Tensor::from_vec(values, (n, 3 * hidden), &Device::Cpu).unwrap();
+        let fused = qkv
+            .apply_op1_no_bwd(&PackedAttention {
+                lens: lens.to_vec(),
+                heads,
+            })
+            .unwrap();
+        let batched = attention(&qkv, &lens, heads).unwrap();
+        assert_eq!(batched.dims(), fused.dims());
+        let diff = (batched - &fused)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff < 1e-4, "max difference {diff}");
+
+        let x = fused;
+        let loop_pool = mean_pool(&x, &lens).unwrap();
+        let weights =
+            Tensor::from_vec(layout::mean_weights(&lens), (lens.len(), n), &Device::Cpu).unwrap();
+        let matrix_pool = weights.matmul(&x).unwrap();
+        let diff = (loop_pool - matrix_pool)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff < 1e-5, "max difference {diff}");
     }
 
     #[test]

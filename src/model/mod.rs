@@ -206,10 +206,15 @@ pub fn load_embedder(cfg: &crate::Config) -> Result<embedder::CandleEmbedder, Mo
     let source = ModelSource::parse(&cfg.embedder.model)?;
     let dir = source.materialize(&cfg.models_dir)?;
     let device = device::parse_device(&cfg.embedder.device)?;
+    let limits = embedder::BatchLimits::configured(
+        &device,
+        cfg.embedder.batch_tokens,
+        cfg.embedder.max_batch,
+    );
     let options = embedder::EmbedderOptions {
         model_id: source.id(),
-        batch_tokens: cfg.embedder.batch_tokens,
-        max_batch: cfg.embedder.max_batch,
+        batch_tokens: limits.tokens,
+        max_batch: limits.inputs,
         precision: cfg.embedder.precision,
     };
     embedder::CandleEmbedder::load(&dir, &device, options)
@@ -264,10 +269,16 @@ pub fn load_reranker(
         });
     };
     let device = device::parse_device(&cfg.reranker.device)?;
+    let limits = embedder::BatchLimits::configured(
+        &device,
+        cfg.embedder.batch_tokens,
+        cfg.embedder.max_batch,
+    );
     let options = reranker::CrossEncoderOptions {
         model_id: dir.display().to_string(),
         max_length: cfg.reranker.max_length,
-        ..Default::default()
+        batch_tokens: limits.tokens,
+        max_batch: limits.inputs,
     };
     Ok(std::sync::Arc::new(reranker::CandleCrossEncoder::load(
         &dir, &device, options,
