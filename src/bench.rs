@@ -5,9 +5,13 @@
 //! passages/s and tokens/s (tokens after truncation, special tokens included — what the model
 //! processes). It is the same workload as `peers/scifact_dense.py` and `benches/peer_embed.py`.
 //!
+//! `ragd bench generate` ([`generate`]) measures the generator's prefill and decode speed on
+//! the configured device, alone and with concurrent sequences.
+//!
 //! `ragd bench search` ([`search`]) measures search latency and throughput with concurrent
 //! clients, in-process or over gRPC.
 
+pub mod generate;
 pub mod search;
 
 use std::path::{Path, PathBuf};

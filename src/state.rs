@@ -110,6 +110,13 @@ impl AppState {
             (_, Some(_)) => Some(crate::model::load_reranker(&config, None)?),
             (_, None) => None,
         };
+        if !gguf.device().is_cpu() && config.generator.concurrency > 1 {
+            tracing::warn!(
+                concurrency = config.generator.concurrency,
+                "concurrent generations on one GPU share its stream and slow each other down \
+                 (BENCHMARKS.md, \"The GPU path\"): generator.concurrency = 1 serves more"
+            );
+        }
         let generator: Arc<dyn Generator> = gguf;
         let pool = GenerationPool::new(generator, config.generator.pool())
             .context("starting the generation threads")?;

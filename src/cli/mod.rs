@@ -101,6 +101,8 @@ pub enum BenchCommand {
     Embed(crate::bench::EmbedBenchArgs),
     /// Search latency and requests/s with concurrent clients, in-process or over gRPC.
     Search(crate::bench::search::SearchBenchArgs),
+    /// Generator prefill/decode tokens/s on the configured device, and concurrent sequences.
+    Generate(crate::bench::generate::GenerateBenchArgs),
 }
 
 fn load_config(global: &GlobalArgs) -> anyhow::Result<Config> {
@@ -124,6 +126,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Generate(args) => generate::run(&cfg, &args),
         Command::Bench(BenchCommand::Embed(args)) => crate::bench::run_embed_bench(&cfg, &args),
         Command::Bench(BenchCommand::Search(args)) => crate::bench::search::run(&cfg, &args),
+        Command::Bench(BenchCommand::Generate(args)) => crate::bench::generate::run(&cfg, &args),
         Command::Serve(args) => serve::run(cfg, &args),
         Command::Ingest(args) => kb::ingest(&cfg, &args),
         Command::Chunk(args) => chunk::run(&cfg, &args),

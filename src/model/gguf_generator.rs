@@ -216,6 +216,73 @@ impl GgufGenerator {
     }
 }
 
+/// The outcome of [`GgufGenerator::greedy_ids`]: greedy ids and the time of each phase.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GreedyRun {
+    /// The generated ids (the first comes from the prefill's logits).
+    pub ids: Vec<u32>,
+    /// The prefill: one forward pass over the whole prompt, logits read back to the host.
+    pub prefill: Duration,
+    /// The decode steps after the first token, each one forward pass of one token.
+    pub decode: Duration,
+}
+
+impl GgufGenerator {
+    /// Greedy decoding of `n` ids after `prompt` in a fresh sequence, ignoring end-of-turn ids
+    /// and every sampling setting: the raw model, for benchmarks (a fixed amount of work whatever
+    /// the text) and for comparing devices token by token. Ids past the context are not
+    /// generated.
+    pub fn greedy_ids(&self, prompt: &[u32], n: usize) -> Result<GreedyRun, ModelError> {
+        if prompt.is_empty() || prompt.len() >= self.info.context_length {
+            return Err(ModelError::PromptTooLong {
+                tokens: prompt.len(),
+                context: self.info.context_length,
+            });
+        }
+        let n = n.min(self.info.context_length - prompt.len());
+        let mut seq = self.weights.new_sequence();
+        let started = Instant::now();
+        let input = Tensor::new(prompt, &self.device)?.unsqueeze(0)?;
+        let mut next = seq.forward(&input, 0)?.argmax(0)?.to_scalar::<u32>()?;
+        let prefill = started.elapsed();
+        let started = Instant::now();
+        let mut ids = Vec::with_capacity(n);
+        while ids.len() < n {
+            ids.push(next);
+            if ids.len() == n {
+                break;
+            }
+            let input = Tensor::new(&[next], &self.device)?.unsqueeze(0)?;
+            let pos = prompt.len() + ids.len() - 1;
+            next = seq.forward(&input, pos)?.argmax(0)?.to_scalar::<u32>()?;
+        }
+        Ok(GreedyRun {
+            ids,
+            prefill,
+            decode: started.elapsed(),
+        })
+    }
+
+    /// Teacher-forced logits: prefills `prompt` in a fresh sequence, then feeds `ids` one at a
+    /// time (the decode path). Element `i` holds the logits predicting `ids[i]`, so two devices
+    /// can be compared on the same prefix at every step.
+    pub fn forced_logits(&self, prompt: &[u32], ids: &[u32]) -> Result<Vec<Vec<f32>>, ModelError> {
+        let mut seq = self.weights.new_sequence();
+        let input = Tensor::new(prompt, &self.device)?.unsqueeze(0)?;
+        let mut out = vec![seq.forward(&input, 0)?.to_vec1::<f32>()?];
+        for (i, &id) in ids.iter().enumerate().take(ids.len().saturating_sub(1)) {
+            let input = Tensor::new(&[id], &self.device)?.unsqueeze(0)?;
+            out.push(seq.forward(&input, prompt.len() + i)?.to_vec1::<f32>()?);
+        }
+        Ok(out)
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+}
+
 /// The GGUF file, buffered: the metadata is read value by value (a Gemma vocabulary is ~800k
 /// small reads), which unbuffered costs a system call each.
 type GgufReader = std::io::BufReader<fs_err::File>;
