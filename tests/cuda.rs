@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::{DType, Device, Tensor};
-use candle_transformers::models::quantized_gemma3;
+use candle_transformers::models::{quantized_gemma3, quantized_llama};
 use ingest::Embedder;
 use ragd::config::Precision;
 use ragd::model::fast_llama::FastLlama;
@@ -399,42 +399,52 @@ fn ids(ids: &[u32], device: &Device) -> Tensor {
 /// 0.013-0.017; a wrong kernel gives errors of order 1.
 const MAX_RELATIVE_LOGIT_ERROR: f32 = 0.15;
 
+/// Loads the GGUF at `path` on the CPU and on the device under test with `load`, runs
+/// [`compare_steps`] and asserts the worst relative error.
+fn synthetic_check<M>(
+    label: &str,
+    path: &Path,
+    load: impl Fn(gguf_file::Content, &mut std::fs::File, &Device) -> M,
+    forward: impl Fn(&mut M, &Tensor, usize) -> Tensor,
+) -> (M, M) {
+    let gpu_device = cuda();
+    let open_on = |device: &Device| {
+        let (ct, mut f) = open(path);
+        load(ct, &mut f, device)
+    };
+    let (mut cpu, mut gpu) = (open_on(&Device::Cpu), open_on(&gpu_device));
+    let worst = compare_steps(
+        |x, pos| logits(forward(&mut cpu, &ids(x, &Device::Cpu), pos)),
+        |x, pos| logits(forward(&mut gpu, &ids(x, &gpu_device), pos)),
+    );
+    println!("{label}: worst relative logit error {worst:.2e}");
+    assert!(worst <= MAX_RELATIVE_LOGIT_ERROR, "relative error {worst}");
+    (cpu, gpu)
+}
+
 #[test]
 fn synthetic_llama_q4_1_logits_on_cuda_match_the_cpu() {
     let dir = tempfile::tempdir().unwrap();
-    let path = synthetic_llama(dir.path());
-    let load = |device: &Device| {
-        let (ct, mut f) = open(&path);
-        FastLlama::from_gguf(ct, &mut f, device).unwrap()
-    };
-    let (mut cpu, mut gpu) = (load(&Device::Cpu), load(&cuda()));
+    let (cpu, gpu) = synthetic_check(
+        "synthetic llama Q4_1",
+        &synthetic_llama(dir.path()),
+        |ct, f, device| FastLlama::from_gguf(ct, f, device).unwrap(),
+        |m, x, pos| m.forward(x, pos).unwrap(),
+    );
+    // The CPU ran ragd's FastLlama; the GPU candle's model (FastLlama's fallback off the CPU).
     assert!(cpu.is_fast());
     assert_eq!(gpu.is_fast(), cuda().is_cpu());
-    let gpu_device = cuda();
-    let worst = compare_steps(
-        |x, pos| logits(cpu.forward(&ids(x, &Device::Cpu), pos).unwrap()),
-        |x, pos| logits(gpu.forward(&ids(x, &gpu_device), pos).unwrap()),
-    );
-    println!("synthetic llama Q4_1: worst relative logit error {worst:.2e}");
-    assert!(worst <= MAX_RELATIVE_LOGIT_ERROR, "relative error {worst}");
 }
 
 #[test]
 fn synthetic_gemma3_k_quant_logits_on_cuda_match_the_cpu() {
     let dir = tempfile::tempdir().unwrap();
-    let path = synthetic_gemma3(dir.path());
-    let load = |device: &Device| {
-        let (ct, mut f) = open(&path);
-        quantized_gemma3::ModelWeights::from_gguf(ct, &mut f, device).unwrap()
-    };
-    let (mut cpu, mut gpu) = (load(&Device::Cpu), load(&cuda()));
-    let gpu_device = cuda();
-    let worst = compare_steps(
-        |x, pos| logits(cpu.forward(&ids(x, &Device::Cpu), pos).unwrap()),
-        |x, pos| logits(gpu.forward(&ids(x, &gpu_device), pos).unwrap()),
+    synthetic_check(
+        "synthetic gemma3 Q4_K/Q6_K",
+        &synthetic_gemma3(dir.path()),
+        |ct, f, device| quantized_gemma3::ModelWeights::from_gguf(ct, f, device).unwrap(),
+        |m, x, pos| m.forward(x, pos).unwrap(),
     );
-    println!("synthetic gemma3 Q4_K/Q6_K: worst relative logit error {worst:.2e}");
-    assert!(worst <= MAX_RELATIVE_LOGIT_ERROR, "relative error {worst}");
 }
 
 // ---- real models ----------------------------------------------------------------------------
@@ -458,20 +468,18 @@ fn argmax(v: &[f32]) -> usize {
         .0
 }
 
-/// Teacher-forced logits of a raw candle model: `prompt` prefilled, then `ids` fed one by one.
-fn forced<M>(
-    model: &mut M,
-    forward: impl Fn(&mut M, &Tensor, usize) -> candle_core::Result<Tensor>,
+/// Teacher-forced logits of a raw candle model (`forward` its forward pass): `prompt` prefilled,
+/// then `ids` fed one by one.
+fn forced(
+    mut forward: impl FnMut(&Tensor, usize) -> candle_core::Result<Tensor>,
     device: &Device,
     prompt: &[u32],
     ids: &[u32],
 ) -> Vec<Vec<f32>> {
-    let mut out = vec![logits(
-        forward(model, &self::ids(prompt, device), 0).unwrap(),
-    )];
+    let mut out = vec![logits(forward(&self::ids(prompt, device), 0).unwrap())];
     for (i, &id) in ids.iter().enumerate().take(ids.len() - 1) {
         out.push(logits(
-            forward(model, &self::ids(&[id], device), prompt.len() + i).unwrap(),
+            forward(&self::ids(&[id], device), prompt.len() + i).unwrap(),
         ));
     }
     out
@@ -557,27 +565,12 @@ fn real_model_matches_the_cpu(var: &str) {
         let (ct, mut f) = open(&path);
         match arch.as_str() {
             "llama" => {
-                let mut m = candle_transformers::models::quantized_llama::ModelWeights::from_gguf(
-                    ct, &mut f, device,
-                )
-                .unwrap();
-                forced(
-                    &mut m,
-                    |m, x, p| m.forward(x, p),
-                    device,
-                    &prompt,
-                    &reference,
-                )
+                let mut m = quantized_llama::ModelWeights::from_gguf(ct, &mut f, device).unwrap();
+                forced(|x, p| m.forward(x, p), device, &prompt, &reference)
             }
             "gemma3" => {
                 let mut m = quantized_gemma3::ModelWeights::from_gguf(ct, &mut f, device).unwrap();
-                forced(
-                    &mut m,
-                    |m, x, p| m.forward(x, p),
-                    device,
-                    &prompt,
-                    &reference,
-                )
+                forced(|x, p| m.forward(x, p), device, &prompt, &reference)
             }
             other => panic!("no raw comparison for {other}"),
         }

@@ -474,7 +474,7 @@ fn attention(qkv: &Tensor, lens: &[usize], heads: usize) -> candle_core::Result<
     let back = Tensor::from_vec(back, n, device)?;
     let mask = Tensor::from_vec(mask, (batch, 1, 1, longest), device)?.to_dtype(qkv.dtype())?;
     // [N + 1, 3h] (a zero row for padding) -> [B, L, 3, heads, hd] -> [3, B, heads, L, hd]
-    let rows = Tensor::cat(&[qkv, &qkv.zeros_like()?.narrow(0, 0, 1)?], 0)?;
+    let rows = Tensor::cat(&[qkv, &Tensor::zeros((1, width), qkv.dtype(), device)?], 0)?;
     let s = rows
         .index_select(&padded, 0)?
         .reshape((batch, longest, 3, heads, head_dim))?
@@ -601,14 +601,7 @@ mod tests {
             .unwrap();
         let batched = attention(&qkv, &lens, heads).unwrap();
         assert_eq!(batched.dims(), fused.dims());
-        let diff = (batched - &fused)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = max_abs_diff(&batched, &fused);
         assert!(diff < 1e-4, "max difference {diff}");
 
         let x = fused;
@@ -616,15 +609,14 @@ mod tests {
         let weights =
             Tensor::from_vec(layout::mean_weights(&lens), (lens.len(), n), &Device::Cpu).unwrap();
         let matrix_pool = weights.matmul(&x).unwrap();
-        let diff = (loop_pool - matrix_pool)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = max_abs_diff(&loop_pool, &matrix_pool);
         assert!(diff < 1e-5, "max difference {diff}");
+    }
+
+    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .and_then(|d| d.abs()?.max_all()?.to_scalar::<f32>())
+            .unwrap()
     }
 
     #[test]

@@ -233,7 +233,13 @@ impl GgufGenerator {
     /// the text) and for comparing devices token by token. Ids past the context are not
     /// generated.
     pub fn greedy_ids(&self, prompt: &[u32], n: usize) -> Result<GreedyRun, ModelError> {
-        if prompt.is_empty() || prompt.len() >= self.info.context_length {
+        if prompt.is_empty() {
+            return Err(candle_core::Error::Msg(
+                "greedy decoding needs a prompt of at least one id".into(),
+            )
+            .into());
+        }
+        if prompt.len() >= self.info.context_length {
             return Err(ModelError::PromptTooLong {
                 tokens: prompt.len(),
                 context: self.info.context_length,
