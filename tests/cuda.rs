@@ -392,8 +392,8 @@ fn ids(ids: &[u32], device: &Device) -> Tensor {
 }
 
 /// Both sides quantize activations to 8 bits per block before the quantized products (the CPU's
-/// FastLlama and candle's CUDA kernels alike, with f32 and f16 block scales, summing in other
-/// orders), so logits agree to rounding noise, not bit for bit. Random weights give flatter
+/// kernels and candle's CUDA kernels alike, each with its own blocks and summation order), so
+/// logits agree to rounding noise, not bit for bit. Random weights give flatter
 /// logits than trained ones, so the relative error is larger than on a real model: measured on an
 /// H200 over three runs (fresh random weights each), llama Q4_1 0.042-0.066 and gemma3 k-quants
 /// 0.013-0.017; a wrong kernel gives errors of order 1.
@@ -536,10 +536,10 @@ fn assert_steps_agree(
 ///    free-running greedy texts are printed with the step where they part, and the CUDA logits
 ///    are compared along the CPU's own greedy ids.
 ///
-/// Both paths quantize activations to 8 bits per block before each quantized product (candle's
-/// CPU with f32 scales per 32 or 256 values, its CUDA kernels with f16 scales per 32, FastLlama
-/// its own way) and sum in other orders, so logits differ by rounding noise and greedy decoding
-/// can part at a near-tie; bit-identical text across devices is not promised.
+/// Every path quantizes activations to 8 bits per block before each quantized product, each with
+/// its own blocks and summation order (candle's CPU kernels, FastLlama, candle's CUDA MMVQ/MMQ
+/// kernels), so logits differ by rounding noise and greedy decoding can part at a near-tie;
+/// bit-identical text across devices is not promised.
 fn real_model_matches_the_cpu(var: &str) {
     let Some(path) = std::env::var_os(var).map(PathBuf::from) else {
         println!("SKIPPED: set {var} to the GGUF file to compare it on CUDA with the CPU");
