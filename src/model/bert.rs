@@ -467,16 +467,11 @@ fn attention(qkv: &Tensor, lens: &[usize], heads: usize) -> candle_core::Result<
     let batch = lens.len();
     let longest = lens.iter().copied().max().unwrap_or(0);
     let device = qkv.device();
-    let padded = layout::padded_rows(lens, longest, n as u32);
-    let back = layout::packed_rows(lens, longest);
+    let back = Tensor::from_vec(layout::packed_rows(lens, longest), n, device)?;
     let mask = layout::key_mask(lens, longest);
-    let padded = Tensor::from_vec(padded, batch * longest, device)?;
-    let back = Tensor::from_vec(back, n, device)?;
     let mask = Tensor::from_vec(mask, (batch, 1, 1, longest), device)?.to_dtype(qkv.dtype())?;
-    // [N + 1, 3h] (a zero row for padding) -> [B, L, 3, heads, hd] -> [3, B, heads, L, hd]
-    let rows = Tensor::cat(&[qkv, &Tensor::zeros((1, width), qkv.dtype(), device)?], 0)?;
-    let s = rows
-        .index_select(&padded, 0)?
+    // [B * L, 3h] -> [B, L, 3, heads, hd] -> [3, B, heads, L, hd]
+    let s = padded(qkv, lens, longest)?
         .reshape((batch, longest, 3, heads, head_dim))?
         .permute((2, 0, 3, 1, 4))?
         .contiguous()?;
@@ -489,6 +484,16 @@ fn attention(qkv: &Tensor, lens: &[usize], heads: usize) -> candle_core::Result<
         .transpose(1, 2)?
         .reshape((batch * longest, hidden))?
         .index_select(&back, 0)
+}
+
+/// The packed rows `x` (`[N, width]`) in the padded layout: `[lens.len() * longest, width]`,
+/// each sequence's rows then zero rows up to `longest`.
+fn padded(x: &Tensor, lens: &[usize], longest: usize) -> candle_core::Result<Tensor> {
+    let (n, width) = x.dims2()?;
+    let rows = layout::padded_rows(lens, longest, n as u32);
+    let rows = Tensor::from_vec(rows, lens.len() * longest, x.device())?;
+    // Row N, past the input, is the zero row every padded position takes.
+    Tensor::cat(&[x, &Tensor::zeros((1, width), x.dtype(), x.device())?], 0)?.index_select(&rows, 0)
 }
 
 /// Index arithmetic between the packed layout (sequences back to back) and the padded one
@@ -521,30 +526,14 @@ mod layout {
             .flat_map(|&len| (0..longest).map(move |t| if t < len { 0.0 } else { -1e30 }))
             .collect()
     }
-
-    /// `[B, N]` matrix whose product with packed rows averages each sequence's rows.
-    pub fn mean_weights(lens: &[usize]) -> Vec<f32> {
-        let n: usize = lens.iter().sum();
-        let mut out = vec![0f32; lens.len() * n];
-        let mut start = 0;
-        for (b, &len) in lens.iter().enumerate() {
-            let w = 1.0 / len.max(1) as f32;
-            out[b * n + start..b * n + start + len].fill(w);
-            start += len;
-        }
-        out
-    }
 }
 
 /// Mean of the hidden states of each packed sequence: `[N, hidden]` -> `[lens.len(), hidden]`.
-/// On the CPU one row at a time; elsewhere one product with an averaging matrix (one kernel
-/// instead of two per sequence).
+/// On the CPU one row at a time; elsewhere in the padded layout (zero rows add nothing), summed
+/// and divided by each length: a few kernels for the whole batch instead of two per sequence.
 pub fn mean_pool(hidden: &Tensor, lens: &[usize]) -> candle_core::Result<Tensor> {
     if !hidden.device().is_cpu() {
-        let n = hidden.dim(0)?;
-        let weights =
-            Tensor::from_vec(layout::mean_weights(lens), (lens.len(), n), hidden.device())?;
-        return weights.to_dtype(hidden.dtype())?.matmul(hidden);
+        return padded_mean(hidden, lens);
     }
     let mut rows = Vec::with_capacity(lens.len());
     let mut start = 0;
@@ -553,6 +542,19 @@ pub fn mean_pool(hidden: &Tensor, lens: &[usize]) -> candle_core::Result<Tensor>
         start += len;
     }
     Tensor::stack(&rows, 0)
+}
+
+/// [`mean_pool`] off the CPU (any device runs it; the tests run it on the CPU).
+fn padded_mean(hidden: &Tensor, lens: &[usize]) -> candle_core::Result<Tensor> {
+    let longest = lens.iter().copied().max().unwrap_or(0);
+    let width = hidden.dim(1)?;
+    let counts: Vec<f32> = lens.iter().map(|&l| l.max(1) as f32).collect();
+    let counts =
+        Tensor::from_vec(counts, (lens.len(), 1), hidden.device())?.to_dtype(hidden.dtype())?;
+    padded(hidden, lens, longest)?
+        .reshape((lens.len(), longest, width))?
+        .sum(1)?
+        .broadcast_div(&counts)
 }
 
 /// L2-normalises each row.
@@ -606,10 +608,7 @@ mod tests {
 
         let x = fused;
         let loop_pool = mean_pool(&x, &lens).unwrap();
-        let weights =
-            Tensor::from_vec(layout::mean_weights(&lens), (lens.len(), n), &Device::Cpu).unwrap();
-        let matrix_pool = weights.matmul(&x).unwrap();
-        let diff = max_abs_diff(&loop_pool, &matrix_pool);
+        let diff = max_abs_diff(&loop_pool, &padded_mean(&x, &lens).unwrap());
         assert!(diff < 1e-5, "max difference {diff}");
     }
 

@@ -253,14 +253,14 @@ impl GgufGenerator {
         let prefill = started.elapsed();
         let started = Instant::now();
         let mut ids = Vec::with_capacity(n);
-        while ids.len() < n {
+        if n > 0 {
             ids.push(next);
-            if ids.len() == n {
-                break;
-            }
+        }
+        while ids.len() < n {
             let input = Tensor::new(&[next], &self.device)?.unsqueeze(0)?;
             let pos = prompt.len() + ids.len() - 1;
             next = seq.forward(&input, pos)?.argmax(0)?.to_scalar::<u32>()?;
+            ids.push(next);
         }
         Ok(GreedyRun {
             ids,

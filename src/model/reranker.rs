@@ -74,12 +74,14 @@ pub struct CrossEncoderOptions {
 }
 
 impl Default for CrossEncoderOptions {
+    /// The CPU's batch limits ([`super::embedder::BatchLimits::for_device`]).
     fn default() -> Self {
+        let limits = super::embedder::BatchLimits::for_device(&Device::Cpu);
         Self {
             model_id: "cross-encoder".into(),
             max_length: 512,
-            batch_tokens: 2048,
-            max_batch: 64,
+            batch_tokens: limits.tokens,
+            max_batch: limits.inputs,
         }
     }
 }
