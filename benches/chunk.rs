@@ -53,7 +53,7 @@ fn bench_one(
 fn bench_chunk(c: &mut Criterion) {
     let cfg = ragd::Config::load(None).expect("valid configuration");
     let minilm: Arc<dyn Embedder> =
-        Arc::new(ragd::model::load_embedder(&cfg).expect("load embedder"));
+        Arc::new(ragd::wiring::load_embedder(&cfg).expect("load embedder"));
     let counter = minilm_token_counter().expect("MiniLM tokenizer in the models folder");
     let hash: Arc<dyn Embedder> = Arc::new(HashEmbedder::new().with_counter(Arc::new(counter)));
     let build =

@@ -15,7 +15,7 @@ fn bench_embed(c: &mut Criterion) {
     let mut cfg = ragd::Config::default();
     cfg.apply_env(|k| std::env::var(k).ok())
         .expect("valid RAGD_* environment");
-    let embedder = ragd::model::load_embedder(&cfg).expect("load embedder");
+    let embedder = ragd::wiring::load_embedder(&cfg).expect("load embedder");
     let corpus = ragd::bench::default_scifact_dir().join("corpus.jsonl");
     let passages = ragd::bench::read_passages(&corpus, PASSAGES).expect("read SciFact corpus");
     let refs: Vec<&str> = passages.iter().map(String::as_str).collect();
@@ -43,7 +43,7 @@ fn bench_embed(c: &mut Criterion) {
     for precision in [Precision::F32, Precision::Q8] {
         let mut cfg = cfg.clone();
         cfg.embedder.precision = precision;
-        let embedder = ragd::model::load_embedder(&cfg).expect("load embedder");
+        let embedder = ragd::wiring::load_embedder(&cfg).expect("load embedder");
         group.bench_function(format!("{precision:?}").to_lowercase(), |b| {
             b.iter(|| {
                 for q in &queries {

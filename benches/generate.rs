@@ -16,7 +16,7 @@ use candle_core::quantized::gguf_file;
 use candle_core::{Device, Tensor};
 use candle_transformers::models::quantized_llama::ModelWeights;
 use criterion::{criterion_group, criterion_main, Criterion};
-use ragd::model::fast_llama::FastLlama;
+use ragd::model::llm::FastLlama;
 use ragd::model::ModelSource;
 
 const PROMPT_TOKENS: usize = 600;

@@ -124,7 +124,7 @@ pub fn run_embed_bench(cfg: &Config, args: &EmbedBenchArgs) -> anyhow::Result<()
         .clone()
         .unwrap_or_else(|| default_scifact_dir().join("corpus.jsonl"));
     let passages = read_passages(&corpus, args.limit)?;
-    let embedder = crate::model::load_embedder(cfg)?;
+    let embedder = crate::wiring::load_embedder(cfg)?;
     let r = measure_embed(&embedder, &passages, args.batch)?;
     if args.json {
         println!("{}", serde_json::to_string(&r)?);

@@ -20,9 +20,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::model::bert::Precision;
-use crate::model::generation_pool::GenerationPoolConfig;
-use crate::model::generator::GenerationParams;
+pub use crate::model::encoder::Precision;
+use crate::model::llm::GenerationParams;
+use crate::serving::GenerationPoolConfig;
 
 /// Errors reading or validating the configuration.
 #[derive(Debug, thiserror::Error)]

@@ -10,8 +10,8 @@ use ingest::{ChunkError, EmbedError};
 use tonic::Code;
 
 use crate::config::ConfigError;
-use crate::model::worker::WorkerError;
 use crate::model::ModelError;
+use crate::serving::Refused;
 
 /// Anything that can go wrong in the service.
 #[derive(Debug, thiserror::Error)]
@@ -25,9 +25,9 @@ pub enum ServiceError {
     /// The embedding backend failed on an input.
     #[error(transparent)]
     Embed(#[from] EmbedError),
-    /// A model worker is overloaded or stopped.
+    /// Work was refused before it started: overloaded, or its threads stopped.
     #[error(transparent)]
-    Worker(#[from] WorkerError),
+    Refused(#[from] Refused),
     /// The index failed or rejected the request.
     #[error(transparent)]
     Index(#[from] IndexError),
@@ -95,8 +95,8 @@ impl ServiceError {
             Self::MalformedRequest(_) => Code::Internal,
             Self::Io { .. } => Code::Internal,
             Self::Embed(e) => embed_code(e),
-            Self::Worker(WorkerError::Overloaded(_)) => Code::ResourceExhausted,
-            Self::Worker(WorkerError::Stopped(_)) => Code::Unavailable,
+            Self::Refused(Refused::Overloaded(_)) => Code::ResourceExhausted,
+            Self::Refused(Refused::Stopped(_)) => Code::Unavailable,
             Self::Index(e) => index_code(e),
             Self::Chunk(e) => chunk_code(e),
             Self::InvalidArgument(_) => Code::InvalidArgument,
@@ -180,7 +180,7 @@ mod tests {
                 Code::AlreadyExists,
             ),
             (
-                WorkerError::Overloaded("embedder").into(),
+                Refused::Overloaded("server").into(),
                 Code::ResourceExhausted,
             ),
             (

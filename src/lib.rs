@@ -15,7 +15,9 @@ pub mod grpc;
 pub mod jobs;
 pub mod model;
 pub mod rag;
+pub mod serving;
 pub mod state;
+pub mod wiring;
 
 use std::future::Future;
 

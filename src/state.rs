@@ -2,9 +2,10 @@
 //! retriever, the job manager — and the plain operations the gRPC handlers call.
 //!
 //! Everything that embeds, searches or writes runs on tokio's blocking pool through
-//! [`AppState::blocking`], which first takes one of `embedder.queue` permits: past that many
-//! requests in flight a new one is refused at once with [`WorkerError::Overloaded`]
-//! (RESOURCE_EXHAUSTED) instead of queueing without bound (TEI's `Semaphore` in core/infer.rs).
+//! [`AppState::blocking`], behind the [`RequestGate`]'s `embedder.queue` permits: past that many
+//! requests in flight a new one is refused at once with [`Refused::Overloaded`](crate::serving::Refused::Overloaded)
+//! (RESOURCE_EXHAUSTED) instead of queueing without bound. Job look-ups and control
+//! ([`AppState::unmetered`]) take no permit: they read or write one small sled record.
 //! Searches read a [`Searcher`](index::Searcher) snapshot and never wait on writers.
 
 use std::sync::Arc;
@@ -13,17 +14,19 @@ use std::time::Instant;
 use anyhow::Context;
 use index::{Collection, DocumentInfo, Store};
 use ingest::{ChunkingStrategy, Document, Embedder};
-use tokio::sync::Semaphore;
 
 use crate::config::Config;
 use crate::error::{Result, ServiceError};
 use crate::jobs::{open_or_create, IngestSummary, JobManager, Pipeline};
-use crate::model::generation_pool::GenerationPool;
-use crate::model::generator::{GenerationParams, Generator};
-use crate::model::reranker::Reranker;
-use crate::model::worker::WorkerError;
+use crate::model::llm::{GenerationParams, Generator};
+use crate::model::Reranker;
 use crate::rag::answer::{self, Prepared};
 use crate::rag::{AnswerConfig, Hit, RetrieveOptions, Retriever};
+use crate::serving::{GenerationPool, RequestGate};
+use crate::wiring::{self, Models, RerankChoice};
+
+/// The request gate's name in refusals: it admits every embed, search and write.
+const GATE: &str = "server";
 
 /// Chunks embedded together by the streamed-ingestion pipeline.
 const EMBED_BATCH: usize = 64;
@@ -40,7 +43,7 @@ struct Inner {
     store: Arc<Store>,
     embedder: Arc<dyn Embedder>,
     retriever: Retriever,
-    permits: Arc<Semaphore>,
+    gate: RequestGate,
     jobs: Arc<JobManager>,
 }
 
@@ -100,16 +103,9 @@ impl AppState {
     /// Loads the configured embedder (fetching it on first use) and reranker, and opens the
     /// data folder. Startup wiring, hence anyhow.
     pub fn load(config: Config) -> anyhow::Result<Self> {
-        let embedder: Arc<dyn Embedder> =
-            Arc::new(crate::model::load_embedder(&config).context("loading the embedding model")?);
-        let gguf = crate::model::load_generator(&config).context("loading the generator")?;
-        let reranker = match (config.reranker.kind, &config.reranker.model) {
-            (crate::config::RerankerKind::Llm, _) => {
-                Some(crate::model::llm_reranker_on(gguf.clone(), &config)?)
-            }
-            (_, Some(_)) => Some(crate::model::load_reranker(&config, None)?),
-            (_, None) => None,
-        };
+        let models = Models::load(&config, true, &RerankChoice::served(&config))
+            .context("loading the models")?;
+        let gguf = models.generator()?.clone();
         if !gguf.device().is_cpu() && config.generator.concurrency > 1 {
             tracing::warn!(
                 concurrency = config.generator.concurrency,
@@ -120,7 +116,7 @@ impl AppState {
         let generator: Arc<dyn Generator> = gguf;
         let pool = GenerationPool::new(generator, config.generator.pool())
             .context("starting the generation threads")?;
-        Self::with_generator(config, embedder, reranker, Some(pool))
+        Self::with_generator(config, models.embedder, models.reranker, Some(pool))
     }
 
     /// State over already loaded models, without a generator (Ask is then refused).
@@ -146,8 +142,8 @@ impl AppState {
         );
         let jobs = JobManager::open(&config, store.clone(), embedder.clone())?;
         let inner = Inner {
-            permits: Arc::new(Semaphore::new(config.embedder.queue)),
-            retriever: Retriever::new(embedder.clone(), reranker),
+            gate: RequestGate::new(GATE, config.embedder.queue),
+            retriever: wiring::retriever(embedder.clone(), reranker),
             generation,
             config,
             store,
@@ -175,19 +171,25 @@ impl AppState {
         R: Send + 'static,
         F: FnOnce(&AppState) -> Result<R> + Send + 'static,
     {
-        let permit = self
-            .inner
-            .permits
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| WorkerError::Overloaded("embedder"))?;
         let state = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            f(&state)
-        })
-        .await
-        .map_err(|e| ServiceError::Internal(format!("blocking task failed: {e}")))?
+        self.inner
+            .gate
+            .run(move || f(&state))
+            .await?
+            .map_err(|e| ServiceError::Internal(format!("blocking task failed: {e}")))?
+    }
+
+    /// Runs `f` on the blocking pool without taking a permit: for cheap look-ups (job records)
+    /// that must answer even while embedding and search are saturated.
+    pub async fn unmetered<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&AppState) -> Result<R> + Send + 'static,
+    {
+        let state = self.clone();
+        tokio::task::spawn_blocking(move || f(&state))
+            .await
+            .map_err(|e| ServiceError::Internal(format!("blocking task failed: {e}")))?
     }
 
     /// Creates an empty collection for the server's embedder.

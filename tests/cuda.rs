@@ -22,9 +22,9 @@ use candle_core::{DType, Device, Tensor};
 use candle_transformers::models::{quantized_gemma3, quantized_llama};
 use ingest::Embedder;
 use ragd::config::Precision;
-use ragd::model::fast_llama::FastLlama;
-use ragd::model::gguf_generator::GgufGenerator;
-use ragd::model::reranker::{CandleCrossEncoder, CrossEncoderOptions, Reranker};
+use ragd::model::llm::FastLlama;
+use ragd::model::llm::GgufGenerator;
+use ragd::model::rerank::{CandleCrossEncoder, CrossEncoderOptions, Reranker};
 use ragd::Config;
 use serde::Deserialize;
 
@@ -32,7 +32,7 @@ use serde::Deserialize;
 /// CPU, to try this file's own logic on a machine without a GPU).
 fn cuda() -> Device {
     let spec = std::env::var("RAGD_TEST_DEVICE").unwrap_or_else(|_| "cuda:0".into());
-    ragd::model::device::parse_device(&spec).unwrap_or_else(|e| {
+    ragd::model::source::parse_device(&spec).unwrap_or_else(|e| {
         panic!("device {spec} (this test needs an NVIDIA GPU and its driver): {e}")
     })
 }
@@ -91,15 +91,15 @@ fn embedder_on_cuda_matches_the_f32_cpu_path() {
     let refs: Vec<EmbeddingReference> = jsonl(&fixtures().join("minilm/reference.jsonl"));
     let texts: Vec<&str> = refs.iter().map(|r| r.text.as_str()).collect();
     let options = |device: &Device, precision| {
-        let limits = ragd::model::embedder::BatchLimits::for_device(device);
-        ragd::model::embedder::EmbedderOptions {
+        let limits = ragd::model::encoder::BatchLimits::for_device(device);
+        ragd::model::encoder::EmbedderOptions {
             precision,
             batch_tokens: limits.tokens,
             max_batch: limits.inputs,
             ..Default::default()
         }
     };
-    let cpu = ragd::model::embedder::CandleEmbedder::load(
+    let cpu = ragd::model::encoder::CandleEmbedder::load(
         &dir,
         &Device::Cpu,
         options(&Device::Cpu, Precision::F32),
@@ -113,7 +113,7 @@ fn embedder_on_cuda_matches_the_f32_cpu_path() {
         Precision::Auto
     };
     let gpu =
-        ragd::model::embedder::CandleEmbedder::load(&dir, &device, options(&device, precision))
+        ragd::model::encoder::CandleEmbedder::load(&dir, &device, options(&device, precision))
             .expect("embedder on CUDA");
     let on_cpu = cpu.embed(&texts).unwrap();
     let batched = gpu.embed(&texts).unwrap();
@@ -173,8 +173,8 @@ fn cross_encoder_on_cuda_matches_cpu_and_pytorch_logits() {
             CrossEncoderOptions {
                 model_id: "fixture".into(),
                 max_length: 256,
-                batch_tokens: ragd::model::embedder::BatchLimits::for_device(device).tokens,
-                max_batch: ragd::model::embedder::BatchLimits::for_device(device).inputs,
+                batch_tokens: ragd::model::encoder::BatchLimits::for_device(device).tokens,
+                max_batch: ragd::model::encoder::BatchLimits::for_device(device).inputs,
             },
         )
         .expect("load cross-encoder")
@@ -548,8 +548,8 @@ fn real_model_matches_the_cpu(var: &str) {
     let gpu_device = cuda();
     let cpu = GgufGenerator::load(&path, &Device::Cpu, "cpu".into()).expect("load on the CPU");
     let gpu = GgufGenerator::load(&path, &gpu_device, "cuda".into()).expect("load on CUDA");
-    let messages = [ragd::model::generator::Message::new(
-        ragd::model::generator::Role::User,
+    let messages = [ragd::model::llm::Message::new(
+        ragd::model::llm::Role::User,
         "Explain in two sentences what a key-value cache stores in a transformer language model.",
     )];
     let prompt = cpu.prompt_ids(&messages).unwrap();
@@ -557,9 +557,7 @@ fn real_model_matches_the_cpu(var: &str) {
     let decode = |id: usize| cpu.tokenizer().decode(&[id as u32]);
 
     // 1. candle's implementation on both devices.
-    let arch = ragd::model::generator::Generator::info(&cpu)
-        .architecture
-        .clone();
+    let arch = ragd::model::llm::Generator::info(&cpu).architecture.clone();
     let reference = cpu.greedy_ids(&prompt, GREEDY_TOKENS).unwrap().ids;
     let raw = |device: &Device| -> Vec<Vec<f32>> {
         let (ct, mut f) = open(&path);

@@ -9,7 +9,7 @@
 use std::io::Cursor;
 
 use libfuzzer_sys::fuzz_target;
-use ragd::model::gguf_tokenizer::GgufTokenizer;
+use ragd::model::llm::GgufTokenizer;
 
 fuzz_target!(|data: &[u8]| {
     let (text, file) = match data {
@@ -19,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
         }
         _ => return,
     };
-    let Ok(content) = ragd::model::gguf_read::read_content(&mut Cursor::new(file)) else {
+    let Ok(content) = ragd::model::llm::read_content(&mut Cursor::new(file)) else {
         return;
     };
     let Ok(tok) = GgufTokenizer::from_metadata(&content.metadata) else {

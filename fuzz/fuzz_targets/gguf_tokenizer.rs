@@ -17,7 +17,7 @@ use std::collections::{HashMap, HashSet};
 use arbitrary::{Arbitrary, Unstructured};
 use candle_core::quantized::gguf_file::Value;
 use libfuzzer_sys::fuzz_target;
-use ragd::model::gguf_tokenizer::GgufTokenizer;
+use ragd::model::llm::GgufTokenizer;
 
 const NORMAL: i32 = 1;
 const CONTROL: i32 = 3;

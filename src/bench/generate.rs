@@ -21,7 +21,7 @@ use std::time::Instant;
 use clap::Args;
 
 use crate::config::Config;
-use crate::model::gguf_generator::GgufGenerator;
+use crate::model::llm::GgufGenerator;
 
 /// The text the prompt is cut from (repeated as needed): plain expository English.
 const PROMPT_TEXT: &str = "Retrieval-augmented generation answers a question in two steps. \
@@ -114,11 +114,7 @@ pub fn prompt_ids(generator: &GgufGenerator, n: usize) -> anyhow::Result<Vec<u32
 pub fn measure(
     generator: &Arc<GgufGenerator>,
     args: &GenerateBenchArgs,
-) -> anyhow::Result<(
-    Vec<u32>,
-    crate::model::gguf_generator::GreedyRun,
-    Vec<ConcurrentRun>,
-)> {
+) -> anyhow::Result<(Vec<u32>, crate::model::llm::GreedyRun, Vec<ConcurrentRun>)> {
     let prompt = prompt_ids(generator, args.prompt_tokens)?;
     // Warm-up: the whole workload once (a GPU loads its kernels and grows its memory pool).
     generator.greedy_ids(&prompt, args.decode_tokens)?;
@@ -158,10 +154,10 @@ pub fn measure(
 /// `ragd bench generate`.
 pub fn run(cfg: &Config, args: &GenerateBenchArgs) -> anyhow::Result<()> {
     let load = Instant::now();
-    let generator = crate::model::load_generator(cfg)?;
+    let generator = crate::wiring::load_generator(cfg)?;
     let load_s = load.elapsed().as_secs_f64();
     let (prompt, single, concurrent) = measure(&generator, args)?;
-    let info = crate::model::generator::Generator::info(generator.as_ref());
+    let info = crate::model::llm::Generator::info(generator.as_ref());
     let decoded = single.ids.len().saturating_sub(1);
     let r = GenerateBenchResult {
         model: info.model_id.clone(),

@@ -15,11 +15,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Args;
 use index::Store;
-use ingest::Embedder;
 
 use crate::config::Config;
-use crate::rag::{Mode, RetrieveOptions, Retriever};
+use crate::rag::{Mode, RetrieveOptions};
 use crate::state::SearchQuery;
+use crate::wiring::{Models, RerankChoice};
 
 /// `ragd bench search`.
 #[derive(Debug, Args)]
@@ -141,8 +141,7 @@ fn local(
 ) -> anyhow::Result<SearchBenchResult> {
     let store = Store::open(&cfg.data_dir)?;
     let collection = store.collection(&args.collection)?;
-    let embedder: Arc<dyn Embedder> = Arc::new(crate::model::load_embedder(cfg)?);
-    let retriever = Retriever::new(embedder, None);
+    let retriever = Models::load(cfg, false, &RerankChoice::None)?.retriever();
     let opts = options(args);
     // Measure the steady state: the dense index's search copy is made in the background
     // after the collection opens.

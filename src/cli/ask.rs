@@ -7,16 +7,15 @@
 
 use std::io::Write;
 use std::ops::ControlFlow;
-use std::sync::Arc;
 
 use clap::Args;
 use index::Store;
-use ingest::Embedder;
 
 use crate::config::Config;
-use crate::model::generator::Generator;
+use crate::model::llm::Generator;
 use crate::rag::answer::{self, Answer, AnswerConfig};
-use crate::rag::{Mode, Retriever};
+use crate::rag::Mode;
+use crate::wiring::{Models, RerankChoice};
 
 /// `ragd ask`.
 #[derive(Debug, Args)]
@@ -83,23 +82,11 @@ pub fn run(cfg: &Config, args: &AskArgs) -> anyhow::Result<()> {
             args.collection
         )
     })?;
-    let embedder: Arc<dyn Embedder> = Arc::new(crate::model::load_embedder(cfg)?);
-    let generator = crate::model::load_generator(cfg)?;
-    let reranker = if args.rerank || args.reranker.is_some() {
-        let mut cfg = cfg.clone();
-        if let Some(kind) = args.reranker {
-            cfg.reranker.kind = kind;
-        }
-        Some(match cfg.reranker.kind {
-            crate::config::RerankerKind::Llm => {
-                crate::model::llm_reranker_on(generator.clone(), &cfg)?
-            }
-            crate::config::RerankerKind::CrossEncoder => crate::model::load_reranker(&cfg, None)?,
-        })
-    } else {
-        None
-    };
-    let retriever = Retriever::new(embedder, reranker);
+    let rerank =
+        RerankChoice::requested(cfg, args.rerank || args.reranker.is_some(), args.reranker);
+    let models = Models::load(cfg, true, &rerank)?;
+    let generator = models.generator()?.clone();
+    let retriever = models.retriever();
     let searcher = collection.reader().searcher();
     let acfg = args.answer_config(cfg);
     let stream = args.stream && !args.json;

@@ -107,7 +107,7 @@ struct ChunkLine<'a> {
 pub fn run(cfg: &Config, args: &ChunkArgs) -> anyhow::Result<()> {
     let strategy = strategy(args)?;
     let embedder: Arc<dyn Embedder> =
-        Arc::new(crate::model::load_embedder(cfg).context("loading the embedding model")?);
+        Arc::new(crate::wiring::load_embedder(cfg).context("loading the embedding model")?);
     let chunker = strategy
         .build(embedder)
         .with_context(|| format!("invalid --chunker {} settings", args.chunker.name()))?;

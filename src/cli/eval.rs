@@ -1,7 +1,6 @@
 //! `ragd eval beir DIR`.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
@@ -11,7 +10,8 @@ use ingest::{ChunkingStrategy, Embedder};
 use crate::config::Config;
 use crate::eval::beir::{self, EvalConfig};
 use crate::eval::gate;
-use crate::rag::{Mode, RetrieveOptions, Retriever};
+use crate::rag::{Mode, RetrieveOptions};
+use crate::wiring::{Models, RerankChoice};
 
 /// `ragd eval ...`.
 #[derive(Debug, Subcommand)]
@@ -93,7 +93,7 @@ pub struct GateArgs {
 
 /// What a reranking stage uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum RerankChoice {
+pub enum RerankArg {
     /// No second stage.
     None,
     /// The cross-encoder configured as `reranker.model` / `--reranker-path`.
@@ -122,8 +122,8 @@ pub struct BeirArgs {
     #[arg(long, default_value_t = 200)]
     pub candidates: usize,
     /// Second stage.
-    #[arg(long, value_enum, default_value_t = RerankChoice::None)]
-    pub rerank: RerankChoice,
+    #[arg(long, value_enum, default_value_t = RerankArg::None)]
+    pub rerank: RerankArg,
     /// Fused candidates the reranker scores.
     #[arg(long, default_value_t = 50)]
     pub rerank_candidates: usize,
@@ -168,7 +168,7 @@ fn run_vectors(cfg: &Config, args: &VectorsArgs) -> anyhow::Result<()> {
         args.collection
     );
     let queries = beir::read_queries(&args.dir)?;
-    let embedder = crate::model::load_embedder(cfg)?;
+    let embedder = crate::wiring::load_embedder(cfg)?;
     let mut vectors = Vec::with_capacity(queries.len());
     for text in queries.values() {
         let e = embedder.embed(&[text.as_str()])?.into_iter().next();
@@ -189,11 +189,11 @@ fn run_vectors(cfg: &Config, args: &VectorsArgs) -> anyhow::Result<()> {
 
 fn run_answers(cfg: &Config, args: &AnswersArgs) -> anyhow::Result<()> {
     let split = beir::read_split(&args.dir, &args.split)?;
-    let embedder: Arc<dyn Embedder> = Arc::new(crate::model::load_embedder(cfg)?);
-    let generator = crate::model::load_generator(cfg)?;
+    let models = Models::load(cfg, true, &RerankChoice::None)?;
+    let generator = models.generator()?.clone();
     let store = index::Store::open(&cfg.data_dir)?;
     let searcher = store.collection(&args.collection)?.reader().searcher();
-    let retriever = Retriever::new(embedder, None);
+    let retriever = models.retriever();
     let mut acfg = crate::rag::AnswerConfig::default();
     acfg.retrieve.k = args.k;
     acfg.generation = cfg.generator.params();
@@ -242,11 +242,10 @@ fn run_gate(cfg: &Config, args: &GateArgs) -> anyhow::Result<()> {
             .collect(),
         (None, None) => anyhow::bail!("give the answerable questions with --dir or --questions"),
     };
-    let embedder: Arc<dyn Embedder> = Arc::new(crate::model::load_embedder(cfg)?);
+    let retriever = Models::load(cfg, false, &RerankChoice::None)?.retriever();
     let store = index::Store::open(&cfg.data_dir)?;
     let collection = store.collection(&args.collection)?;
     let searcher = collection.reader().searcher();
-    let retriever = Retriever::new(embedder, None);
     let opts = RetrieveOptions {
         k: args.k,
         ..RetrieveOptions::default()
@@ -283,23 +282,14 @@ fn run_gate(cfg: &Config, args: &GateArgs) -> anyhow::Result<()> {
 }
 
 fn run_beir(cfg: &Config, args: &BeirArgs) -> anyhow::Result<()> {
-    let embedder: Arc<dyn Embedder> = Arc::new(crate::model::load_embedder(cfg)?);
-    let reranker = match args.rerank {
-        RerankChoice::None => None,
-        RerankChoice::CrossEncoder => {
-            let mut cfg = cfg.clone();
-            cfg.reranker.kind = crate::config::RerankerKind::CrossEncoder;
-            Some(crate::model::load_reranker(
-                &cfg,
-                args.reranker_path.as_deref(),
-            )?)
-        }
-        RerankChoice::Llm => {
-            let mut cfg = cfg.clone();
-            cfg.reranker.kind = crate::config::RerankerKind::Llm;
-            Some(crate::model::load_reranker(&cfg, None)?)
-        }
+    let rerank = match args.rerank {
+        RerankArg::None => RerankChoice::None,
+        RerankArg::CrossEncoder => RerankChoice::CrossEncoder {
+            path: args.reranker_path.clone(),
+        },
+        RerankArg::Llm => RerankChoice::Llm,
     };
+    let models = Models::load(cfg, false, &rerank)?;
     let name = args
         .dir
         .file_name()
@@ -317,14 +307,13 @@ fn run_beir(cfg: &Config, args: &BeirArgs) -> anyhow::Result<()> {
             mode: args.mode,
             fusion: args.fusion,
             candidates: args.candidates,
-            rerank: reranker.is_some(),
+            rerank: models.reranker.is_some(),
             rerank_candidates: args.rerank_candidates,
             k: args.candidates,
             ..RetrieveOptions::default()
         },
     };
-    let retriever = Retriever::new(embedder.clone(), reranker);
-    let report = beir::run(cfg, &eval, embedder, &retriever)?;
+    let report = beir::run(cfg, &eval, models.embedder.clone(), &models.retriever())?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {

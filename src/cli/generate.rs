@@ -9,7 +9,7 @@ use std::time::Instant;
 use clap::Args;
 
 use crate::config::Config;
-use crate::model::generator::{Generation, Generator, Message, Role};
+use crate::model::llm::{Generation, Generator, Message, Role};
 
 /// `ragd generate`.
 #[derive(Debug, Args)]
@@ -39,7 +39,7 @@ pub struct GenerateArgs {
 /// Runs `ragd generate`.
 pub fn run(cfg: &Config, args: &GenerateArgs) -> anyhow::Result<()> {
     let load = Instant::now();
-    let generator = crate::model::load_generator(cfg)?;
+    let generator = crate::wiring::load_generator(cfg)?;
     let load_time = load.elapsed();
     let mut params = cfg.generator.params();
     params.max_tokens = args.max_tokens.unwrap_or(params.max_tokens);

@@ -15,10 +15,11 @@ use ingest::{ChunkingStrategy, Embedder};
 
 use crate::config::Config;
 use crate::jobs::{open_or_create, Pipeline};
-use crate::model::generator::Generator;
+use crate::model::llm::Generator;
 use crate::rag::answer::{self, AnswerConfig};
-use crate::rag::{Hit, Mode, RetrieveOptions, Retriever};
+use crate::rag::{Hit, Mode, RetrieveOptions};
 use crate::state::SearchQuery;
+use crate::wiring::{Models, RerankChoice};
 
 /// `ragd ingest`.
 #[derive(Debug, Args)]
@@ -106,7 +107,7 @@ struct Kb {
 }
 
 fn open_kb(cfg: &Config, name: &str) -> anyhow::Result<Kb> {
-    let embedder: Arc<dyn Embedder> = Arc::new(crate::model::load_embedder(cfg)?);
+    let embedder: Arc<dyn Embedder> = Arc::new(crate::wiring::load_embedder(cfg)?);
     let store = Store::open(&cfg.data_dir)
         .with_context(|| format!("data folder {}", cfg.data_dir.display()))?;
     let collection = open_or_create(&store, name, embedder.as_ref())?;
@@ -214,17 +215,8 @@ fn search_local(
 ) -> anyhow::Result<Vec<Hit>> {
     let store = Store::open(&cfg.data_dir)?;
     let collection = store.collection(&args.collection)?;
-    let embedder: Arc<dyn Embedder> = Arc::new(crate::model::load_embedder(cfg)?);
-    let reranker = if opts.rerank {
-        let mut cfg = cfg.clone();
-        if let Some(kind) = args.reranker {
-            cfg.reranker.kind = kind;
-        }
-        Some(crate::model::load_reranker(&cfg, None)?)
-    } else {
-        None
-    };
-    let retriever = Retriever::new(embedder, reranker);
+    let rerank = RerankChoice::requested(cfg, opts.rerank, args.reranker);
+    let retriever = Models::load(cfg, false, &rerank)?.retriever();
     Ok(retriever.retrieve(&collection.reader().searcher(), &args.query, opts)?)
 }
 
@@ -310,9 +302,9 @@ pub fn demo(cfg: &Config, args: &DemoArgs) -> anyhow::Result<()> {
         "ingested into collection `demo`: {} added, {} updated, {} unchanged ({} chunks written)\n",
         s.added, s.updated, s.unchanged, s.chunks
     );
-    let retriever = Retriever::new(kb.embedder.clone(), None);
+    let retriever = crate::wiring::retriever(kb.embedder.clone(), None);
     let searcher = kb.collection.reader().searcher();
-    let generator = crate::model::load_generator(cfg)?;
+    let generator = crate::wiring::load_generator(cfg)?;
     let mut acfg = AnswerConfig::default();
     acfg.retrieve.k = 3;
     acfg.generation = cfg.generator.params();

@@ -151,7 +151,7 @@ pub fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
 
 fn embed(cfg: &Config, args: &EmbedArgs) -> anyhow::Result<()> {
     use ingest::Embedder;
-    let embedder = crate::model::load_embedder(cfg)?;
+    let embedder = crate::wiring::load_embedder(cfg)?;
     let texts: Vec<&str> = args.texts.iter().map(String::as_str).collect();
     let out = embedder.embed(&texts).context("embedding failed")?;
     for (text, e) in texts.iter().zip(out) {

@@ -3,8 +3,7 @@
 use clap::{Args, Subcommand};
 
 use crate::config::Config;
-use crate::model::catalog::{self, ModelSpec};
-use crate::model::fetch::{self, FileState};
+use crate::model::source::{self, FileState, ModelSpec};
 
 /// `ragd models ...`.
 #[derive(Debug, Subcommand)]
@@ -46,15 +45,15 @@ pub fn run(cfg: &Config, cmd: ModelsCommand) -> anyhow::Result<()> {
 
 fn selected(args: &FetchArgs) -> anyhow::Result<Vec<&'static ModelSpec>> {
     if args.all {
-        return Ok(catalog::CATALOG.iter().collect());
+        return Ok(source::CATALOG.iter().collect());
     }
     if args.names.is_empty() {
-        return Ok(catalog::CATALOG.iter().filter(|m| m.default).collect());
+        return Ok(source::CATALOG.iter().filter(|m| m.default).collect());
     }
     args.names
         .iter()
         .map(|n| {
-            catalog::find(n).ok_or_else(|| {
+            source::find(n).ok_or_else(|| {
                 anyhow::anyhow!("unknown model `{n}`; `ragd models list` shows the catalogue")
             })
         })
@@ -63,8 +62,8 @@ fn selected(args: &FetchArgs) -> anyhow::Result<Vec<&'static ModelSpec>> {
 
 fn fetch_models(cfg: &Config, args: &FetchArgs) -> anyhow::Result<()> {
     for spec in selected(args)? {
-        let dir = fetch::ensure(&cfg.models_dir, spec)?;
-        let states = fetch::verify(&cfg.models_dir, spec, true);
+        let dir = source::ensure(&cfg.models_dir, spec)?;
+        let states = source::verify(&cfg.models_dir, spec, true);
         if let Some((file, _)) = states.iter().find(|(_, s)| *s != FileState::Verified) {
             anyhow::bail!(
                 "{}/{} does not verify after fetching",
@@ -85,8 +84,8 @@ fn list(cfg: &Config, args: &ListArgs) -> anyhow::Result<()> {
             "name", "role", "size", "state"
         );
     }
-    for spec in catalog::CATALOG {
-        let states = fetch::verify(&cfg.models_dir, spec, args.verify);
+    for spec in source::CATALOG {
+        let states = source::verify(&cfg.models_dir, spec, args.verify);
         let state = summarize(&states);
         if args.json {
             let files: Vec<_> = states
@@ -97,7 +96,7 @@ fn list(cfg: &Config, args: &ListArgs) -> anyhow::Result<()> {
                 "{}",
                 serde_json::json!({"name": spec.name, "role": spec.role, "size": spec.size(),
                     "default": spec.default, "license": spec.license, "state": state,
-                    "path": fetch::model_dir(&cfg.models_dir, spec), "files": files})
+                    "path": source::model_dir(&cfg.models_dir, spec), "files": files})
             );
         } else {
             let mb = format!("{:.1} MB", spec.size() as f64 / 1e6);
@@ -111,7 +110,7 @@ fn list(cfg: &Config, args: &ListArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn summarize(states: &[(catalog::ModelFile, FileState)]) -> &'static str {
+fn summarize(states: &[(source::ModelFile, FileState)]) -> &'static str {
     let all = |want: FileState| states.iter().all(|(_, s)| *s == want);
     if all(FileState::Verified) {
         "verified"

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::beir::Split;
 use crate::error::Result;
-use crate::model::generator::Generator;
+use crate::model::llm::Generator;
 use crate::rag::answer::{self, AnswerConfig};
 use crate::rag::Retriever;
 

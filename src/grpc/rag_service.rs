@@ -18,9 +18,9 @@ use super::pb;
 use super::{deadline, within};
 use crate::error::{Result, ServiceError};
 use crate::jobs::{IngestSummary, JobSpec, JobWatch, Pipeline};
-use crate::model::generation_pool::{GenerationEvent, GenerationStream};
-use crate::model::generator::Generation;
+use crate::model::llm::Generation;
 use crate::rag::answer::{self, Prepared};
+use crate::serving::{GenerationEvent, GenerationStream};
 use crate::state::{AppState, AskQuery, SearchQuery};
 
 type RpcResult<T> = std::result::Result<Response<T>, Status>;
@@ -99,7 +99,7 @@ impl pb::rag_server::Rag for RagService {
         req: Request<pb::StartIngestJobRequest>,
     ) -> RpcResult<pb::IngestJob> {
         let spec = JobSpec::try_from(req.into_inner())?;
-        let job = self.state.blocking(move |s| s.jobs().start(spec)).await?;
+        let job = self.state.unmetered(move |s| s.jobs().start(spec)).await?;
         Ok(Response::new(job.into()))
     }
 
@@ -110,7 +110,7 @@ impl pb::rag_server::Rag for RagService {
     ) -> RpcResult<pb::IngestJob> {
         let pb::GetIngestJobRequest { id } = req.into_inner();
         let id = convert::job_id(id)?;
-        let job = self.state.blocking(move |s| s.jobs().get(&id)).await?;
+        let job = self.state.unmetered(move |s| s.jobs().get(&id)).await?;
         Ok(Response::new(job.into()))
     }
 
@@ -119,7 +119,7 @@ impl pb::rag_server::Rag for RagService {
         &self,
         req: Request<pb::ListIngestJobsRequest>,
     ) -> RpcResult<pb::ListIngestJobsResponse> {
-        let jobs = self.state.blocking(|s| s.jobs().list()).await?;
+        let jobs = self.state.unmetered(|s| s.jobs().list()).await?;
         Ok(Response::new(convert::list_jobs(req.into_inner(), jobs)))
     }
 
@@ -132,7 +132,7 @@ impl pb::rag_server::Rag for RagService {
     ) -> RpcResult<Self::WatchIngestJobStream> {
         let pb::WatchIngestJobRequest { id } = req.into_inner();
         let id = convert::job_id(id)?;
-        let watch = self.state.blocking(move |s| s.jobs().watch(&id)).await?;
+        let watch = self.state.unmetered(move |s| s.jobs().watch(&id)).await?;
         Ok(Response::new(watch_stream(watch)))
     }
 
@@ -143,7 +143,7 @@ impl pb::rag_server::Rag for RagService {
     ) -> RpcResult<pb::IngestJob> {
         let pb::CancelIngestJobRequest { id } = req.into_inner();
         let id = convert::job_id(id)?;
-        let job = self.state.blocking(move |s| s.jobs().cancel(&id)).await?;
+        let job = self.state.unmetered(move |s| s.jobs().cancel(&id)).await?;
         Ok(Response::new(job.into()))
     }
 

@@ -31,7 +31,7 @@ use super::grounding;
 use super::prompt::{self, GroundedPrompt, PromptBudget, NOT_FOUND};
 use super::{Hit, RetrieveOptions, Retriever};
 use crate::error::Result;
-use crate::model::generator::{Generation, GenerationParams, Generator};
+use crate::model::llm::{Generation, GenerationParams, Generator};
 
 /// Settings of grounded answering.
 #[derive(Debug, Clone)]
@@ -353,7 +353,7 @@ fn parse_marker(s: &str) -> Option<(Vec<usize>, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::generator::FinishReason;
+    use crate::model::llm::FinishReason;
     use crate::rag::prompt::tests::hit;
 
     #[test]

@@ -16,7 +16,7 @@
 //! not fit, its text is cut at a char boundary and marked with [`TRUNCATION_MARK`] — a source is
 //! never cut without saying so.
 
-use crate::model::generator::{Generator, Message, Role};
+use crate::model::llm::{Generator, Message, Role};
 use crate::model::ModelError;
 use crate::rag::Hit;
 
@@ -215,7 +215,7 @@ pub(crate) mod tests {
     use index::{ChunkId, ChunkRecord};
 
     use super::*;
-    use crate::model::generator::{Generation, GenerationParams, GeneratorInfo};
+    use crate::model::llm::{Generation, GenerationParams, GeneratorInfo};
     use crate::rag::StageScores;
 
     /// A test double that counts one token per whitespace-separated word plus 4 per message,
@@ -262,7 +262,7 @@ pub(crate) mod tests {
             let _ = on_text(&self.reply);
             Ok(Generation {
                 text: self.reply.clone(),
-                finish: crate::model::generator::FinishReason::Eos,
+                finish: crate::model::llm::FinishReason::Eos,
                 prompt_tokens: self.prompt_tokens(messages)?,
                 completion_tokens: self.reply.split_whitespace().count(),
                 prompt_time: Default::default(),

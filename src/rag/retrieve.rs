@@ -14,7 +14,7 @@ use ingest::Embedder;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, ServiceError};
-use crate::model::reranker::Reranker;
+use crate::model::rerank::Reranker;
 
 /// Which first-stage retrievers run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]

@@ -806,8 +806,8 @@ async fn bad_input_table() {
 /// one fenced source it cannot close, and the prompt's only control tokens are the template's.
 #[test]
 fn injected_document_stays_data() {
-    use ragd::model::generation_pool::{GenerationPool, GenerationPoolConfig};
     use ragd::rag::prompt::SYSTEM_PROMPT;
+    use ragd::serving::{GenerationPool, GenerationPoolConfig};
 
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config();

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use ragd::model::embedder::CandleEmbedder;
+use ragd::model::encoder::CandleEmbedder;
 use ragd::Config;
 
 /// The reference fixtures shipped in the repository (`tests/fixtures`: MiniLM reference vectors,
@@ -25,7 +25,7 @@ pub fn config() -> Config {
 pub fn shared_embedder() -> Arc<CandleEmbedder> {
     static EMBEDDER: OnceLock<Arc<CandleEmbedder>> = OnceLock::new();
     EMBEDDER
-        .get_or_init(|| Arc::new(ragd::model::load_embedder(&config()).expect("load embedder")))
+        .get_or_init(|| Arc::new(ragd::wiring::load_embedder(&config()).expect("load embedder")))
         .clone()
 }
 
@@ -36,9 +36,9 @@ pub fn embedder() -> &'static CandleEmbedder {
 }
 
 /// The default generator (SmolLM2), loaded once per test binary.
-pub fn shared_generator() -> Arc<ragd::model::gguf_generator::GgufGenerator> {
-    static GEN: OnceLock<Arc<ragd::model::gguf_generator::GgufGenerator>> = OnceLock::new();
-    GEN.get_or_init(|| ragd::model::load_generator(&config()).expect("load SmolLM2"))
+pub fn shared_generator() -> Arc<ragd::model::llm::GgufGenerator> {
+    static GEN: OnceLock<Arc<ragd::model::llm::GgufGenerator>> = OnceLock::new();
+    GEN.get_or_init(|| ragd::wiring::load_generator(&config()).expect("load SmolLM2"))
         .clone()
 }
 

@@ -4,7 +4,7 @@ use ingest::Embedder;
 use serde::Deserialize;
 
 use ragd::config::Precision;
-use ragd::model::embedder::CandleEmbedder;
+use ragd::model::encoder::CandleEmbedder;
 
 use crate::common::{config, embedder, fixtures_dir};
 
@@ -12,7 +12,7 @@ use crate::common::{config, embedder, fixtures_dir};
 fn with_precision(precision: Precision) -> CandleEmbedder {
     let mut cfg = config();
     cfg.embedder.precision = precision;
-    ragd::model::load_embedder(&cfg).expect("load embedder")
+    ragd::wiring::load_embedder(&cfg).expect("load embedder")
 }
 
 #[derive(Deserialize)]
@@ -106,7 +106,7 @@ fn eight_bit_paths_stay_close_to_the_reference() {
             worst_bulk >= 0.995,
             "{precision:?}: worst bulk cosine {worst_bulk}"
         );
-        if precision == Precision::Q8 || ragd::model::igemm::available() {
+        if precision == Precision::Q8 || ragd::model::cpu::igemm::available() {
             assert!(
                 worst_bulk < 0.99999,
                 "{precision:?}: the bulk pass was not 8-bit ({worst_bulk})"

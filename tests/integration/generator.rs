@@ -9,15 +9,15 @@ use std::sync::{Arc, OnceLock};
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use proptest::prelude::*;
-use ragd::model::chat_template::ChatTemplate;
-use ragd::model::generation_pool::{GenerationEvent, GenerationPool, GenerationPoolConfig};
-use ragd::model::generator::{
+use ragd::model::llm::ChatTemplate;
+use ragd::model::llm::GgufGenerator;
+use ragd::model::llm::GgufTokenizer;
+use ragd::model::llm::TextStream;
+use ragd::model::llm::{
     FinishReason, Generation, GenerationParams, Generator, GeneratorInfo, Message, Role,
 };
-use ragd::model::gguf_generator::GgufGenerator;
-use ragd::model::gguf_tokenizer::GgufTokenizer;
-use ragd::model::text_stream::TextStream;
 use ragd::model::{ModelError, ModelSource};
+use ragd::serving::{GenerationEvent, GenerationPool, GenerationPoolConfig};
 
 use crate::common::config;
 
@@ -325,9 +325,7 @@ impl Generator for Counting {
     }
 }
 
-async fn collect(
-    mut stream: ragd::model::generation_pool::GenerationStream,
-) -> (String, Generation) {
+async fn collect(mut stream: ragd::serving::GenerationStream) -> (String, Generation) {
     let mut text = String::new();
     while let Some(event) = stream.recv().await {
         match event.unwrap() {

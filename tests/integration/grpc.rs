@@ -13,7 +13,7 @@ use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 use tonic::Code;
 
-use ragd::model::generation_pool::{GenerationPool, GenerationPoolConfig};
+use ragd::serving::{GenerationPool, GenerationPoolConfig};
 
 use crate::common::{config, shared_embedder, shared_generator};
 

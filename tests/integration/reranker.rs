@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use candle_core::{Device, Tensor};
-use ragd::model::reranker::{CandleCrossEncoder, CrossEncoderOptions, Reranker};
+use ragd::model::rerank::{CandleCrossEncoder, CrossEncoderOptions, Reranker};
 use ragd::model::ModelSource;
 use serde::Deserialize;
 
@@ -195,8 +195,8 @@ fn overlong_query_is_truncated_instead_of_failing() {
 mod llm {
     //! The generator as a yes/no relevance judge (`reranker.kind = llm`).
 
-    use ragd::model::llm_reranker::LlmReranker;
-    use ragd::model::reranker::Reranker;
+    use ragd::model::rerank::LlmReranker;
+    use ragd::model::rerank::Reranker;
 
     use crate::common::shared_generator;
 

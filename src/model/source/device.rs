@@ -2,7 +2,7 @@
 
 use candle_core::Device;
 
-use super::ModelError;
+use crate::model::ModelError;
 
 /// Parses a device setting: `cpu`, `cuda` or `cuda:N`.
 pub fn parse_device(spec: &str) -> Result<Device, ModelError> {

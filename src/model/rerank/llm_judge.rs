@@ -16,11 +16,9 @@
 
 use std::sync::Arc;
 
-use super::generator::{Generator, Message, Role};
-use super::gguf_generator::GgufGenerator;
-use super::gguf_tokenizer::GgufTokenizer;
-use super::reranker::{RerankError, Reranker};
-use super::ModelError;
+use super::{RerankError, Reranker};
+use crate::model::llm::{Generator, GgufGenerator, GgufTokenizer, Message, Role};
+use crate::model::ModelError;
 
 /// What the model is told it is doing.
 const SYSTEM: &str =

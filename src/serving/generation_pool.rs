@@ -4,7 +4,7 @@
 //! [`GenerationPool`] owns `concurrency` threads named `ragd-generator-N` that take requests from
 //! one bounded queue (TEI's `BackendThread` plus `Semaphore`, in one structure). A request that
 //! finds every thread busy and the queue full is refused at once with
-//! [`WorkerError::Overloaded`] (`RESOURCE_EXHAUSTED` over gRPC); nothing queues without bound.
+//! [`Refused::Overloaded`] (`RESOURCE_EXHAUSTED` over gRPC); nothing queues without bound.
 //!
 //! Each accepted request returns a [`GenerationStream`]: a tokio channel that yields
 //! [`GenerationEvent::Text`] pieces as they are decoded, then one [`GenerationEvent::Finished`]
@@ -25,11 +25,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::mpsc;
 
-use super::generator::{Generation, GenerationParams, Generator, Message};
-use super::worker::WorkerError;
-use super::ModelError;
+use super::Refused;
+use crate::model::llm::{Generation, GenerationParams, Generator, Message};
+use crate::model::ModelError;
 
-/// Name used in [`WorkerError`]s.
+/// Name used in [`Refused`]s.
 const NAME: &str = "generator";
 
 /// Pieces buffered per stream before the generating thread waits for the reader.
@@ -117,12 +117,12 @@ impl GenerationPool {
         &self.generator
     }
 
-    /// Refuses at once ([`WorkerError::Overloaded`]) while every thread is busy and the queue is
+    /// Refuses at once ([`Refused::Overloaded`]) while every thread is busy and the queue is
     /// full, so a caller can give up before preparing a prompt that [`Self::generate`] would
     /// refuse. A check, not a reservation: `generate` may still refuse.
-    pub fn check_room(&self) -> Result<(), WorkerError> {
+    pub fn check_room(&self) -> Result<(), Refused> {
         if self.load.load(Ordering::SeqCst) >= self.capacity {
-            Err(WorkerError::Overloaded(NAME))
+            Err(Refused::Overloaded(NAME))
         } else {
             Ok(())
         }
@@ -134,7 +134,7 @@ impl GenerationPool {
         &self,
         messages: Vec<Message>,
         params: GenerationParams,
-    ) -> Result<GenerationStream, WorkerError> {
+    ) -> Result<GenerationStream, Refused> {
         let (events, stream) = mpsc::channel(STREAM_BUFFER);
         let request = Request {
             messages,
@@ -143,8 +143,8 @@ impl GenerationPool {
             _slot: Slot::take(&self.load),
         };
         self.tx.try_send(request).map_err(|e| match e {
-            TrySendError::Full(_) => WorkerError::Overloaded(NAME),
-            TrySendError::Disconnected(_) => WorkerError::Stopped(NAME),
+            TrySendError::Full(_) => Refused::Overloaded(NAME),
+            TrySendError::Disconnected(_) => Refused::Stopped(NAME),
         })?;
         Ok(stream)
     }
@@ -194,7 +194,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::model::generator::{FinishReason, GeneratorInfo};
+    use crate::model::llm::{FinishReason, GeneratorInfo};
 
     /// Streams "tok0 tok1 ..." slowly, optionally waiting on a gate first; counts pieces sent.
     struct Ticker {
@@ -306,9 +306,9 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(pool.check_room(), Ok(()));
         let queued = pool.generate(vec![], params(1)).unwrap();
-        assert_eq!(pool.check_room(), Err(WorkerError::Overloaded("generator")));
+        assert_eq!(pool.check_room(), Err(Refused::Overloaded("generator")));
         let refused = pool.generate(vec![], params(1));
-        assert_eq!(refused.err(), Some(WorkerError::Overloaded("generator")));
+        assert_eq!(refused.err(), Some(Refused::Overloaded("generator")));
         open.send(()).unwrap();
         for mut s in [running, queued] {
             let mut last = None;

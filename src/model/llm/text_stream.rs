@@ -9,7 +9,7 @@
 //! Invariant: the concatenation of every piece returned by [`TextStream::push`] and
 //! [`TextStream::finish`] is the decoded text up to (excluding) the first stop string.
 
-use super::gguf_tokenizer::GgufTokenizer;
+use super::gguf::GgufTokenizer;
 
 /// What one token did to the stream.
 #[derive(Debug, Default, PartialEq, Eq)]

@@ -1,4 +1,4 @@
-//! Reranking: the [`Reranker`] trait and its candle cross-encoder, [`CandleCrossEncoder`].
+//! The candle cross-encoder, [`CandleCrossEncoder`].
 //!
 //! A cross-encoder reads the query and one passage together, `[CLS] query [SEP] passage [SEP]`,
 //! with token type 0 on the query part and 1 on the passage part, and maps the `[CLS]` state to a
@@ -23,41 +23,10 @@ use rayon::prelude::*;
 use tokenizers::utils::truncation::TruncationError;
 use tokenizers::{Encoding, Tokenizer, TruncationParams, TruncationStrategy};
 
-use super::bert::{bert_root, BertConfig, BertEncoder, DTYPE};
-use super::{read_json, ModelError};
-
-/// Errors from scoring query–passage pairs.
-#[derive(Debug, thiserror::Error)]
-pub enum RerankError {
-    /// The tokenizer rejected an input (not expected for valid UTF-8 text; our fault).
-    #[error("tokenization failed: {0}")]
-    Tokenize(String),
-    /// The model failed while running (device or shape error; our fault, not the caller's).
-    #[error("reranker model failed: {0}")]
-    Model(String),
-}
-
-impl From<candle_core::Error> for RerankError {
-    fn from(e: candle_core::Error) -> Self {
-        Self::Model(e.to_string())
-    }
-}
-
-/// Scores passages against a query: the second stage of retrieval.
-///
-/// Implementations are synchronous and may be slow (a transformer forward pass per batch); the
-/// service calls them from the model worker thread (`model/worker.rs`), never on the async
-/// runtime. Scores are comparable only within one call's passages for the same query; higher
-/// means more relevant. Implementations must be deterministic for the same inputs, and the
-/// result must not depend on how the passages are batched.
-pub trait Reranker: Send + Sync {
-    /// Returns one score per passage, in the order of `passages`. An empty slice gives an empty
-    /// result.
-    fn rerank(&self, query: &str, passages: &[&str]) -> Result<Vec<f32>, RerankError>;
-
-    /// A stable identifier of the model, for logs and responses.
-    fn model_id(&self) -> &str;
-}
+use super::{RerankError, Reranker};
+use crate::model::encoder::{bert_root, BatchLimits, BertConfig, BertEncoder, DTYPE};
+use crate::model::source::read_json;
+use crate::model::ModelError;
 
 /// Settings of the cross-encoder that are not in the checkpoint.
 #[derive(Debug, Clone)]
@@ -74,9 +43,9 @@ pub struct CrossEncoderOptions {
 }
 
 impl Default for CrossEncoderOptions {
-    /// The CPU's batch limits ([`super::embedder::BatchLimits::for_device`]).
+    /// The CPU's batch limits ([`BatchLimits::for_device`]).
     fn default() -> Self {
-        let limits = super::embedder::BatchLimits::for_device(&Device::Cpu);
+        let limits = BatchLimits::for_device(&Device::Cpu);
         Self {
             model_id: "cross-encoder".into(),
             max_length: 512,

@@ -35,7 +35,7 @@ use tokenizers::{
     DecoderWrapper, NormalizerWrapper, PreTokenizerWrapper, SplitDelimiterBehavior, Tokenizer,
 };
 
-use super::ModelError;
+use crate::model::ModelError;
 
 /// The SentencePiece word-boundary marker.
 const SPIECE_SPACE: char = '\u{2581}';

@@ -40,15 +40,15 @@ use candle_transformers::models::{
 };
 use candle_transformers::utils::apply_repeat_penalty;
 
-use super::chat_template::{ChatTemplate, TemplateTokens};
-use super::fast_llama::FastLlama;
-use super::generator::{
+use super::dequant::widen_quantized_tensors;
+use super::tokenizer::GgufTokenizer;
+use crate::model::llm::chat_template::{ChatTemplate, TemplateTokens};
+use crate::model::llm::fast_llama::FastLlama;
+use crate::model::llm::generator::{
     FinishReason, Generation, GenerationParams, Generator, GeneratorInfo, Message,
 };
-use super::gguf_dequant::widen_quantized_tensors;
-use super::gguf_tokenizer::GgufTokenizer;
-use super::text_stream::TextStream;
-use super::ModelError;
+use crate::model::llm::text_stream::TextStream;
+use crate::model::ModelError;
 
 /// The `general.architecture` values ragd can run.
 pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "qwen2", "qwen3", "gemma3"];
@@ -92,6 +92,7 @@ impl ArchWeights {
                 return Err(ModelError::UnsupportedArchitecture {
                     path: path.to_path_buf(),
                     architecture: other.to_string(),
+                    supported: SUPPORTED_ARCHITECTURES,
                 })
             }
         })
@@ -157,6 +158,7 @@ impl GgufGenerator {
             return Err(ModelError::UnsupportedArchitecture {
                 path: path.to_path_buf(),
                 architecture: arch,
+                supported: SUPPORTED_ARCHITECTURES,
             });
         }
         let tokenizer = GgufTokenizer::from_metadata(md)?;
@@ -300,7 +302,7 @@ fn read_gguf(path: &Path) -> Result<(GgufReader, gguf_file::Content), ModelError
         source,
     })?;
     let mut file = std::io::BufReader::with_capacity(1 << 20, file);
-    let content = super::gguf_read::read_content(&mut file).map_err(|e| ModelError::Invalid {
+    let content = super::read::read_content(&mut file).map_err(|e| ModelError::Invalid {
         path: path.to_path_buf(),
         reason: format!("not a readable GGUF file: {e}"),
     })?;

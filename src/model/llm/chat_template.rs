@@ -17,8 +17,8 @@ use candle_core::quantized::gguf_file::Value;
 use std::collections::HashMap;
 
 use super::generator::{Message, Role};
-use super::gguf_tokenizer::GgufTokenizer;
-use super::ModelError;
+use super::gguf::GgufTokenizer;
+use crate::model::ModelError;
 
 /// A chat template family.
 #[derive(Debug, Clone, PartialEq, Eq)]

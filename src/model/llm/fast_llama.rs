@@ -31,8 +31,8 @@ use candle_core::{Device, Module, Tensor};
 use candle_transformers::models::quantized_llama::ModelWeights;
 use rayon::prelude::*;
 
-use super::kernels::{dispatch, fast_exp, softmax_in_place};
-use super::qkernels::{self, QActs, QKind, QWeight};
+use crate::model::cpu::kernels::{dispatch, fast_exp, softmax_in_place};
+use crate::model::cpu::qkernels::{self, QActs, QKind, QWeight};
 
 /// A quantized llama-architecture language model (see the module docs).
 ///

@@ -17,7 +17,8 @@ use serde::Deserialize;
 use tokenizers::{Tokenizer, TruncationParams, TruncationStrategy};
 
 use super::bert::{bert_root, l2_normalize, mean_pool, BertConfig, BertEncoder, Precision, DTYPE};
-use super::{read_json, ModelError};
+use crate::model::source::read_json;
+use crate::model::ModelError;
 
 /// Settings of the embedder that are not in the checkpoint.
 #[derive(Debug, Clone)]

@@ -16,9 +16,9 @@ use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
 use serde::Deserialize;
 
-use super::igemm::{self, I8Weight};
-use super::kernels::{BiasGelu, PackedAttention};
-use super::qkernels::{self, QActs, QWeight};
+use crate::model::cpu::igemm::{self, I8Weight};
+use crate::model::cpu::kernels::{BiasGelu, PackedAttention};
+use crate::model::cpu::qkernels::{self, QActs, QWeight};
 
 /// The arithmetic of the encoder's dense layers.
 ///

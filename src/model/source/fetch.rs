@@ -17,7 +17,7 @@ use std::process::Command;
 use sha2::{Digest, Sha256};
 
 use super::catalog::{FilePart, ModelFile, ModelSpec};
-use super::ModelError;
+use crate::model::ModelError;
 
 /// State of one cached file, as `ragd models list` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -17,7 +17,7 @@ use candle_core::quantized::gguf_file::{self, Content};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::Device;
 
-use super::ModelError;
+use crate::model::ModelError;
 
 /// Largest f32 model the widening may produce (4 bytes a parameter: SmolLM2-135M's 540 MB fit;
 /// Gemma 3 270M, whose 262k-token embedding alone is 671 MB, keeps its k-quants, which measured

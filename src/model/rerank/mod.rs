@@ -1,0 +1,42 @@
+//! Reranking: the [`Reranker`] trait, the second stage of retrieval, and its two
+//! implementations: a BERT cross-encoder ([`CandleCrossEncoder`]) and the generator used as a
+//! relevance judge ([`LlmReranker`]).
+
+mod cross_encoder;
+mod llm_judge;
+
+pub use cross_encoder::{CandleCrossEncoder, CrossEncoderOptions};
+pub use llm_judge::LlmReranker;
+
+/// Errors from scoring query–passage pairs.
+#[derive(Debug, thiserror::Error)]
+pub enum RerankError {
+    /// The tokenizer rejected an input (not expected for valid UTF-8 text; our fault).
+    #[error("tokenization failed: {0}")]
+    Tokenize(String),
+    /// The model failed while running (device or shape error; our fault, not the caller's).
+    #[error("reranker model failed: {0}")]
+    Model(String),
+}
+
+impl From<candle_core::Error> for RerankError {
+    fn from(e: candle_core::Error) -> Self {
+        Self::Model(e.to_string())
+    }
+}
+
+/// Scores passages against a query: the second stage of retrieval.
+///
+/// Implementations are synchronous and may be slow (a transformer forward pass per batch); the
+/// service calls them from the model worker thread (`model/worker.rs`), never on the async
+/// runtime. Scores are comparable only within one call's passages for the same query; higher
+/// means more relevant. Implementations must be deterministic for the same inputs, and the
+/// result must not depend on how the passages are batched.
+pub trait Reranker: Send + Sync {
+    /// Returns one score per passage, in the order of `passages`. An empty slice gives an empty
+    /// result.
+    fn rerank(&self, query: &str, passages: &[&str]) -> Result<Vec<f32>, RerankError>;
+
+    /// A stable identifier of the model, for logs and responses.
+    fn model_id(&self) -> &str;
+}
