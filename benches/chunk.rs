@@ -24,8 +24,8 @@ const SAMPLE_SIZE: usize = 10;
 
 /// SciFact passages as documents, and their total size in bytes.
 fn documents(limit: usize) -> (Vec<Document>, u64) {
-    let corpus = ragd::bench::default_scifact_dir().join("corpus.jsonl");
-    let passages = ragd::bench::read_passages(&corpus, limit).expect("read SciFact corpus");
+    let corpus = ragd::eval::dataset::default_scifact_dir().join("corpus.jsonl");
+    let passages = ragd::eval::dataset::read_passages(&corpus, limit).expect("read SciFact corpus");
     let docs: Vec<Document> = passages
         .iter()
         .enumerate()

@@ -16,8 +16,9 @@ fn bench_embed(c: &mut Criterion) {
     cfg.apply_env(|k| std::env::var(k).ok())
         .expect("valid RAGD_* environment");
     let embedder = ragd::wiring::load_embedder(&cfg).expect("load embedder");
-    let corpus = ragd::bench::default_scifact_dir().join("corpus.jsonl");
-    let passages = ragd::bench::read_passages(&corpus, PASSAGES).expect("read SciFact corpus");
+    let corpus = ragd::eval::dataset::default_scifact_dir().join("corpus.jsonl");
+    let passages =
+        ragd::eval::dataset::read_passages(&corpus, PASSAGES).expect("read SciFact corpus");
     let refs: Vec<&str> = passages.iter().map(String::as_str).collect();
     let mut group = c.benchmark_group("embed");
     group.sample_size(10);
@@ -34,7 +35,7 @@ fn bench_embed(c: &mut Criterion) {
     // One short query at a time, as a search embeds it: f32 against 8-bit dense layers,
     // measured in the same run (`embedder.precision`).
     let queries = read_queries(
-        &ragd::bench::default_scifact_dir().join("queries.jsonl"),
+        &ragd::eval::dataset::default_scifact_dir().join("queries.jsonl"),
         32,
     );
     let mut group = c.benchmark_group("embed_query");
@@ -57,14 +58,9 @@ fn bench_embed(c: &mut Criterion) {
 
 /// The first `n` query texts of a BEIR queries.jsonl.
 fn read_queries(path: &std::path::Path, n: usize) -> Vec<String> {
-    let text = std::fs::read_to_string(path).expect("read queries.jsonl");
-    text.lines()
-        .take(n)
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).expect("a JSON line");
-            v["text"].as_str().expect("a text field").to_string()
-        })
-        .collect()
+    let mut texts = ragd::eval::dataset::read_query_texts(path).expect("read queries.jsonl");
+    texts.truncate(n);
+    texts
 }
 
 criterion_group!(benches, bench_embed);

@@ -14,56 +14,23 @@
 pub mod generate;
 pub mod search;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::Context;
-use clap::Args;
 use ingest::Embedder;
 
 use crate::config::Config;
+use crate::eval::dataset::{default_scifact_dir, read_passages};
 
-/// `ragd bench embed`.
-#[derive(Debug, Args)]
-pub struct EmbedBenchArgs {
-    /// BEIR corpus.jsonl [default: ../shared/eval/scifact/corpus.jsonl].
-    #[arg(long)]
+/// What `ragd bench embed` measures.
+#[derive(Debug, Clone)]
+pub struct EmbedBench {
+    /// BEIR corpus.jsonl; `None`: SciFact's, from [`default_scifact_dir`].
     pub corpus: Option<PathBuf>,
     /// Number of passages.
-    #[arg(long, default_value_t = 1000)]
     pub limit: usize,
     /// Passages per `embed` call.
-    #[arg(long, default_value_t = 32)]
     pub batch: usize,
-    /// Print one JSON object.
-    #[arg(long)]
-    pub json: bool,
-}
-
-/// Default location of the SciFact corpus, relative to the repository root.
-pub fn default_scifact_dir() -> PathBuf {
-    std::env::var_os("SCIFACT_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/eval/scifact"))
-}
-
-/// Reads up to `limit` passages (`title + " " + text`) from a BEIR corpus.jsonl.
-pub fn read_passages(path: &Path, limit: usize) -> anyhow::Result<Vec<String>> {
-    let text = fs_err::read_to_string(path)?;
-    let mut out = Vec::new();
-    for (i, line) in text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .take(limit)
-        .enumerate()
-    {
-        let v: serde_json::Value = serde_json::from_str(line)
-            .with_context(|| format!("{}:{}: not JSON", path.display(), i + 1))?;
-        let title = v["title"].as_str().unwrap_or("");
-        let body = v["text"].as_str().unwrap_or("");
-        out.push(format!("{title} {body}").trim().to_string());
-    }
-    Ok(out)
 }
 
 /// Result of an embedding throughput run.
@@ -117,22 +84,13 @@ pub fn measure_embed(
     })
 }
 
-/// `ragd bench embed`.
-pub fn run_embed_bench(cfg: &Config, args: &EmbedBenchArgs) -> anyhow::Result<()> {
-    let corpus = args
+/// `ragd bench embed`: loads the configured embedder and measures it.
+pub fn run_embed(cfg: &Config, spec: &EmbedBench) -> anyhow::Result<EmbedBenchResult> {
+    let corpus = spec
         .corpus
         .clone()
         .unwrap_or_else(|| default_scifact_dir().join("corpus.jsonl"));
-    let passages = read_passages(&corpus, args.limit)?;
+    let passages = read_passages(&corpus, spec.limit)?;
     let embedder = crate::wiring::load_embedder(cfg)?;
-    let r = measure_embed(&embedder, &passages, args.batch)?;
-    if args.json {
-        println!("{}", serde_json::to_string(&r)?);
-    } else {
-        println!(
-            "{} passages, {} tokens in {:.2} s: {:.1} passages/s, {:.0} tokens/s (batch {}, {} threads)",
-            r.passages, r.tokens, r.seconds, r.passages_per_s, r.tokens_per_s, r.batch, r.threads
-        );
-    }
-    Ok(())
+    measure_embed(&embedder, &passages, spec.batch)
 }

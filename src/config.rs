@@ -134,7 +134,7 @@ impl Default for ServerConfig {
 }
 
 /// Which model scores the fused candidates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RerankerKind {
     /// A BERT cross-encoder from `reranker.model`.

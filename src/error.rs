@@ -1,13 +1,9 @@
-//! The service's error type, and its one mapping to gRPC status codes.
-//!
-//! Library errors fold in with `#[from]`. [`ServiceError::code`] is the single exhaustive
-//! `match` deciding whose fault an error is: the caller's (INVALID_ARGUMENT, NOT_FOUND,
-//! ALREADY_EXISTS, FAILED_PRECONDITION), overload (RESOURCE_EXHAUSTED), time (DEADLINE_EXCEEDED,
-//! CANCELLED) or ours (INTERNAL). `From<ServiceError> for tonic::Status` uses it.
+//! The service's error type. Library errors fold in with `#[from]`; whose fault each one is
+//! (the caller's, overload, time, or ours) is decided where it meets a transport: the gRPC
+//! status mapping lives in `grpc/status.rs`.
 
 use index::IndexError;
 use ingest::{ChunkError, EmbedError};
-use tonic::Code;
 
 use crate::config::ConfigError;
 use crate::model::ModelError;
@@ -86,112 +82,3 @@ pub enum ServiceError {
 
 /// Result alias for the service.
 pub type Result<T> = std::result::Result<T, ServiceError>;
-
-impl ServiceError {
-    /// The gRPC code for this error: the one place that decides whose fault it is.
-    pub fn code(&self) -> Code {
-        match self {
-            Self::Config(_) | Self::Model(_) | Self::Jobs(_) | Self::Internal(_) => Code::Internal,
-            Self::MalformedRequest(_) => Code::Internal,
-            Self::Io { .. } => Code::Internal,
-            Self::Embed(e) => embed_code(e),
-            Self::Refused(Refused::Overloaded(_)) => Code::ResourceExhausted,
-            Self::Refused(Refused::Stopped(_)) => Code::Unavailable,
-            Self::Index(e) => index_code(e),
-            Self::Chunk(e) => chunk_code(e),
-            Self::InvalidArgument(_) => Code::InvalidArgument,
-            Self::PermissionDenied(_) => Code::PermissionDenied,
-            Self::NotFound { .. } => Code::NotFound,
-            Self::DeadlineExceeded { .. } => Code::DeadlineExceeded,
-            Self::Cancelled(_) => Code::Cancelled,
-            Self::MessageTooLarge(_) => Code::ResourceExhausted,
-            Self::Unimplemented(_) => Code::Unimplemented,
-        }
-    }
-}
-
-fn embed_code(e: &EmbedError) -> Code {
-    match e {
-        EmbedError::Tokenize(_) => Code::InvalidArgument,
-        EmbedError::Model(_) => Code::Internal,
-    }
-}
-
-fn chunk_code(e: &ChunkError) -> Code {
-    match e {
-        ChunkError::ZeroSize { .. }
-        | ChunkError::OverlapTooLarge { .. }
-        | ChunkError::OverModelLimit { .. }
-        | ChunkError::MinAboveMax { .. }
-        | ChunkError::InvalidThreshold { .. } => Code::InvalidArgument,
-        ChunkError::EmbeddingCount { .. } => Code::Internal,
-        ChunkError::Embed(e) => embed_code(e),
-    }
-}
-
-fn index_code(e: &IndexError) -> Code {
-    match e {
-        IndexError::InvalidCollectionName { .. }
-        | IndexError::EmptyDocumentId
-        | IndexError::EmptyQuery
-        | IndexError::ZeroK => Code::InvalidArgument,
-        IndexError::CollectionNotFound { .. } => Code::NotFound,
-        IndexError::CollectionExists { .. } => Code::AlreadyExists,
-        IndexError::CollectionInUse { .. } | IndexError::ManifestMismatch { .. } => {
-            Code::FailedPrecondition
-        }
-        // Vectors and spans come from our own embedder and chunker, never from the caller.
-        IndexError::DimensionMismatch { .. }
-        | IndexError::NonFiniteVector { .. }
-        | IndexError::ZeroVector
-        | IndexError::InvalidSpan { .. }
-        | IndexError::Io { .. }
-        | IndexError::Meta(_)
-        | IndexError::Bm25(_)
-        | IndexError::Dense { .. }
-        | IndexError::Corrupt { .. }
-        | IndexError::NeedsRecovery => Code::Internal,
-    }
-}
-
-impl From<ServiceError> for tonic::Status {
-    fn from(e: ServiceError) -> Self {
-        let code = e.code();
-        if code == Code::Internal && !matches!(e, ServiceError::MalformedRequest(_)) {
-            tracing::error!(error = %e, "internal error");
-        }
-        tonic::Status::new(code, e.to_string())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn caller_errors_are_not_internal() {
-        let cases = [
-            (
-                ServiceError::from(IndexError::CollectionNotFound { name: "x".into() }),
-                Code::NotFound,
-            ),
-            (
-                IndexError::CollectionExists { name: "x".into() }.into(),
-                Code::AlreadyExists,
-            ),
-            (
-                Refused::Overloaded("server").into(),
-                Code::ResourceExhausted,
-            ),
-            (
-                ServiceError::DeadlineExceeded { elapsed_ms: 5 },
-                Code::DeadlineExceeded,
-            ),
-            (ServiceError::Internal("bug".into()), Code::Internal),
-        ];
-        for (e, want) in cases {
-            let status = tonic::Status::from(e);
-            assert_eq!(status.code(), want, "{}", status.message());
-        }
-    }
-}

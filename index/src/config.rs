@@ -277,7 +277,7 @@ impl IndexManifest {
     pub fn store(&self, path: &Path) -> Result<()> {
         let json =
             serde_json::to_vec_pretty(self).map_err(|e| IndexError::corrupt("manifest.json", e))?;
-        crate::dense::write_atomically(path, &json)
+        crate::durable::write_atomically(path, &json)
     }
 }
 

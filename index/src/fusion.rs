@@ -53,6 +53,35 @@ impl Default for Fusion {
     }
 }
 
+impl std::str::FromStr for Fusion {
+    type Err = String;
+
+    /// Parses `rrf`, `rrf:K`, `minmax:ALPHA` or `zscore:ALPHA` (ALPHA weighs the dense list;
+    /// K defaults to 60 and ALPHA to 0.5).
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (name, arg) = s.split_once(':').map_or((s, None), |(a, b)| (a, Some(b)));
+        let num = |default: f32| -> Result<f32, String> {
+            arg.map_or(Ok(default), |a| {
+                a.parse::<f32>().map_err(|e| format!("`{a}`: {e}"))
+            })
+        };
+        match name {
+            "rrf" => Ok(Self::Rrf { k: num(60.0)? }),
+            "minmax" => Ok(Self::Convex {
+                alpha: num(0.5)?,
+                normalization: Normalization::MinMax,
+            }),
+            "zscore" => Ok(Self::Convex {
+                alpha: num(0.5)?,
+                normalization: Normalization::ZScore,
+            }),
+            other => Err(format!(
+                "unknown fusion `{other}`: use rrf[:K], minmax[:ALPHA] or zscore[:ALPHA]"
+            )),
+        }
+    }
+}
+
 /// Deduplicates a ranked list, keeping each id's first (best) occurrence.
 fn dedup<T: Copy + Eq + Hash>(list: &[(T, f32)]) -> Vec<(T, f32)> {
     let mut seen = std::collections::HashSet::new();
@@ -164,6 +193,22 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn fusion_specs_parse() {
+        let parse = |s: &str| s.parse::<Fusion>();
+        assert_eq!(parse("rrf").unwrap(), Fusion::Rrf { k: 60.0 });
+        assert_eq!(parse("rrf:20").unwrap(), Fusion::Rrf { k: 20.0 });
+        assert_eq!(
+            parse("zscore:0.3").unwrap(),
+            Fusion::Convex {
+                alpha: 0.3,
+                normalization: Normalization::ZScore,
+            }
+        );
+        assert!(parse("minmax:x").is_err());
+        assert!(parse("borda").is_err());
+    }
 
     #[test]
     fn rrf_by_hand() {

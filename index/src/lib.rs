@@ -46,6 +46,7 @@ use std::path::PathBuf;
 mod collection;
 pub mod config;
 pub mod dense;
+mod durable;
 pub mod fusion;
 pub mod meta;
 pub mod reader;

@@ -18,8 +18,6 @@
 use std::sync::{Arc, Barrier};
 use std::time::Instant;
 
-use clap::Args;
-
 use crate::config::Config;
 use crate::model::llm::GgufGenerator;
 
@@ -35,21 +33,15 @@ reader can check every claim against its source. The quality of the answer is bo
 retrieval: a passage that is never retrieved cannot be cited, and a model given irrelevant \
 passages may write a fluent answer that no source supports. ";
 
-/// `ragd bench generate`.
-#[derive(Debug, Args)]
-pub struct GenerateBenchArgs {
+/// What `ragd bench generate` measures.
+#[derive(Debug, Clone)]
+pub struct GenerateBench {
     /// Prompt length in tokens.
-    #[arg(long, default_value_t = 600)]
     pub prompt_tokens: usize,
     /// Greedy tokens generated per sequence.
-    #[arg(long, default_value_t = 128)]
     pub decode_tokens: usize,
-    /// Concurrent sequences to measure, comma-separated (e.g. `1,4,16`); empty for none.
-    #[arg(long, value_delimiter = ',', default_value = "1")]
+    /// Concurrent sequences to measure (0s are skipped).
     pub concurrency: Vec<usize>,
-    /// Print one JSON object.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// One concurrency level's result.
@@ -113,7 +105,7 @@ pub fn prompt_ids(generator: &GgufGenerator, n: usize) -> anyhow::Result<Vec<u32
 /// Runs the benchmark on a loaded generator.
 pub fn measure(
     generator: &Arc<GgufGenerator>,
-    args: &GenerateBenchArgs,
+    args: &GenerateBench,
 ) -> anyhow::Result<(Vec<u32>, crate::model::llm::GreedyRun, Vec<ConcurrentRun>)> {
     let prompt = prompt_ids(generator, args.prompt_tokens)?;
     // Warm-up: the whole workload once (a GPU loads its kernels and grows its memory pool).
@@ -152,7 +144,7 @@ pub fn measure(
 }
 
 /// `ragd bench generate`.
-pub fn run(cfg: &Config, args: &GenerateBenchArgs) -> anyhow::Result<()> {
+pub fn run(cfg: &Config, args: &GenerateBench) -> anyhow::Result<GenerateBenchResult> {
     let load = Instant::now();
     let generator = crate::wiring::load_generator(cfg)?;
     let load_s = load.elapsed().as_secs_f64();
@@ -174,29 +166,5 @@ pub fn run(cfg: &Config, args: &GenerateBenchArgs) -> anyhow::Result<()> {
         ids: single.ids,
         concurrent,
     };
-    if args.json {
-        println!("{}", serde_json::to_string(&r)?);
-        return Ok(());
-    }
-    println!(
-        "{} ({}) on {}: prefill {} tokens in {:.3} s ({:.0} tokens/s), decode {} tokens in {:.3} s \
-         ({:.1} tokens/s), load {:.2} s",
-        r.model,
-        r.architecture,
-        r.device,
-        r.prompt_tokens,
-        r.prefill_s,
-        r.prefill_tokens_per_s,
-        r.decode_tokens,
-        r.decode_s,
-        r.decode_tokens_per_s,
-        r.load_s
-    );
-    for c in &r.concurrent {
-        println!(
-            "  {} concurrent sequences: {:.1} tokens/s aggregate ({:.2} s)",
-            c.sequences, c.aggregate_tokens_per_s, c.seconds
-        );
-    }
-    Ok(())
+    Ok(r)
 }

@@ -13,41 +13,32 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use clap::Args;
 use index::Store;
 
 use crate::config::Config;
+use crate::eval::dataset::read_query_texts;
+use crate::eval::metrics::percentile;
 use crate::rag::{Mode, RetrieveOptions};
 use crate::state::SearchQuery;
 use crate::wiring::{Models, RerankChoice};
 
-/// `ragd bench search`.
-#[derive(Debug, Args)]
-pub struct SearchBenchArgs {
+/// What `ragd bench search` measures.
+#[derive(Debug, Clone)]
+pub struct SearchBench {
     /// The collection to search.
-    #[arg(long, default_value = "beir-scifact")]
     pub collection: String,
-    /// BEIR queries.jsonl [default: ../shared/eval/scifact/queries.jsonl].
-    #[arg(long)]
+    /// BEIR queries.jsonl; `None`: SciFact's.
     pub queries: Option<PathBuf>,
     /// Concurrent clients.
-    #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
     /// Timed requests in all.
-    #[arg(long, default_value_t = 2000)]
     pub requests: usize,
     /// First-stage retrieval.
-    #[arg(long, value_enum, default_value_t = Mode::Hybrid)]
     pub mode: Mode,
     /// Results per query.
-    #[arg(long, short, default_value_t = 10)]
     pub k: usize,
     /// Call this server over gRPC instead of searching in-process.
-    #[arg(long)]
     pub server: Option<String>,
-    /// Print one JSON object.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// Latency percentiles and throughput of one run.
@@ -69,42 +60,36 @@ pub struct SearchBenchResult {
     pub requests_per_s: f64,
 }
 
-fn read_queries(args: &SearchBenchArgs) -> anyhow::Result<Vec<String>> {
+fn read_queries(args: &SearchBench) -> anyhow::Result<Vec<String>> {
     let path = args
         .queries
         .clone()
-        .unwrap_or_else(|| super::default_scifact_dir().join("queries.jsonl"));
-    let text = fs_err::read_to_string(&path)?;
-    let queries: Vec<String> = text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter_map(|v| v["text"].as_str().map(str::to_string))
-        .collect();
-    anyhow::ensure!(!queries.is_empty(), "no queries in {}", path.display());
-    Ok(queries)
+        .unwrap_or_else(|| crate::eval::dataset::default_scifact_dir().join("queries.jsonl"));
+    read_query_texts(&path)
 }
 
 fn summarize(
     transport: &'static str,
-    args: &SearchBenchArgs,
+    args: &SearchBench,
     mut lat: Vec<Duration>,
     wall: Duration,
 ) -> SearchBenchResult {
     lat.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    let pct = |p: f64| ms(lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)]);
+    let sorted: Vec<f64> = lat.iter().map(|d| ms(*d)).collect();
+    let pct = |p: f64| percentile(&sorted, p);
     SearchBenchResult {
         transport,
         concurrency: args.concurrency,
         requests: lat.len(),
-        p50_ms: pct(0.50),
-        p99_ms: pct(0.99),
+        p50_ms: pct(50.0),
+        p99_ms: pct(99.0),
         mean_ms: lat.iter().map(|d| ms(*d)).sum::<f64>() / lat.len() as f64,
         requests_per_s: lat.len() as f64 / wall.as_secs_f64(),
     }
 }
 
-fn options(args: &SearchBenchArgs) -> RetrieveOptions {
+fn options(args: &SearchBench) -> RetrieveOptions {
     RetrieveOptions {
         mode: args.mode,
         k: args.k,
@@ -113,7 +98,7 @@ fn options(args: &SearchBenchArgs) -> RetrieveOptions {
 }
 
 /// `ragd bench search`.
-pub fn run(cfg: &Config, args: &SearchBenchArgs) -> anyhow::Result<()> {
+pub fn run(cfg: &Config, args: &SearchBench) -> anyhow::Result<SearchBenchResult> {
     anyhow::ensure!(
         args.concurrency > 0 && args.requests > 0,
         "concurrency and requests must be positive"
@@ -123,20 +108,12 @@ pub fn run(cfg: &Config, args: &SearchBenchArgs) -> anyhow::Result<()> {
         Some(url) => grpc(url, args, queries)?,
         None => local(cfg, args, queries)?,
     };
-    if args.json {
-        println!("{}", serde_json::to_string(&r)?);
-    } else {
-        println!(
-            "{} search, {} clients, {} requests: p50 {:.2} ms, p99 {:.2} ms, mean {:.2} ms, {:.1} req/s",
-            r.transport, r.concurrency, r.requests, r.p50_ms, r.p99_ms, r.mean_ms, r.requests_per_s
-        );
-    }
-    Ok(())
+    Ok(r)
 }
 
 fn local(
     cfg: &Config,
-    args: &SearchBenchArgs,
+    args: &SearchBench,
     queries: Arc<Vec<String>>,
 ) -> anyhow::Result<SearchBenchResult> {
     let store = Store::open(&cfg.data_dir)?;
@@ -183,7 +160,7 @@ fn local(
 
 fn grpc(
     url: &str,
-    args: &SearchBenchArgs,
+    args: &SearchBench,
     queries: Arc<Vec<String>>,
 ) -> anyhow::Result<SearchBenchResult> {
     let requests: Arc<Vec<SearchQuery>> = Arc::new(
@@ -200,7 +177,7 @@ fn grpc(
     runtime.block_on(async {
         let mut clients = Vec::new();
         for i in 0..args.concurrency {
-            let mut c = crate::cli::connect(url).await?;
+            let mut c = crate::grpc::client::connect(url).await?;
             let warm = requests[i % requests.len()].clone();
             c.search(crate::grpc::pb::SearchRequest::from(warm))
                 .await

@@ -11,10 +11,10 @@ use std::ops::ControlFlow;
 use clap::Args;
 use index::Store;
 
+use super::args::{ModeArg, RerankerArg};
 use crate::config::Config;
 use crate::model::llm::Generator;
 use crate::rag::answer::{self, Answer, AnswerConfig};
-use crate::rag::Mode;
 use crate::wiring::{Models, RerankChoice};
 
 /// `ragd ask`.
@@ -35,15 +35,15 @@ pub struct AskArgs {
     #[arg(long, short, default_value_t = 3)]
     pub k: usize,
     /// First-stage retrieval.
-    #[arg(long, value_enum, default_value_t = Mode::Hybrid)]
-    pub mode: Mode,
+    #[arg(long, value_enum, default_value_t = ModeArg::Hybrid)]
+    pub mode: ModeArg,
     /// Rerank the fused candidates with the configured reranker (`reranker.kind`).
     #[arg(long)]
     pub rerank: bool,
     /// Rerank with this reranker (implies --rerank): a `cross-encoder` (`reranker.model`) or the
     /// generator as a relevance judge (`llm`; one prefill per candidate, slow on a CPU).
     #[arg(long, value_enum)]
-    pub reranker: Option<crate::config::RerankerKind>,
+    pub reranker: Option<RerankerArg>,
     /// Most tokens to generate [default: generator.max_tokens].
     #[arg(long)]
     pub max_tokens: Option<usize>,
@@ -59,7 +59,7 @@ impl AskArgs {
     fn answer_config(&self, cfg: &Config) -> AnswerConfig {
         let mut a = AnswerConfig::default();
         a.retrieve.k = self.k;
-        a.retrieve.mode = self.mode;
+        a.retrieve.mode = self.mode.into();
         a.retrieve.rerank = self.rerank || self.reranker.is_some();
         a.min_relevance = self.min_relevance;
         a.generation = cfg.generator.params();
@@ -82,8 +82,11 @@ pub fn run(cfg: &Config, args: &AskArgs) -> anyhow::Result<()> {
             args.collection
         )
     })?;
-    let rerank =
-        RerankChoice::requested(cfg, args.rerank || args.reranker.is_some(), args.reranker);
+    let rerank = RerankChoice::requested(
+        cfg,
+        args.rerank || args.reranker.is_some(),
+        args.reranker.map(Into::into),
+    );
     let models = Models::load(cfg, true, &rerank)?;
     let generator = models.generator()?.clone();
     let retriever = models.retriever();

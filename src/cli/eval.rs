@@ -7,10 +7,12 @@ use clap::{Args, Subcommand};
 use index::fusion::Fusion;
 use ingest::{ChunkingStrategy, Embedder};
 
+use super::args::ModeArg;
 use crate::config::Config;
 use crate::eval::beir::{self, EvalConfig};
+use crate::eval::dataset;
 use crate::eval::gate;
-use crate::rag::{Mode, RetrieveOptions};
+use crate::rag::RetrieveOptions;
 use crate::wiring::{Models, RerankChoice};
 
 /// `ragd eval ...`.
@@ -111,12 +113,12 @@ pub struct BeirArgs {
     #[arg(long, default_value = "test")]
     pub split: String,
     /// First-stage retrieval.
-    #[arg(long, value_enum, default_value_t = Mode::Hybrid)]
-    pub mode: Mode,
+    #[arg(long, value_enum, default_value_t = ModeArg::Hybrid)]
+    pub mode: ModeArg,
     /// Fusion for hybrid mode: rrf[:K], minmax[:ALPHA] or zscore[:ALPHA] (ALPHA weighs dense).
     /// The default, z-score convex combination with alpha 0.5, was chosen on SciFact's train
     /// split (nDCG@10 0.726 vs 0.712 for RRF k = 60); see BENCHMARKS.md.
-    #[arg(long, default_value = "zscore:0.5", value_parser = beir::parse_fusion)]
+    #[arg(long, default_value = "zscore:0.5")]
     pub fusion: Fusion,
     /// Candidates from each retriever.
     #[arg(long, default_value_t = 200)]
@@ -167,7 +169,7 @@ fn run_vectors(cfg: &Config, args: &VectorsArgs) -> anyhow::Result<()> {
         "collection {} has no chunks",
         args.collection
     );
-    let queries = beir::read_queries(&args.dir)?;
+    let queries = dataset::read_queries(&args.dir)?;
     let embedder = crate::wiring::load_embedder(cfg)?;
     let mut vectors = Vec::with_capacity(queries.len());
     for text in queries.values() {
@@ -188,7 +190,7 @@ fn run_vectors(cfg: &Config, args: &VectorsArgs) -> anyhow::Result<()> {
 }
 
 fn run_answers(cfg: &Config, args: &AnswersArgs) -> anyhow::Result<()> {
-    let split = beir::read_split(&args.dir, &args.split)?;
+    let split = dataset::read_split(&args.dir, &args.split)?;
     let models = Models::load(cfg, true, &RerankChoice::None)?;
     let generator = models.generator()?.clone();
     let store = index::Store::open(&cfg.data_dir)?;
@@ -230,7 +232,7 @@ fn run_answers(cfg: &Config, args: &AnswersArgs) -> anyhow::Result<()> {
 
 fn run_gate(cfg: &Config, args: &GateArgs) -> anyhow::Result<()> {
     let answerable: Vec<String> = match (&args.dir, &args.questions) {
-        (Some(dir), _) => beir::read_split(dir, &args.split)?
+        (Some(dir), _) => dataset::read_split(dir, &args.split)?
             .queries
             .into_values()
             .collect(),
@@ -259,7 +261,10 @@ fn run_gate(cfg: &Config, args: &GateArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&report)?);
         return Ok(());
     }
-    let q = |v: &[f32], p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
+    let q = |v: &[f32], p: f64| {
+        let v: Vec<f64> = v.iter().map(|&x| f64::from(x)).collect();
+        crate::eval::metrics::percentile(&v, p * 100.0)
+    };
     for (name, v) in [
         ("answerable", &report.answerable),
         ("off-topic", &report.offtopic),
@@ -304,7 +309,7 @@ fn run_beir(cfg: &Config, args: &BeirArgs) -> anyhow::Result<()> {
         max_queries: args.queries,
         chunking: args.chunker.clone(),
         retrieve: RetrieveOptions {
-            mode: args.mode,
+            mode: args.mode.into(),
             fusion: args.fusion,
             candidates: args.candidates,
             rerank: models.reranker.is_some(),
@@ -313,7 +318,24 @@ fn run_beir(cfg: &Config, args: &BeirArgs) -> anyhow::Result<()> {
             ..RetrieveOptions::default()
         },
     };
-    let report = beir::run(cfg, &eval, models.embedder.clone(), &models.retriever())?;
+    let bar = super::progress_bar(0, "ingesting");
+    let mut progress = |p: beir::Progress<'_>| match p {
+        beir::Progress::Rejected { lines, first } => {
+            bar.suspend(|| eprintln!("warning: {lines} corpus lines rejected, first: {first}"))
+        }
+        beir::Progress::Ingesting { done, total } => {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        }
+        beir::Progress::Ingested => bar.finish_and_clear(),
+    };
+    let report = beir::run(
+        cfg,
+        &eval,
+        models.embedder.clone(),
+        &models.retriever(),
+        &mut progress,
+    )?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {

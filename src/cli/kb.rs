@@ -13,6 +13,7 @@ use index::fusion::Fusion;
 use index::{Collection, Filter, Store};
 use ingest::{ChunkingStrategy, Embedder};
 
+use super::args::{ModeArg, RerankerArg};
 use crate::config::Config;
 use crate::jobs::{open_or_create, Pipeline};
 use crate::model::llm::Generator;
@@ -55,11 +56,11 @@ pub struct SearchArgs {
     #[arg(long, default_value = "default")]
     pub collection: String,
     /// First-stage retrieval.
-    #[arg(long, value_enum, default_value_t = Mode::Hybrid)]
-    pub mode: Mode,
+    #[arg(long, value_enum, default_value_t = ModeArg::Hybrid)]
+    pub mode: ModeArg,
     /// Fusion for hybrid mode: rrf[:K], minmax[:ALPHA] or zscore[:ALPHA] (ALPHA weighs dense;
     /// the default was chosen on SciFact's train split, see BENCHMARKS.md).
-    #[arg(long, default_value = "zscore:0.5", value_parser = crate::eval::beir::parse_fusion)]
+    #[arg(long, default_value = "zscore:0.5")]
     pub fusion: Fusion,
     /// Results to print.
     #[arg(long, short, default_value_t = 5)]
@@ -70,7 +71,7 @@ pub struct SearchArgs {
     /// Rerank with this reranker (implies --rerank; local only, a server uses its own config):
     /// a `cross-encoder` (`reranker.model`) or the generator as a relevance judge (`llm`).
     #[arg(long, value_enum)]
-    pub reranker: Option<crate::config::RerankerKind>,
+    pub reranker: Option<RerankerArg>,
     /// Only chunks whose document metadata has KEY=VALUE (repeatable).
     #[arg(long = "filter", value_parser = parse_filter)]
     pub filters: Vec<(String, String)>,
@@ -143,7 +144,15 @@ fn ingest_paths(
 pub fn ingest(cfg: &Config, args: &IngestArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let s = match &args.server {
-        Some(url) => super::remote::ingest(url, args)?,
+        Some(url) => super::remote::ingest(
+            url,
+            &super::remote::Upload {
+                collection: &args.collection,
+                paths: &args.paths,
+                chunker: &args.chunker,
+                job: args.job,
+            },
+        )?,
         None => ingest_paths(&open_kb(cfg, &args.collection)?, &args.paths, &args.chunker)?,
     };
     let seconds = started.elapsed().as_secs_f64();
@@ -176,7 +185,7 @@ pub fn ingest(cfg: &Config, args: &IngestArgs) -> anyhow::Result<()> {
 /// `ragd search`.
 pub fn search(cfg: &Config, args: &SearchArgs) -> anyhow::Result<()> {
     let opts = RetrieveOptions {
-        mode: args.mode,
+        mode: args.mode.into(),
         fusion: args.fusion,
         k: args.k,
         rerank: args.rerank || args.reranker.is_some(),
@@ -200,7 +209,7 @@ pub fn search(cfg: &Config, args: &SearchArgs) -> anyhow::Result<()> {
         let hits: Vec<_> = hits.iter().map(hit_json).collect();
         println!(
             "{}",
-            serde_json::json!({"query": args.query, "mode": args.mode, "hits": hits})
+            serde_json::json!({"query": args.query, "mode": Mode::from(args.mode), "hits": hits})
         );
     } else {
         print_hits(&hits);
@@ -215,7 +224,7 @@ fn search_local(
 ) -> anyhow::Result<Vec<Hit>> {
     let store = Store::open(&cfg.data_dir)?;
     let collection = store.collection(&args.collection)?;
-    let rerank = RerankChoice::requested(cfg, opts.rerank, args.reranker);
+    let rerank = RerankChoice::requested(cfg, opts.rerank, args.reranker.map(Into::into));
     let retriever = Models::load(cfg, false, &rerank)?.retriever();
     Ok(retriever.retrieve(&collection.reader().searcher(), &args.query, opts)?)
 }

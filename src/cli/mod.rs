@@ -3,7 +3,9 @@
 //! Global options (`--config`, `--data-dir`, `--models-dir`) apply to every command and override
 //! the configuration file and the environment (see [`crate::config`]).
 
+mod args;
 mod ask;
+mod bench;
 mod chunk;
 mod eval;
 mod generate;
@@ -11,7 +13,6 @@ mod kb;
 mod models;
 mod remote;
 
-pub use remote::{connect, connect_with, Client};
 mod serve;
 
 use std::path::PathBuf;
@@ -80,7 +81,7 @@ pub enum Command {
     Generate(generate::GenerateArgs),
     /// Measure throughput (prints one JSON object with --json).
     #[command(subcommand)]
-    Bench(BenchCommand),
+    Bench(bench::BenchCommand),
 }
 
 /// `ragd embed`.
@@ -92,17 +93,6 @@ pub struct EmbedArgs {
     /// Print `{"embedding":[...]}` (one object per line per text).
     #[arg(long)]
     pub json: bool,
-}
-
-/// `ragd bench ...`.
-#[derive(Debug, Subcommand)]
-pub enum BenchCommand {
-    /// Embedding throughput on a BEIR corpus.
-    Embed(crate::bench::EmbedBenchArgs),
-    /// Search latency and requests/s with concurrent clients, in-process or over gRPC.
-    Search(crate::bench::search::SearchBenchArgs),
-    /// Generator prefill/decode tokens/s on the configured device, and concurrent sequences.
-    Generate(crate::bench::generate::GenerateBenchArgs),
 }
 
 fn load_config(global: &GlobalArgs) -> anyhow::Result<Config> {
@@ -124,9 +114,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Models(cmd) => models::run(&cfg, cmd),
         Command::Embed(args) => embed(&cfg, &args),
         Command::Generate(args) => generate::run(&cfg, &args),
-        Command::Bench(BenchCommand::Embed(args)) => crate::bench::run_embed_bench(&cfg, &args),
-        Command::Bench(BenchCommand::Search(args)) => crate::bench::search::run(&cfg, &args),
-        Command::Bench(BenchCommand::Generate(args)) => crate::bench::generate::run(&cfg, &args),
+        Command::Bench(cmd) => bench::run(&cfg, cmd),
         Command::Serve(args) => serve::run(cfg, &args),
         Command::Ingest(args) => kb::ingest(&cfg, &args),
         Command::Chunk(args) => chunk::run(&cfg, &args),

@@ -4,18 +4,13 @@
 //! batches (IngestDocuments); with `--job` the paths are read by the server instead
 //! (StartIngestJob, then WatchIngestJob drives the progress bar).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use anyhow::Context;
-use ingest::{Document, LoadOptions};
+use ingest::{ChunkingStrategy, Document, LoadOptions};
 use tokio_stream::StreamExt;
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
-use super::kb::IngestArgs;
+use crate::grpc::client::{connect, Client};
 use crate::grpc::convert::{self, JobView};
-use crate::grpc::pb::rag_client::RagClient;
-use crate::grpc::security::{self, BearerToken};
 use crate::jobs::{IngestSummary, JobState};
 use crate::rag::Hit;
 
@@ -29,49 +24,6 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-/// A client of the `Rag` service that sends the bearer token, if one is set.
-pub type Client = RagClient<InterceptedService<Channel, BearerToken>>;
-
-/// Connects to `url` (`http://host:port`, or `https://` for TLS; a bare `host:port` gets
-/// `http://`). The bearer token comes from `RAGD_AUTH_TOKEN` or the file named by
-/// `RAGD_AUTH_TOKEN_FILE`; `https` trusts the system roots plus the PEM CA file named by
-/// `RAGD_TLS_CA` (for a self-signed server certificate).
-pub async fn connect(url: &str) -> anyhow::Result<Client> {
-    connect_with(url, |k| std::env::var(k).ok()).await
-}
-
-/// [`connect`] with the environment given.
-pub async fn connect_with(
-    url: &str,
-    env: impl Fn(&str) -> Option<String>,
-) -> anyhow::Result<Client> {
-    let url = if url.contains("://") {
-        url.to_string()
-    } else {
-        format!("http://{url}")
-    };
-    let mut endpoint = Endpoint::from_shared(url.clone())
-        .with_context(|| format!("invalid server address `{url}`"))?;
-    if url.starts_with("https://") {
-        let mut tls = ClientTlsConfig::new().with_native_roots();
-        if let Some(ca) = env(security::TLS_CA_ENV) {
-            let pem =
-                fs_err::read(&ca).with_context(|| format!("reading {}", security::TLS_CA_ENV))?;
-            tls = tls.ca_certificate(Certificate::from_pem(pem));
-        }
-        endpoint = endpoint.tls_config(tls).context("TLS settings")?;
-    }
-    let channel = endpoint
-        .connect()
-        .await
-        .with_context(|| format!("connecting to {url}"))?;
-    let token = security::client_token(&env)?;
-    let bearer = BearerToken::new(token.as_deref())?;
-    Ok(RagClient::with_interceptor(channel, bearer)
-        .max_decoding_message_size(64 << 20)
-        .max_encoding_message_size(64 << 20))
-}
-
 /// `ragd search --server`.
 pub fn search(url: &str, query: crate::state::SearchQuery) -> anyhow::Result<Vec<Hit>> {
     runtime()?.block_on(async {
@@ -81,8 +33,20 @@ pub fn search(url: &str, query: crate::state::SearchQuery) -> anyhow::Result<Vec
     })
 }
 
+/// What `ragd ingest --server` sends.
+pub struct Upload<'a> {
+    /// The collection to ingest into.
+    pub collection: &'a str,
+    /// Files and folders.
+    pub paths: &'a [PathBuf],
+    /// How the server chunks them.
+    pub chunker: &'a ChunkingStrategy,
+    /// Let the server read the paths (a job) instead of streaming them from here.
+    pub job: bool,
+}
+
 /// `ragd ingest --server` (streamed from here) or `--server --job` (read by the server).
-pub fn ingest(url: &str, args: &IngestArgs) -> anyhow::Result<IngestSummary> {
+pub fn ingest(url: &str, args: &Upload<'_>) -> anyhow::Result<IngestSummary> {
     let chunker = serde_json::to_string(&args.chunker)?;
     runtime()?.block_on(async {
         let client = connect(url).await?;
@@ -96,12 +60,12 @@ pub fn ingest(url: &str, args: &IngestArgs) -> anyhow::Result<IngestSummary> {
 
 async fn stream_docs(
     mut client: Client,
-    args: &IngestArgs,
+    args: &Upload<'_>,
     chunker: String,
 ) -> anyhow::Result<IngestSummary> {
-    let docs = load_local(&args.paths);
+    let docs = load_local(args.paths);
     let bar = super::progress_bar(docs.len() as u64, "sending");
-    let (collection, mut first) = (args.collection.clone(), true);
+    let (collection, mut first) = (args.collection.to_string(), true);
     let batches: Vec<Vec<Document>> = docs.chunks(STREAM_BATCH).map(<[_]>::to_vec).collect();
     let progress = bar.clone();
     let requests = tokio_stream::iter(batches).map(move |batch| {
@@ -121,7 +85,7 @@ async fn stream_docs(
 
 async fn run_job(
     mut client: Client,
-    args: &IngestArgs,
+    args: &Upload<'_>,
     chunker: String,
 ) -> anyhow::Result<IngestSummary> {
     let paths = args
@@ -129,7 +93,7 @@ async fn run_job(
         .iter()
         .map(|p| std::path::absolute(p).map(|p| p.display().to_string()))
         .collect::<std::io::Result<Vec<_>>>()?;
-    let request = convert::job_request(args.collection.clone(), paths, chunker);
+    let request = convert::job_request(args.collection.to_string(), paths, chunker);
     let job = JobView::from(client.start_ingest_job(request).await?.into_inner());
     eprintln!("started job {}", job.id);
     let bar = super::progress_bar(0, "ingesting");

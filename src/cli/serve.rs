@@ -54,7 +54,7 @@ pub fn run(mut cfg: Config, args: &ServeArgs) -> anyhow::Result<()> {
         .extend(args.allow_roots.iter().cloned());
     cfg.validate()?;
     let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(crate::serve(cfg, shutdown_signal()))
+    runtime.block_on(crate::grpc::serve(cfg, shutdown_signal()))
 }
 
 /// Resolves on the first SIGINT (Ctrl-C) or SIGTERM.

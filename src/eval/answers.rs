@@ -11,7 +11,7 @@ use std::time::Instant;
 use index::Searcher;
 use serde::Serialize;
 
-use super::beir::Split;
+use super::dataset::Split;
 use crate::error::Result;
 use crate::model::llm::Generator;
 use crate::rag::answer::{self, AnswerConfig};

@@ -89,6 +89,15 @@ pub fn evaluate(run: &Run, qrels: &Qrels) -> Metrics {
     }
 }
 
+/// Percentile (nearest rank) of sorted values.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,5 +145,13 @@ mod tests {
         assert_eq!(m.queries, 2);
         assert!((m.ndcg_at_10 - 0.5).abs() < 1e-12);
         assert!((m.mrr_at_10 - 0.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn percentiles_by_hand() {
+        let v: Vec<f64> = (1..=20).map(f64::from).collect();
+        assert_eq!(percentile(&v, 50.0), 10.0);
+        assert_eq!(percentile(&v, 95.0), 19.0);
+        assert_eq!(percentile(&[], 50.0), 0.0);
     }
 }

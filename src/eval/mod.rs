@@ -4,5 +4,6 @@
 
 pub mod answers;
 pub mod beir;
+pub mod dataset;
 pub mod gate;
 pub mod metrics;

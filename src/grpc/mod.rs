@@ -7,9 +7,11 @@
 //! little before it ([`within`]), answering DEADLINE_EXCEEDED. (tonic's transport also enforces
 //! the header, but answers CANCELLED "Timeout expired" at the deadline itself.)
 
+pub mod client;
 pub mod convert;
 pub mod rag_service;
 pub mod security;
+mod status;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -20,6 +22,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::ServerTlsConfig;
 
+use crate::config::Config;
 use crate::error::{Result, ServiceError};
 use crate::state::AppState;
 
@@ -208,6 +211,40 @@ fn standard_status_codes(
         );
     }
     response
+}
+
+/// Loads the models, binds `config.server.addr` and serves until `shutdown` resolves (see
+/// [`grpc::serve_with`]).
+pub async fn serve(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let addr = config.server.addr.clone();
+    // Checked before the models load, so a refused exposure fails fast.
+    let security = Security::from_config(&config.server, |k| std::env::var(k).ok())?;
+    let planned: std::net::SocketAddr = addr
+        .parse()
+        .with_context(|| format!("server.addr `{addr}`"))?;
+    let exposure = security::exposure_check(
+        planned,
+        security.auth.enabled(),
+        security.tls.is_some(),
+        config.server.allow_unauthenticated,
+    )?;
+    let state = tokio::task::spawn_blocking(move || AppState::load(config)).await??;
+    let listener = TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    if let Some(message) = exposure {
+        eprintln!("ragd: {message}");
+    }
+    let scheme = if security.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    eprintln!("ragd: serving on {scheme}://{}", listener.local_addr()?);
+    serve_with(state, listener, security, shutdown).await
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use std::collections::HashSet;
 use index::config::Bm25Analyzer;
 use unicode_segmentation::UnicodeSegmentation;
 
-use super::answer::check_citations;
+use super::citations::check_citations;
 
 /// Least share of a sentence's content terms that one source must contain.
 pub const MIN_SUPPORT: f32 = 0.6;

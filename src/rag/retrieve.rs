@@ -17,7 +17,7 @@ use crate::error::{Result, ServiceError};
 use crate::model::rerank::Reranker;
 
 /// Which first-stage retrievers run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// BM25 only.

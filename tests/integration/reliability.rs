@@ -1051,12 +1051,10 @@ fn crash_kill9_during_bulk_job_and_compaction() {
 
 // ---- load ----
 
+/// The `p` (0–1) percentile of sorted durations, in ms (ragd's nearest-rank percentile).
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() as f64 * p) as usize).min(sorted.len() - 1);
-    sorted[i].as_secs_f64() * 1e3
+    let ms: Vec<f64> = sorted.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+    ragd::eval::metrics::percentile(&ms, p * 100.0)
 }
 
 fn ask_req(question: &str, max_tokens: u32) -> pb::AskRequest {

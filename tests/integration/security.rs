@@ -66,7 +66,7 @@ async fn token_and_tls_guard_every_rpc_but_health() {
     let ca = pki.cert.display().to_string();
 
     // The CLI's client with the token and the CA: works.
-    let mut good = ragd::cli::connect_with(
+    let mut good = ragd::grpc::client::connect_with(
         &url,
         env_of(vec![(TOKEN_ENV, TOKEN.into()), (TLS_CA_ENV, ca.clone())]),
     )
@@ -91,7 +91,9 @@ async fn token_and_tls_guard_every_rpc_but_health() {
         if let Some(t) = token {
             env.push((TOKEN_ENV, t.to_string()));
         }
-        let mut c = ragd::cli::connect_with(&url, env_of(env)).await.unwrap();
+        let mut c = ragd::grpc::client::connect_with(&url, env_of(env))
+            .await
+            .unwrap();
         let denied = c
             .delete_collection(pb::DeleteCollectionRequest {
                 name: "secure".into(),
@@ -133,7 +135,7 @@ async fn token_and_tls_guard_every_rpc_but_health() {
 
     // Plain text to the TLS port, and TLS without trusting the self-signed certificate: no
     // call gets through.
-    let plain = ragd::cli::connect_with(
+    let plain = ragd::grpc::client::connect_with(
         &format!("http://localhost:{port}"),
         env_of(vec![(TOKEN_ENV, TOKEN.into())]),
     )
@@ -145,7 +147,8 @@ async fn token_and_tls_guard_every_rpc_but_health() {
             .unwrap_err();
         assert_ne!(e.code(), Code::Ok);
     }
-    let untrusted = ragd::cli::connect_with(&url, env_of(vec![(TOKEN_ENV, TOKEN.into())])).await;
+    let untrusted =
+        ragd::grpc::client::connect_with(&url, env_of(vec![(TOKEN_ENV, TOKEN.into())])).await;
     assert!(untrusted.is_err(), "an untrusted certificate must fail");
 
     stop.send(()).unwrap();

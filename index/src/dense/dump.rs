@@ -8,13 +8,13 @@
 //! `.tmp` directories are removed afterwards and on open.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use super::Graph;
 use crate::config::HnswConfig;
+use crate::durable::fsync;
 use crate::types::Seq;
 use crate::{IndexError, Result};
 
@@ -37,25 +37,6 @@ pub struct DumpState {
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> IndexError + '_ {
     move |e| IndexError::io(path, e)
-}
-
-fn fsync(path: &Path) -> Result<()> {
-    fs::File::open(path)
-        .and_then(|f| f.sync_all())
-        .map_err(io_err(path))
-}
-
-/// Writes `bytes` to `path` atomically: temp file, fsync, rename, fsync of the parent.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = fs::File::create(&tmp).map_err(io_err(&tmp))?;
-    f.write_all(bytes).map_err(io_err(&tmp))?;
-    f.sync_all().map_err(io_err(&tmp))?;
-    fs::rename(&tmp, path).map_err(io_err(path))?;
-    if let Some(parent) = path.parent() {
-        fsync(parent)?;
-    }
-    Ok(())
 }
 
 fn dump_dir(root: &Path, seq: Seq) -> PathBuf {

@@ -34,7 +34,7 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
-pub use dump::{remove_stale, write_atomically, DumpState};
+pub use dump::{remove_stale, DumpState};
 pub use flat::FlatGraph;
 pub use freezer::{FreezeWaiter, Freezer};
 pub use graph::{Frozen, Graph};

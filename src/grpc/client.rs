@@ -1,0 +1,52 @@
+//! The client side of the gRPC API: connecting to a ragd server with its TLS and bearer-token
+//! settings. The `--server` commands and `ragd bench search --server` use it.
+
+use anyhow::Context;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+
+use super::pb::rag_client::RagClient;
+use super::security::{self, BearerToken};
+
+/// A client of the `Rag` service that sends the bearer token, if one is set.
+pub type Client = RagClient<InterceptedService<Channel, BearerToken>>;
+
+/// Connects to `url` (`http://host:port`, or `https://` for TLS; a bare `host:port` gets
+/// `http://`). The bearer token comes from `RAGD_AUTH_TOKEN` or the file named by
+/// `RAGD_AUTH_TOKEN_FILE`; `https` trusts the system roots plus the PEM CA file named by
+/// `RAGD_TLS_CA` (for a self-signed server certificate).
+pub async fn connect(url: &str) -> anyhow::Result<Client> {
+    connect_with(url, |k| std::env::var(k).ok()).await
+}
+
+/// [`connect`] with the environment given.
+pub async fn connect_with(
+    url: &str,
+    env: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<Client> {
+    let url = if url.contains("://") {
+        url.to_string()
+    } else {
+        format!("http://{url}")
+    };
+    let mut endpoint = Endpoint::from_shared(url.clone())
+        .with_context(|| format!("invalid server address `{url}`"))?;
+    if url.starts_with("https://") {
+        let mut tls = ClientTlsConfig::new().with_native_roots();
+        if let Some(ca) = env(security::TLS_CA_ENV) {
+            let pem =
+                fs_err::read(&ca).with_context(|| format!("reading {}", security::TLS_CA_ENV))?;
+            tls = tls.ca_certificate(Certificate::from_pem(pem));
+        }
+        endpoint = endpoint.tls_config(tls).context("TLS settings")?;
+    }
+    let channel = endpoint
+        .connect()
+        .await
+        .with_context(|| format!("connecting to {url}"))?;
+    let token = security::client_token(&env)?;
+    let bearer = BearerToken::new(token.as_deref())?;
+    Ok(RagClient::with_interceptor(channel, bearer)
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20))
+}
