@@ -6,6 +6,8 @@
 //! ([`state`]), the gRPC API ([`grpc`]), benchmarks ([`bench`]) and the command line ([`cli`]).
 //! [`serve`] runs the server; tests start it in-process with [`grpc::serve_with`].
 
+#![warn(missing_docs)]
+
 pub mod bench;
 pub mod cli;
 pub mod config;

@@ -379,6 +379,44 @@ fn only_the_front_ends_know_their_transports() {
 }
 
 #[test]
+fn every_unsafe_fn_says_what_its_caller_must_uphold() {
+    // clippy checks that every `unsafe` block has its `// SAFETY:` note
+    // (`undocumented_unsafe_blocks`) and public `unsafe fn`s their `# Safety` section; this
+    // covers the private ones too.
+    let mut bad = Vec::new();
+    for krate in ["src", "index/src", "ingest/src"] {
+        let mut paths = Vec::new();
+        rust_files(&root().join(krate), &mut paths);
+        for path in paths {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let lines: Vec<&str> = text.lines().collect();
+            for (i, line) in lines.iter().enumerate() {
+                let code = line.trim_start();
+                if code.starts_with("//") || !code.contains("unsafe fn ") {
+                    continue;
+                }
+                let above = lines[..i]
+                    .iter()
+                    .rev()
+                    .map(|l| l.trim_start())
+                    .take_while(|l| l.starts_with("//") || l.starts_with("#["));
+                if !above
+                    .into_iter()
+                    .any(|l| l.contains("# Safety") || l.contains("SAFETY:"))
+                {
+                    bad.push(format!("{}:{}: {}", path.display(), i + 1, code));
+                }
+            }
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "unsafe fn without a safety note:\n{}",
+        bad.join("\n")
+    );
+}
+
+#[test]
 fn the_checker_sees_what_it_must() {
     // A path up the layers, a `use` group, `super`, a doc comment and a string that are not
     // code: the checker must flag exactly the real reference.

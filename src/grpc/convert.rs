@@ -825,44 +825,4 @@ impl From<pb::IngestJob> for JobView {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retrieval_defaults_and_bounds() {
-        let o = RetrieveOptions::try_from(pb::RetrievalOptions::default()).unwrap();
-        assert_eq!((o.k, o.candidates, o.mode), (10, 100, Mode::Hybrid));
-        assert_eq!(o.fusion, DEFAULT_FUSION);
-        let big = pb::RetrievalOptions {
-            k: MAX_SEARCH_K + 1,
-            ..Default::default()
-        };
-        assert!(RetrieveOptions::try_from(big).is_err());
-        let bad_alpha = pb::RetrievalOptions {
-            fusion: Some(pb::Fusion {
-                method: Some(pb::fusion::Method::Convex(pb::Convex {
-                    alpha: 1.5,
-                    normalization: 0,
-                })),
-            }),
-            ..Default::default()
-        };
-        assert!(RetrieveOptions::try_from(bad_alpha).is_err());
-    }
-
-    #[test]
-    fn documents_need_id_and_text() {
-        let input = |id: &str, text: &str| pb::DocumentInput {
-            id: id.into(),
-            title: String::new(),
-            text: text.into(),
-            metadata: Default::default(),
-        };
-        assert!(document(input("a", "hello")).is_ok());
-        assert_eq!(
-            document(input("", "x")).unwrap_err().1,
-            "the document id is empty"
-        );
-        assert!(document(input("b", "  \n")).is_err());
-    }
-}
+mod tests;

@@ -228,6 +228,9 @@ mod vnni {
 
     /// [`super::quantize_rows`] for rows of whole blocks (`k = kp`), sixteen values at a time;
     /// the same numbers (max, one division, multiply, round half to even).
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F and AVX-512BW (checked by [`super::available`]).
     #[target_feature(enable = "avx512f,avx512bw")]
     pub(super) unsafe fn quantize_rows(
         x: &[f32],
@@ -268,6 +271,10 @@ mod vnni {
 
     /// All tiles of one row block: `bytes` holds its quantized rows (`kp` each), `scales` their
     /// block scales, `out` its rows of the result.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F, AVX-512BW and AVX-512 VNNI (checked by [`super::available`]);
+    /// the shapes are asserted by [`tile`].
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     pub(super) unsafe fn block(
         w: &I8Weight,
@@ -297,6 +304,10 @@ mod vnni {
     }
 
     /// Rows `r0..r0 + R` against panel `p` (its first `cols` channels are real).
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F, AVX-512BW and AVX-512 VNNI; out-of-range shapes panic (they
+    /// are asserted before any pointer is read).
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     #[allow(clippy::too_many_arguments)]
     unsafe fn tile<const R: usize>(

@@ -149,6 +149,8 @@ unsafe fn attend_one(
         for row in scores.chunks_exact_mut(len) {
             softmax_in_place(row);
         }
+        // SAFETY: by this function's contract `out` covers the sequence's rows; the offset is
+        // the first row's start plus this head's first column, inside that range.
         let dst = unsafe { out.add(start * s.hidden + head * s.head_dim) };
         // out[i][d] = sum_j p[i][j] * v[j][d]
         // SAFETY: as above; dst rows are `hidden` apart, this head's columns only.
