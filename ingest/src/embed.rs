@@ -8,7 +8,7 @@
 //!
 //! Contract for implementors:
 //! - calls are blocking and may take a long time; callers in async code must run them on a
-//!   blocking thread (the service does this in `model/worker.rs`);
+//!   blocking thread (the service uses tokio's blocking pool);
 //! - implementations are `Send + Sync` and may be called from several threads at once;
 //! - [`Embedder::embed`] returns one [`Embedding`] per input, in input order, each L2-normalised
 //!   (unless [`Embedder::normalized`] says otherwise), and reports truncation instead of hiding it.

@@ -4,7 +4,7 @@
 //! **Document text is data.** Three layers keep a source from steering the model:
 //! 1. the generator encodes message content with special tokens disabled, so a chunk that
 //!    contains `<|im_start|>system` is those characters, never a control token
-//!    ([`crate::model::generator`]);
+//!    ([`crate::model::llm`]);
 //! 2. each source is fenced in `<source id="n" title="...">…</source>`; fence markers inside the
 //!    text are defused (`</source>` → `</ source>`), so a source cannot close its fence early and
 //!    continue as free text;

@@ -22,10 +22,10 @@ use crate::model::cpu::qkernels::{self, QActs, QWeight};
 
 /// The arithmetic of the encoder's dense layers.
 ///
-/// Two 8-bit kernels exist. Where the CPU has AVX-512 VNNI, [`super::igemm`] (a blocked int8
+/// Two 8-bit kernels exist. Where the CPU has AVX-512 VNNI, [`igemm`](crate::model::cpu::igemm) (a blocked int8
 /// GEMM, four times the multiply-adds per instruction of f32) takes every pass: 1.8x faster
 /// than f32 in bulk and 2.6x for a single query (BENCHMARKS.md). Elsewhere the generator's
-/// `Q8_0` kernels on AVX2 ([`super::qkernels`]) serve short passes (at most
+/// `Q8_0` kernels on AVX2 ([`qkernels`](crate::model::cpu::qkernels)) serve short passes (at most
 /// [`AUTO_Q8_MAX_TOKENS`] tokens: a search's query, bound by streaming the weights), where they
 /// beat f32, but lose to f32 on many tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -101,7 +101,7 @@ enum Activation {
 /// slower than a contiguous right-hand side (measured on this model's shapes).
 ///
 /// With [`Precision::Q8`] the layer also keeps an 8-bit copy (llama.cpp's `Q8_0`) and, on the
-/// CPU, multiplies with the int8 kernels of [`super::qkernels`] (activations quantized per
+/// CPU, multiplies with the int8 kernels of [`qkernels`](crate::model::cpu::qkernels) (activations quantized per
 /// 32-value block on the fly): a quarter of the weight bytes to stream, and four times the
 /// multiply-adds per instruction of f32.
 struct Dense {

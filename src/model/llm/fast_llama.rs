@@ -6,7 +6,7 @@
 //! and builds each layer from ~15 tensor ops, each allocating; on a 2-core machine that decodes
 //! SmolLM2-135M at ~18 tok/s where llama.cpp does ~80. This model keeps candle for loading (and
 //! for any weight format without a kernel here) and runs the forward pass on plain `f32` buffers:
-//! - the matmuls are [`super::qkernels`] (llama.cpp's scheme: activations quantized to 8 bits
+//! - the matmuls are [`qkernels`](crate::model::cpu::qkernels) (llama.cpp's scheme: activations quantized to 8 bits
 //!   per 32-block, integer dot products in AVX2), with Q, K, V stacked into one weight and gate
 //!   and up into another, so each input is quantized once;
 //! - RMSNorm, rotary embedding, attention over an f16 KV cache, SiLU and the residual adds are

@@ -28,8 +28,7 @@ impl From<candle_core::Error> for RerankError {
 /// Scores passages against a query: the second stage of retrieval.
 ///
 /// Implementations are synchronous and may be slow (a transformer forward pass per batch); the
-/// service calls them from the model worker thread (`model/worker.rs`), never on the async
-/// runtime. Scores are comparable only within one call's passages for the same query; higher
+/// service calls them on tokio's blocking pool, never on the async runtime. Scores are comparable only within one call's passages for the same query; higher
 /// means more relevant. Implementations must be deterministic for the same inputs, and the
 /// result must not depend on how the passages are batched.
 pub trait Reranker: Send + Sync {

@@ -18,7 +18,7 @@
 //!
 //! The `llama` architecture (SmolLM2, the default) runs on [`FastLlama`], ragd's own forward pass
 //! with AVX2 kernels on the quantized weights. For the other architectures, on the CPU, the
-//! quantized weights of small models are widened to f32 at load ([`super::gguf_dequant`]):
+//! quantized weights of small models are widened to f32 at load ([`dequant`](super::dequant)):
 //! several times faster decode and far faster prefill than candle's quantized matmul.
 //!
 //! Adding an architecture (e.g. a faster llama forward) is one variant in [`ArchWeights`] and
