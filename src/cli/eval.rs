@@ -1,5 +1,6 @@
 //! `ragd eval beir DIR`.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
@@ -11,7 +12,7 @@ use super::args::ModeArg;
 use crate::config::Config;
 use crate::eval::beir::{self, EvalConfig};
 use crate::eval::dataset;
-use crate::eval::gate;
+use crate::eval::{gate, qa};
 use crate::rag::RetrieveOptions;
 use crate::wiring::{Models, RerankChoice};
 
@@ -26,10 +27,41 @@ pub enum EvalCommand {
     /// Answer quality: how often grounded answers to a BEIR split's questions cite a judged
     /// relevant document, on an existing collection of its corpus.
     Answers(AnswersArgs),
+    /// Answer correctness against gold answers (SQuAD metrics) on a BEIR folder with an
+    /// answers.jsonl; ingests the corpus into `beir-<name>` first when that is not done.
+    Qa(QaArgs),
     /// Writes a collection's chunk vectors and a BEIR folder's query embeddings for the HNSW
     /// benchmark (`RAGD_BENCH_INPUT=OUT cargo bench -p ragd-index --bench dense_search`, then
     /// `index/benches/peer_hnswlib.py OUT` for hnswlib on the same vectors).
     Vectors(VectorsArgs),
+}
+
+/// `ragd eval qa`.
+#[derive(Debug, Args)]
+pub struct QaArgs {
+    /// The BEIR folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv and answers.jsonl.
+    pub dir: PathBuf,
+    /// The collection of its corpus [default: beir-<folder name>, ingested if missing].
+    #[arg(long)]
+    pub collection: Option<String>,
+    /// The split whose questions are asked.
+    #[arg(long, default_value = "test")]
+    pub split: String,
+    /// Questions asked (the first by query id).
+    #[arg(long, default_value_t = 200)]
+    pub limit: usize,
+    /// Sources offered to the model.
+    #[arg(long, short, default_value_t = 3)]
+    pub k: usize,
+    /// Most tokens per answer.
+    #[arg(long, default_value_t = 96)]
+    pub max_tokens: usize,
+    /// Write one JSON line per question (question, gold, answer, scores) to this file.
+    #[arg(long)]
+    pub rows: Option<PathBuf>,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `ragd eval vectors`.
@@ -152,6 +184,7 @@ pub fn run(cfg: &Config, cmd: EvalCommand) -> anyhow::Result<()> {
         EvalCommand::Beir(args) => run_beir(cfg, &args),
         EvalCommand::Gate(args) => run_gate(cfg, &args),
         EvalCommand::Answers(args) => run_answers(cfg, &args),
+        EvalCommand::Qa(args) => run_qa(cfg, &args),
         EvalCommand::Vectors(args) => run_vectors(cfg, &args),
     }
 }
@@ -228,6 +261,111 @@ fn run_answers(cfg: &Config, args: &AnswersArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+fn run_qa(cfg: &Config, args: &QaArgs) -> anyhow::Result<()> {
+    let set = qa::QaSet {
+        split: dataset::read_split(&args.dir, &args.split)?,
+        answers: dataset::read_answers(&args.dir)?,
+    };
+    let models = Models::load(cfg, true, &RerankChoice::None)?;
+    let generator = models.generator()?.clone();
+    let name = args.collection.clone().unwrap_or_else(|| {
+        let folder = args
+            .dir
+            .file_name()
+            .map_or("beir".into(), |n| n.to_string_lossy().to_lowercase());
+        format!("beir-{folder}")
+    });
+    let bar = super::progress_bar(0, "ingesting");
+    let (collection, _, _) = beir::ingest_corpus(
+        cfg,
+        &args.dir,
+        &name,
+        &ChunkingStrategy::default(),
+        models.embedder.clone(),
+        &mut |p| ingest_progress(&bar, p),
+    )?;
+    collection.settle();
+    let searcher = collection.reader().searcher();
+    let retriever = models.retriever();
+    let mut acfg = crate::rag::AnswerConfig::default();
+    acfg.retrieve.k = args.k;
+    acfg.generation = cfg.generator.params();
+    acfg.generation.max_tokens = args.max_tokens;
+    let mut rows = match &args.rows {
+        Some(path) => Some(std::io::BufWriter::new(
+            fs_err::File::create(path).with_context(|| format!("--rows {}", path.display()))?,
+        )),
+        None => None,
+    };
+    let bar = super::progress_bar(args.limit.min(set.answers.len()) as u64, "answering");
+    let mut write_error = None;
+    let r = qa::run(
+        &retriever,
+        &searcher,
+        generator.as_ref(),
+        &set,
+        &acfg,
+        args.limit,
+        &mut |row| {
+            bar.inc(1);
+            if let Some(out) = rows.as_mut() {
+                let line = serde_json::to_string(row).map_err(std::io::Error::from);
+                if let Err(e) = line.and_then(|l| writeln!(out, "{l}")) {
+                    write_error.get_or_insert(e);
+                }
+            }
+        },
+    )?;
+    bar.finish_and_clear();
+    if let Some(e) = write_error {
+        anyhow::bail!("writing --rows: {e}");
+    }
+    if let Some(mut out) = rows {
+        out.flush().context("writing --rows")?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&r)?);
+        return Ok(());
+    }
+    println!(
+        "{} questions: exact match {:.1}%, F1 {:.1}%, answer contains a gold answer {:.1}% \
+         (gold in a cited chunk {:.1}%, in the sources {:.1}%)",
+        r.questions,
+        r.exact_match * 100.0,
+        r.f1 * 100.0,
+        r.contains_gold * 100.0,
+        r.gold_in_cited * 100.0,
+        r.gold_in_sources * 100.0
+    );
+    println!(
+        "citation precision {:.1}% (cites {:.1}%), not found {:.1}%, extractive {:.1}%; \
+         {:.2} / {:.2} s per answer (p50 / p95), first token {:.0} / {:.0} ms",
+        r.citation_precision * 100.0,
+        r.cites_any * 100.0,
+        r.not_found * 100.0,
+        r.extractive * 100.0,
+        r.seconds_p50,
+        r.seconds_p95,
+        r.time_to_first_token_ms_p50,
+        r.time_to_first_token_ms_p95
+    );
+    Ok(())
+}
+
+/// Drives a progress bar from an ingestion's [`beir::Progress`].
+fn ingest_progress(bar: &indicatif::ProgressBar, p: beir::Progress<'_>) {
+    match p {
+        beir::Progress::Rejected { lines, first } => {
+            bar.suspend(|| eprintln!("warning: {lines} corpus lines rejected, first: {first}"));
+        }
+        beir::Progress::Ingesting { done, total } => {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        }
+        beir::Progress::Ingested => bar.finish_and_clear(),
+    }
 }
 
 fn run_gate(cfg: &Config, args: &GateArgs) -> anyhow::Result<()> {
@@ -319,16 +457,7 @@ fn run_beir(cfg: &Config, args: &BeirArgs) -> anyhow::Result<()> {
         },
     };
     let bar = super::progress_bar(0, "ingesting");
-    let mut progress = |p: beir::Progress<'_>| match p {
-        beir::Progress::Rejected { lines, first } => {
-            bar.suspend(|| eprintln!("warning: {lines} corpus lines rejected, first: {first}"))
-        }
-        beir::Progress::Ingesting { done, total } => {
-            bar.set_length(total as u64);
-            bar.set_position(done as u64);
-        }
-        beir::Progress::Ingested => bar.finish_and_clear(),
-    };
+    let mut progress = |p: beir::Progress<'_>| ingest_progress(&bar, p);
     let report = beir::run(
         cfg,
         &eval,

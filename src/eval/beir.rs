@@ -5,17 +5,17 @@
 //! `DIR/qrels/<split>.tsv` (`query-id  corpus-id  score`, with a header). Documents are ranked by
 //! their best chunk (max aggregation), so chunking never double-counts a document.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
 use index::fusion::Fusion;
-use index::Store;
+use index::{Collection, Store};
 use ingest::{ChunkingStrategy, Embedder};
 
 use super::dataset::read_split;
 use super::metrics::{evaluate, percentile, Metrics, Run};
-use crate::jobs::Pipeline;
+use crate::jobs::{IngestSummary, Pipeline};
 use crate::rag::{Mode, RetrieveOptions, Retriever};
 
 /// What [`run`] reports as it goes (it prints nothing itself).
@@ -82,17 +82,20 @@ pub struct EvalReport {
     pub latency_ms_p95: f64,
 }
 
-/// Ingests (or reuses) the corpus, runs the split's queries and scores them.
-pub fn run(
+/// Ingests `dir/corpus.jsonl` into the collection `name` (created for `embedder` if missing;
+/// documents already stored with the same content are skipped, so a second run costs a scan).
+/// Returns the collection, what was written, and the seconds it took.
+pub fn ingest_corpus(
     cfg: &crate::Config,
-    eval: &EvalConfig,
+    dir: &Path,
+    name: &str,
+    chunking: &ChunkingStrategy,
     embedder: Arc<dyn Embedder>,
-    retriever: &Retriever,
     progress: &mut dyn FnMut(Progress<'_>),
-) -> anyhow::Result<EvalReport> {
+) -> anyhow::Result<(Arc<Collection>, IngestSummary, f64)> {
     let store = Store::open(&cfg.data_dir)?;
-    let collection = crate::jobs::open_or_create(&store, &eval.collection, embedder.as_ref())?;
-    let corpus = eval.dir.join("corpus.jsonl");
+    let collection = crate::jobs::open_or_create(&store, name, embedder.as_ref())?;
+    let corpus = dir.join("corpus.jsonl");
     let report = ingest::load_path(&corpus, &ingest::LoadOptions::default());
     if let Some(e) = report.errors.first() {
         progress(Progress::Rejected {
@@ -101,7 +104,7 @@ pub fn run(
         });
     }
     let pipeline = Pipeline {
-        chunker: eval.chunking.build(embedder.clone())?,
+        chunker: chunking.build(embedder.clone())?,
         embedder,
         embed_batch: 64,
         max_document_bytes: usize::MAX,
@@ -112,7 +115,25 @@ pub fn run(
         progress(Progress::Ingesting { done, total })
     })?;
     progress(Progress::Ingested);
-    let ingest_seconds = started.elapsed().as_secs_f64();
+    Ok((collection, summary, started.elapsed().as_secs_f64()))
+}
+
+/// Ingests (or reuses) the corpus, runs the split's queries and scores them.
+pub fn run(
+    cfg: &crate::Config,
+    eval: &EvalConfig,
+    embedder: Arc<dyn Embedder>,
+    retriever: &Retriever,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> anyhow::Result<EvalReport> {
+    let (collection, summary, ingest_seconds) = ingest_corpus(
+        cfg,
+        &eval.dir,
+        &eval.collection,
+        &eval.chunking,
+        embedder,
+        progress,
+    )?;
     let mut split = read_split(&eval.dir, &eval.split)?;
     if let Some(n) = eval.max_queries {
         split.keep_first(n);

@@ -77,6 +77,25 @@ pub fn read_queries(dir: &Path) -> anyhow::Result<BTreeMap<String, String>> {
     Ok(queries)
 }
 
+/// Gold answers of `dir/answers.jsonl` (`{"_id": query id, "answers": [strings]}`), by query id.
+pub fn read_answers(dir: &Path) -> anyhow::Result<BTreeMap<String, Vec<String>>> {
+    let path = dir.join("answers.jsonl");
+    let mut answers = BTreeMap::new();
+    for_each_line(&path, |v| {
+        if let (Some(id), Some(list)) = (v["_id"].as_str(), v["answers"].as_array()) {
+            let gold: Vec<String> = list
+                .iter()
+                .filter_map(|a| a.as_str().map(String::from))
+                .collect();
+            if !gold.is_empty() {
+                answers.insert(id.to_string(), gold);
+            }
+        }
+    })?;
+    anyhow::ensure!(!answers.is_empty(), "no gold answers in {}", path.display());
+    Ok(answers)
+}
+
 /// The text of every query in a queries.jsonl file, in file order.
 pub fn read_query_texts(path: &Path) -> anyhow::Result<Vec<String>> {
     let mut texts = Vec::new();
@@ -182,5 +201,18 @@ mod tests {
         std::fs::write(d.join("queries.jsonl"), "{\"_id\": \"q1\"}\nnot json\n").unwrap();
         let err = format!("{:#}", read_queries(d).err().unwrap());
         assert!(err.contains("queries.jsonl:2"), "{err}");
+
+        std::fs::write(
+            d.join("answers.jsonl"),
+            "{\"_id\": \"q1\", \"answers\": [\"x\", \"y\"]}\n{\"_id\": \"q2\", \"answers\": []}\n",
+        )
+        .unwrap();
+        let answers = read_answers(d).unwrap();
+        assert_eq!(
+            answers.len(),
+            1,
+            "a question without gold answers is left out"
+        );
+        assert_eq!(answers["q1"], ["x", "y"]);
     }
 }

@@ -7,3 +7,4 @@ pub mod beir;
 pub mod dataset;
 pub mod gate;
 pub mod metrics;
+pub mod qa;

@@ -75,7 +75,8 @@ fn unknown_model_path_is_a_clear_error() {
 }
 
 /// `ragd eval beir` on a four-document BEIR folder, then `ragd eval vectors` on the collection
-/// it made: every chunk vector and every query (judged or not) embedded, unit length.
+/// it made: every chunk vector and every query (judged or not) embedded, unit length; then
+/// `ragd eval qa` with gold answers.
 #[test]
 fn eval_beir_then_vectors_on_a_tiny_corpus() {
     let dir = tempfile::tempdir().unwrap();
@@ -181,4 +182,54 @@ fn eval_beir_then_vectors_on_a_tiny_corpus() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("nope"), "{err}");
+
+    // `ragd eval qa` answers the judged questions that have gold answers, on the same
+    // collection (its documents are not ingested twice), and scores them row by row.
+    std::fs::write(
+        beir.join("answers.jsonl"),
+        "{\"_id\": \"q1\", \"answers\": [\"XJ-9000-B\"]}\n\
+         {\"_id\": \"q2\", \"answers\": [\"NF4\"]}\n",
+    )
+    .unwrap();
+    let rows = dir.path().join("rows.jsonl");
+    let rows_arg = rows.to_str().unwrap();
+    let out = eval(
+        "qa",
+        &["--json", "--max-tokens", "24", "--rows", rows_arg],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let qa: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(qa["questions"], 2, "{qa}");
+    assert_eq!(qa["gold_in_sources"], 1.0, "retrieval finds both: {qa}");
+    let share = |k: &str| qa[k].as_f64().unwrap();
+    assert!(share("exact_match") <= share("contains_gold"), "{qa}");
+    assert!(share("gold_in_cited") <= share("gold_in_sources"), "{qa}");
+    let rows: Vec<serde_json::Value> = std::fs::read_to_string(&rows)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ids: Vec<&str> = rows.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["q1", "q2"]);
+    assert_eq!(rows[1]["gold"][0], "NF4");
+    for r in &rows {
+        assert!(r["gold_in_sources"].as_bool().unwrap(), "{r}");
+        let f1 = r["f1"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&f1), "{r}");
+        assert!(
+            !r["answer"].as_str().unwrap().contains("[1]"),
+            "markers removed: {r}"
+        );
+    }
+    // A folder without answers.jsonl is named in the error.
+    std::fs::remove_file(beir.join("answers.jsonl")).unwrap();
+    let out = eval("qa", &["--json"], None);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("answers.jsonl"), "{err}");
 }
