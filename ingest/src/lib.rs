@@ -28,6 +28,7 @@ pub mod embed;
 pub mod error;
 pub mod normalize;
 pub mod parse;
+pub mod sentences;
 pub mod testing;
 
 pub use chunk::{

@@ -1,8 +1,9 @@
 //! A faithfulness filter for generated answers: every sentence must be supported by the sources.
 //!
 //! Small local models (the default SmolLM2 has 135M parameters) often add sentences the sources
-//! never said. Each answer sentence (UAX #29 sentence bounds, so `。！？` end Chinese sentences
-//! too) is reduced to its content terms with the BM25 analyzer of the index (multilingual: stop
+//! never said. Each answer sentence ([`ingest::sentences`]: UAX #29 bounds, so `。！？` end
+//! Chinese sentences too, without its false breaks inside brackets and after abbreviations) is
+//! reduced to its content terms with the BM25 analyzer of the index (multilingual: stop
 //! words removed, English stemmed, CJK bigrams); its **support** is the share of those terms
 //! that occur in one source, taking the best source. This is unigram precision against the
 //! evidence, the lexical form of the faithfulness checks used in RAG evaluation. Sentences with
@@ -17,7 +18,7 @@
 use std::collections::HashSet;
 
 use index::config::Bm25Analyzer;
-use unicode_segmentation::UnicodeSegmentation;
+use ingest::sentences::sentences;
 
 use super::citations::check_citations;
 
@@ -71,7 +72,7 @@ pub fn ground(answer: &str, question: &str, sources: &[&str]) -> Grounded {
     let source_terms: Vec<HashSet<String>> = sources.iter().map(|s| terms(s)).collect();
     let mut text = String::new();
     let (mut kept, mut removed) = (0, 0);
-    for sentence in answer.split_sentence_bounds() {
+    for sentence in sentences(answer) {
         let (bare, cited) = check_citations(sentence, 0);
         let t = terms(&bare);
         if t.is_empty() {
@@ -125,7 +126,7 @@ fn extract(question: &str, sources: &[&str]) -> String {
     }
     let mut scored: Vec<(usize, usize, &str)> = Vec::new();
     for (i, source) in sources.iter().enumerate() {
-        for sentence in source.unicode_sentences() {
+        for sentence in sentences(source) {
             let hits = terms(sentence).intersection(&q).count();
             if hits * EXTRACT_MIN_SHARE_DEN >= q.len() && hits >= q.len().min(2) {
                 scored.push((hits, i + 1, sentence.trim()));
