@@ -71,20 +71,18 @@ fn read_queries(args: &SearchBench) -> anyhow::Result<Vec<String>> {
 fn summarize(
     transport: &'static str,
     args: &SearchBench,
-    mut lat: Vec<Duration>,
+    lat: Vec<Duration>,
     wall: Duration,
 ) -> SearchBenchResult {
-    lat.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    let sorted: Vec<f64> = lat.iter().map(|d| ms(*d)).collect();
-    let pct = |p: f64| percentile(&sorted, p);
+    let mut ms: Vec<f64> = lat.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+    ms.sort_by(f64::total_cmp);
     SearchBenchResult {
         transport,
         concurrency: args.concurrency,
         requests: lat.len(),
-        p50_ms: pct(50.0),
-        p99_ms: pct(99.0),
-        mean_ms: lat.iter().map(|d| ms(*d)).sum::<f64>() / lat.len() as f64,
+        p50_ms: percentile(&ms, 50.0),
+        p99_ms: percentile(&ms, 99.0),
+        mean_ms: ms.iter().sum::<f64>() / lat.len() as f64,
         requests_per_s: lat.len() as f64 / wall.as_secs_f64(),
     }
 }

@@ -50,18 +50,45 @@ pub struct QaArgs {
     /// Questions asked (the first by query id).
     #[arg(long, default_value_t = 200)]
     pub limit: usize,
-    /// Sources offered to the model.
-    #[arg(long, short, default_value_t = 3)]
-    pub k: usize,
-    /// Most tokens per answer.
-    #[arg(long, default_value_t = 96)]
-    pub max_tokens: usize,
+    /// How each question is answered.
+    #[command(flatten)]
+    pub answering: AnsweringArgs,
     /// Write one JSON line per question (question, gold, answer, scores) to this file.
     #[arg(long)]
     pub rows: Option<PathBuf>,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+}
+
+/// How `ragd eval answers` and `ragd eval qa` answer each question.
+#[derive(Debug, Args)]
+pub struct AnsweringArgs {
+    /// Sources offered to the model.
+    #[arg(long, short, default_value_t = 3)]
+    pub k: usize,
+    /// Most tokens per answer.
+    #[arg(long, default_value_t = 96)]
+    pub max_tokens: usize,
+}
+
+impl AnsweringArgs {
+    /// The answer settings: these, over the configured generator's.
+    fn config(&self, cfg: &Config) -> crate::rag::AnswerConfig {
+        let mut a = crate::rag::AnswerConfig::default();
+        a.retrieve.k = self.k;
+        a.generation = cfg.generator.params();
+        a.generation.max_tokens = self.max_tokens;
+        a
+    }
+}
+
+/// `beir-<folder name, lower case>`: the collection `ragd eval` makes for a BEIR folder.
+fn default_collection(dir: &std::path::Path) -> String {
+    let name = dir
+        .file_name()
+        .map_or("beir".into(), |n| n.to_string_lossy().to_lowercase());
+    format!("beir-{name}")
 }
 
 /// `ragd eval vectors`.
@@ -91,12 +118,9 @@ pub struct AnswersArgs {
     /// Questions asked (the first by query id).
     #[arg(long, default_value_t = 100)]
     pub limit: usize,
-    /// Sources offered to the model.
-    #[arg(long, short, default_value_t = 3)]
-    pub k: usize,
-    /// Most tokens per answer.
-    #[arg(long, default_value_t = 96)]
-    pub max_tokens: usize,
+    /// How each question is answered.
+    #[command(flatten)]
+    pub answering: AnsweringArgs,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -229,10 +253,7 @@ fn run_answers(cfg: &Config, args: &AnswersArgs) -> anyhow::Result<()> {
     let store = index::Store::open(&cfg.data_dir)?;
     let searcher = store.collection(&args.collection)?.reader().searcher();
     let retriever = models.retriever();
-    let mut acfg = crate::rag::AnswerConfig::default();
-    acfg.retrieve.k = args.k;
-    acfg.generation = cfg.generator.params();
-    acfg.generation.max_tokens = args.max_tokens;
+    let acfg = args.answering.config(cfg);
     let r = crate::eval::answers::run(
         &retriever,
         &searcher,
@@ -270,13 +291,10 @@ fn run_qa(cfg: &Config, args: &QaArgs) -> anyhow::Result<()> {
     };
     let models = Models::load(cfg, true, &RerankChoice::None)?;
     let generator = models.generator()?.clone();
-    let name = args.collection.clone().unwrap_or_else(|| {
-        let folder = args
-            .dir
-            .file_name()
-            .map_or("beir".into(), |n| n.to_string_lossy().to_lowercase());
-        format!("beir-{folder}")
-    });
+    let name = args
+        .collection
+        .clone()
+        .unwrap_or_else(|| default_collection(&args.dir));
     let bar = super::progress_bar(0, "ingesting");
     let (collection, _, _) = beir::ingest_corpus(
         cfg,
@@ -289,10 +307,7 @@ fn run_qa(cfg: &Config, args: &QaArgs) -> anyhow::Result<()> {
     collection.settle();
     let searcher = collection.reader().searcher();
     let retriever = models.retriever();
-    let mut acfg = crate::rag::AnswerConfig::default();
-    acfg.retrieve.k = args.k;
-    acfg.generation = cfg.generator.params();
-    acfg.generation.max_tokens = args.max_tokens;
+    let acfg = args.answering.config(cfg);
     let mut rows = match &args.rows {
         Some(path) => Some(std::io::BufWriter::new(
             fs_err::File::create(path).with_context(|| format!("--rows {}", path.display()))?,
@@ -433,15 +448,11 @@ fn run_beir(cfg: &Config, args: &BeirArgs) -> anyhow::Result<()> {
         RerankArg::Llm => RerankChoice::Llm,
     };
     let models = Models::load(cfg, false, &rerank)?;
-    let name = args
-        .dir
-        .file_name()
-        .map_or("beir".into(), |n| n.to_string_lossy().to_lowercase());
     let eval = EvalConfig {
         collection: args
             .collection
             .clone()
-            .unwrap_or_else(|| format!("beir-{name}")),
+            .unwrap_or_else(|| default_collection(&args.dir)),
         dir: args.dir.clone(),
         split: args.split.clone(),
         max_queries: args.queries,

@@ -69,7 +69,7 @@ pub fn read_split(dir: &Path, split: &str) -> anyhow::Result<Split> {
 /// Every query of `dir/queries.jsonl`, by id.
 pub fn read_queries(dir: &Path) -> anyhow::Result<BTreeMap<String, String>> {
     let mut queries = BTreeMap::new();
-    for_each_line(&dir.join("queries.jsonl"), |v| {
+    for_each_line(&dir.join("queries.jsonl"), usize::MAX, |v| {
         if let (Some(id), Some(t)) = (v["_id"].as_str(), v["text"].as_str()) {
             queries.insert(id.to_string(), t.to_string());
         }
@@ -81,7 +81,7 @@ pub fn read_queries(dir: &Path) -> anyhow::Result<BTreeMap<String, String>> {
 pub fn read_answers(dir: &Path) -> anyhow::Result<BTreeMap<String, Vec<String>>> {
     let path = dir.join("answers.jsonl");
     let mut answers = BTreeMap::new();
-    for_each_line(&path, |v| {
+    for_each_line(&path, usize::MAX, |v| {
         if let (Some(id), Some(list)) = (v["_id"].as_str(), v["answers"].as_array()) {
             let gold: Vec<String> = list
                 .iter()
@@ -99,7 +99,7 @@ pub fn read_answers(dir: &Path) -> anyhow::Result<BTreeMap<String, Vec<String>>>
 /// The text of every query in a queries.jsonl file, in file order.
 pub fn read_query_texts(path: &Path) -> anyhow::Result<Vec<String>> {
     let mut texts = Vec::new();
-    for_each_line(path, |v| {
+    for_each_line(path, usize::MAX, |v| {
         if let Some(t) = v["text"].as_str() {
             texts.push(t.to_string());
         }
@@ -118,22 +118,26 @@ pub fn default_scifact_dir() -> PathBuf {
 /// Reads up to `limit` passages (`title + " " + text`) from a BEIR corpus.jsonl.
 pub fn read_passages(path: &Path, limit: usize) -> anyhow::Result<Vec<String>> {
     let mut out = Vec::new();
-    for_each_line(path, |v| {
-        if out.len() < limit {
-            let title = v["title"].as_str().unwrap_or("");
-            let body = v["text"].as_str().unwrap_or("");
-            out.push(format!("{title} {body}").trim().to_string());
-        }
+    for_each_line(path, limit, |v| {
+        let title = v["title"].as_str().unwrap_or("");
+        let body = v["text"].as_str().unwrap_or("");
+        out.push(format!("{title} {body}").trim().to_string());
     })?;
     Ok(out)
 }
 
-/// Calls `f` with each non-empty line of a JSON-lines file, parsed.
-fn for_each_line(path: &Path, mut f: impl FnMut(&serde_json::Value)) -> anyhow::Result<()> {
+/// Calls `f` with each of the first `limit` non-empty lines of a JSON-lines file, parsed (the
+/// rest is not parsed).
+fn for_each_line(
+    path: &Path,
+    limit: usize,
+    mut f: impl FnMut(&serde_json::Value),
+) -> anyhow::Result<()> {
     for (i, line) in fs_err::read_to_string(path)?
         .lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
+        .take(limit)
     {
         let v: serde_json::Value = serde_json::from_str(line)
             .with_context(|| format!("{}:{}: not JSON", path.display(), i + 1))?;
