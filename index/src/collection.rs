@@ -21,11 +21,10 @@ use crate::config::{validate_config, CollectionConfig, IndexManifest, Maintenanc
 use crate::meta::MetaStore;
 use crate::reader::{IndexReader, Shared, Snapshot};
 use crate::recovery::{recover_dense, recover_sparse};
+use crate::retire::{RemoveOnClose, Removing, MANIFEST};
 use crate::sparse::SparseIndex;
 use crate::writer::{IndexWriter, WriterState};
 use crate::{IndexError, Result};
-
-const MANIFEST: &str = "manifest.json";
 
 /// An open collection: its reader and its writer.
 pub struct Collection {
@@ -104,6 +103,7 @@ impl Collection {
             meta,
             sparse,
             snapshot: ArcSwap::from_pointee(snapshot),
+            removal: RemoveOnClose::default(),
         });
         let state = WriterState {
             sparse: sparse_writer,
@@ -149,9 +149,19 @@ impl Collection {
     }
 
     /// True when no reader, searcher or writer clone is held outside this collection.
-    pub(crate) fn is_unshared(&self) -> bool {
-        // One reference from `self`, one from `self.writer`.
-        Arc::strong_count(&self.shared) == 2 && self.writer.is_unshared()
+    /// True while a clone of the writer is held elsewhere (a write in progress).
+    pub(crate) fn writer_in_use(&self) -> bool {
+        !self.writer.is_unshared()
+    }
+
+    /// Marks the collection deleted (its manifest already retired): writes fail from now on,
+    /// and the folder is removed when the last handle on it closes, then `name` is freed in
+    /// `removing`.
+    pub(crate) fn remove_on_close(&self, removing: Removing) {
+        let shared = &self.shared;
+        shared
+            .removal
+            .arm(&shared.dir, &shared.config.name, removing);
     }
 
     /// Bytes used on disk by the sled store.

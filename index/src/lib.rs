@@ -51,6 +51,7 @@ pub mod fusion;
 pub mod meta;
 pub mod reader;
 mod recovery;
+mod retire;
 pub mod sparse;
 mod store;
 #[cfg(feature = "testing")]
@@ -97,10 +98,19 @@ pub enum IndexError {
         /// The existing collection's name.
         name: String,
     },
-    /// The collection cannot be deleted while handles to it (collection, reader, writer,
-    /// searcher) are held elsewhere (caller's fault; drop them and retry).
-    #[error("collection {name:?} is in use")]
+    /// The collection cannot be deleted while a write holds its writer (an ingestion in
+    /// progress: wait for it or cancel it, and retry). Searches do not hold it up.
+    #[error("collection {name:?} is in use by a write in progress")]
     CollectionInUse {
+        /// The collection's name.
+        name: String,
+    },
+    /// `create` was asked for the name of a deleted collection whose folder searches that
+    /// started before the deletion still hold (transient: retry once they finish).
+    #[error(
+        "collection {name:?} is still being deleted (searches begun before hold it); retry shortly"
+    )]
+    CollectionBeingDeleted {
         /// The collection's name.
         name: String,
     },

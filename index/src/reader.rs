@@ -16,6 +16,7 @@ use arc_swap::ArcSwap;
 use crate::config::CollectionConfig;
 use crate::dense::{cosine, normalise, DenseView};
 use crate::meta::MetaStore;
+use crate::retire::RemoveOnClose;
 use crate::sparse::SparseIndex;
 use crate::types::{ChunkId, ChunkRecord, DocumentInfo, Filter, ScoredChunk, Seq, Stats, MAX_K};
 use crate::{IndexError, Result};
@@ -38,6 +39,9 @@ pub(crate) struct Shared {
     pub meta: MetaStore,
     pub sparse: SparseIndex,
     pub snapshot: ArcSwap<Snapshot>,
+    /// Armed when the collection is deleted. Last: it removes the folder after the fields
+    /// above have closed their files.
+    pub removal: RemoveOnClose,
 }
 
 /// Hands out searchers; cheap to clone, `Send + Sync`.

@@ -10,22 +10,28 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::config::{validate_collection_name, CollectionConfig, MaintenanceConfig};
+use crate::retire::{remove_folder, retire_manifest, sweep, Removing, MANIFEST};
 use crate::{Collection, IndexError, Result};
 
 /// A root directory of collections.
 pub struct Store {
     root: PathBuf,
     open: Mutex<HashMap<String, Arc<Collection>>>,
+    /// Deleted collections whose folders searches still hold (see `retire`).
+    removing: Removing,
     maintenance: MaintenanceConfig,
 }
 
 impl Store {
-    /// Opens (creating if needed) the store at `root`.
+    /// Opens (creating if needed) the store at `root`, finishing the removal of collections
+    /// deleted before a crash.
     pub fn open(root: &Path) -> Result<Self> {
         std::fs::create_dir_all(root).map_err(|e| IndexError::io(root, e))?;
+        sweep(root)?;
         Ok(Self {
             root: root.to_owned(),
             open: Mutex::new(HashMap::new()),
+            removing: Removing::default(),
             maintenance: MaintenanceConfig::default(),
         })
     }
@@ -53,6 +59,9 @@ impl Store {
         let dir = self.dir(&config.name)?;
         let mut open = self.open.lock();
         let name = config.name.clone();
+        if self.removing.lock().contains(&name) {
+            return Err(IndexError::CollectionBeingDeleted { name });
+        }
         let collection = Arc::new(Collection::create(&dir, config)?);
         open.insert(name, Arc::clone(&collection));
         Ok(collection)
@@ -120,25 +129,33 @@ impl Store {
     }
 
     /// Deletes collection `name` and all its data. Fails with [`IndexError::CollectionInUse`]
-    /// while any handle on it (collection, reader, writer, searcher) is held elsewhere.
+    /// while a clone of its writer is held elsewhere (a write in progress). Searches do not hold
+    /// it up: the collection is gone when this returns (for listing, opening and writes; a crash
+    /// from here on cannot bring it back), searches already running finish on their snapshot,
+    /// and the folder is removed as the last of them ends (see `retire`).
     pub fn delete_collection(&self, name: &str) -> Result<()> {
         let dir = self.dir(name)?;
         let mut open = self.open.lock();
-        if !dir.join("manifest.json").exists() {
+        if self.removing.lock().contains(name) || !dir.join(MANIFEST).exists() {
             return Err(IndexError::CollectionNotFound {
                 name: name.to_owned(),
             });
         }
-        if let Some(c) = open.remove(name) {
-            let unshared = Arc::strong_count(&c) == 1 && c.is_unshared();
-            if !unshared {
-                open.insert(name.to_owned(), c);
-                return Err(IndexError::CollectionInUse {
-                    name: name.to_owned(),
-                });
-            }
-            drop(c);
+        if open.get(name).is_some_and(|c| c.writer_in_use()) {
+            return Err(IndexError::CollectionInUse {
+                name: name.to_owned(),
+            });
         }
-        std::fs::remove_dir_all(&dir).map_err(|e| IndexError::io(&dir, e))
+        retire_manifest(&dir)?;
+        match open.remove(name) {
+            Some(c) => {
+                self.removing.lock().insert(name.to_owned());
+                c.remove_on_close(Arc::clone(&self.removing));
+                // Removes the folder now unless a search still holds the collection.
+                drop(c);
+                Ok(())
+            }
+            None => remove_folder(&dir),
+        }
     }
 }

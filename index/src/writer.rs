@@ -32,8 +32,10 @@ use crate::{IndexError, Result};
 /// The single writer of a collection. Clones share it; calls from many threads are serialized.
 #[derive(Clone)]
 pub struct IndexWriter {
-    shared: Arc<Shared>,
+    // `state` first: fields drop in order, and its tantivy writer and dense index must close
+    // before the last `Shared` can remove a deleted collection's folder.
     state: Arc<Mutex<WriterState>>,
+    shared: Arc<Shared>,
 }
 
 /// Mutable writer state, behind the writer lock.
@@ -71,6 +73,11 @@ impl IndexWriter {
 
     fn lock(&self) -> Result<MutexGuard<'_, WriterState>> {
         let state = self.state.lock();
+        if self.shared.removal.is_armed() {
+            return Err(IndexError::CollectionNotFound {
+                name: self.shared.config.name.clone(),
+            });
+        }
         if state.degraded {
             return Err(IndexError::NeedsRecovery);
         }

@@ -59,6 +59,7 @@ fn index_code(e: &IndexError) -> Code {
         | IndexError::ZeroK => Code::InvalidArgument,
         IndexError::CollectionNotFound { .. } => Code::NotFound,
         IndexError::CollectionExists { .. } => Code::AlreadyExists,
+        IndexError::CollectionBeingDeleted { .. } => Code::Unavailable,
         IndexError::CollectionInUse { .. } | IndexError::ManifestMismatch { .. } => {
             Code::FailedPrecondition
         }

@@ -224,24 +224,110 @@ fn store_collections() {
         IndexError::InvalidCollectionName { .. }
     ));
     assert_eq!(store.list().unwrap(), vec!["alpha", "beta"]);
-    a.writer().upsert_document(doc("d", 1, 1, DIM)).unwrap();
+    let w = a.writer();
+    w.upsert_document(doc("d", 1, 1, DIM)).unwrap();
+    w.commit().unwrap();
+    // A write in progress (a writer clone held) holds the deletion up.
     assert!(matches!(
         store.delete_collection("alpha").unwrap_err(),
         IndexError::CollectionInUse { .. }
     ));
-    drop(a);
+    drop(w);
     store.delete_collection("alpha").unwrap();
     assert_eq!(store.list().unwrap(), vec!["beta"]);
     assert!(matches!(
         store.collection("alpha").err().unwrap(),
         IndexError::CollectionNotFound { .. }
     ));
+    assert!(dir.path().join("alpha").exists(), "a handle still holds it");
+    drop(a);
+    assert!(
+        !dir.path().join("alpha").exists(),
+        "removed with the last handle"
+    );
     let mut wrong = test_config("beta", DIM);
     wrong.embedding_model = "x".into();
     assert!(store.open_collection(wrong).is_err());
     drop(store);
     let store = Store::open(dir.path()).unwrap();
     assert_eq!(store.collection("beta").unwrap().name(), "beta");
+}
+
+/// A search that began before its collection was deleted finishes on its snapshot; the
+/// collection is gone at once for everything else, and its folder goes with the last search.
+#[test]
+fn deleting_a_collection_that_a_search_still_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let c = store.create_collection(test_config("kb", DIM)).unwrap();
+    let w = c.writer();
+    w.upsert_document(doc("d", 1, 2, DIM)).unwrap();
+    w.commit().unwrap();
+    drop(w);
+    let searcher = c.reader().searcher();
+
+    store.delete_collection("kb").unwrap();
+    assert_eq!(store.list().unwrap(), Vec::<String>::new());
+    assert!(matches!(
+        store.collection("kb").err().unwrap(),
+        IndexError::CollectionNotFound { .. }
+    ));
+    assert!(matches!(
+        store.delete_collection("kb").unwrap_err(),
+        IndexError::CollectionNotFound { .. }
+    ));
+    // The running search still reads everything it saw, from sled and both indexes.
+    assert_eq!(bm25_ids(&searcher, &marker("d", 1)).len(), 1);
+    assert_eq!(
+        searcher.get_document("d").unwrap().unwrap().chunk_ids.len(),
+        2
+    );
+    // A handle on the deleted collection no longer writes.
+    assert!(matches!(
+        c.writer().upsert_document(doc("e", 1, 1, DIM)).unwrap_err(),
+        IndexError::CollectionNotFound { .. }
+    ));
+    // The name is free only once the folder is gone.
+    let again = store
+        .create_collection(test_config("kb", DIM))
+        .err()
+        .unwrap();
+    assert!(
+        matches!(again, IndexError::CollectionBeingDeleted { .. }),
+        "{again}"
+    );
+    assert!(dir.path().join("kb").exists());
+    drop(c);
+    assert!(dir.path().join("kb").exists(), "the search still holds it");
+    drop(searcher);
+    assert!(!dir.path().join("kb").exists());
+    let fresh = store.create_collection(test_config("kb", DIM)).unwrap();
+    assert_eq!(fresh.reader().searcher().stats().unwrap().documents, 0);
+}
+
+/// A deletion cut short after it was acknowledged (the process died while a search held the
+/// folder) is finished by the next open of the store; live collections are left alone.
+#[test]
+fn a_deletion_interrupted_by_a_crash_is_finished_on_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let c = store.create_collection(test_config("gone", DIM)).unwrap();
+    store.create_collection(test_config("kept", DIM)).unwrap();
+    c.writer().upsert_document(doc("d", 1, 1, DIM)).unwrap();
+    let searcher = c.reader().searcher();
+    store.delete_collection("gone").unwrap();
+    drop(c);
+    // "Crash": the search's handles are never closed, so the folder is never removed.
+    std::mem::forget(searcher);
+    drop(store);
+    assert!(dir.path().join("gone/manifest.deleted").exists());
+    std::fs::create_dir(dir.path().join("not-a-collection")).unwrap();
+
+    let store = Store::open(dir.path()).unwrap();
+    assert!(!dir.path().join("gone").exists());
+    assert!(dir.path().join("not-a-collection").exists());
+    assert_eq!(store.list().unwrap(), vec!["kept"]);
+    store.create_collection(test_config("gone", DIM)).unwrap();
 }
 
 #[test]
