@@ -148,7 +148,6 @@ impl Collection {
         self.writer.settle();
     }
 
-    /// True when no reader, searcher or writer clone is held outside this collection.
     /// True while a clone of the writer is held elsewhere (a write in progress).
     pub(crate) fn writer_in_use(&self) -> bool {
         !self.writer.is_unshared()
