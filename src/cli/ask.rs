@@ -2,8 +2,8 @@
 //!
 //! Retrieval, the relevance gate, the prompt and citation checking are [`crate::rag::answer`];
 //! this file only parses flags and prints. With `--stream` the answer is printed as the model
-//! produces it; the sources follow. `--json` prints one object with the answer, its citations and
-//! timings.
+//! produces it; the short answer and the sources follow. `--json` prints one object with the
+//! answer, its short answer, citations and timings.
 
 use std::io::Write;
 use std::ops::ControlFlow;
@@ -132,6 +132,7 @@ pub fn answer_json(question: &str, a: &Answer, generator: &dyn Generator) -> ser
         "question": question,
         "answer": a.text,
         "not_found": a.not_found,
+        "short_answer": a.short_answer,
         "citations": a.citations,
         "model": generator.info().model_id,
         "timings": a.stats,
@@ -140,6 +141,9 @@ pub fn answer_json(question: &str, a: &Answer, generator: &dyn Generator) -> ser
 
 /// Prints the cited sources of `a` and a line of timings.
 pub fn print_sources(a: &Answer) {
+    if let Some(s) = &a.short_answer {
+        println!("\nShort answer: {} [{}]", s.text, s.number);
+    }
     if !a.citations.is_empty() {
         println!("\nSources:");
     }

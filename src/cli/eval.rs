@@ -50,6 +50,9 @@ pub struct QaArgs {
     /// Questions asked (the first by query id).
     #[arg(long, default_value_t = 200)]
     pub limit: usize,
+    /// Questions passed over first (tune on a later slice, report on the first questions).
+    #[arg(long, default_value_t = 0)]
+    pub skip: usize,
     /// How each question is answered.
     #[command(flatten)]
     pub answering: AnsweringArgs,
@@ -322,7 +325,7 @@ fn run_qa(cfg: &Config, args: &QaArgs) -> anyhow::Result<()> {
         generator.as_ref(),
         &set,
         &acfg,
-        args.limit,
+        args.skip..args.skip + args.limit,
         &mut |row| {
             bar.inc(1);
             if let Some(out) = rows.as_mut() {
@@ -353,6 +356,15 @@ fn run_qa(cfg: &Config, args: &QaArgs) -> anyhow::Result<()> {
         r.contains_gold * 100.0,
         r.gold_in_cited * 100.0,
         r.gold_in_sources * 100.0
+    );
+    println!(
+        "short answer: exact match {:.1}%, F1 {:.1}% (given for {:.1}%); best evidence sentence \
+         holds a gold answer {:.1}% (one of the best two {:.1}%)",
+        r.short_exact_match * 100.0,
+        r.short_f1 * 100.0,
+        r.has_short_answer * 100.0,
+        r.gold_in_evidence * 100.0,
+        r.gold_in_evidence_top2 * 100.0
     );
     println!(
         "citation precision {:.1}% (cites {:.1}%), not found {:.1}%, extractive {:.1}%; \

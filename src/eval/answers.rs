@@ -76,7 +76,7 @@ pub fn run(
             })?),
             None => None,
         };
-        let a = answer::finish(&prepared, generation.as_ref());
+        let a = answer::finish(&prepared, generation.as_ref())?;
         s.seconds += started.elapsed().as_secs_f64();
         s.n += 1;
         let sources = prepared.prompt.iter().flat_map(|p| &p.sources);

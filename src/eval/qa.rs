@@ -10,10 +10,15 @@
 //! - with its ceilings: a gold string in a cited chunk, and in any source the model was given;
 //! - citation precision: of the chunks an answer cites, the share from a judged document (the
 //!   SQuAD paragraph the question was written on), averaged over answers that cite;
+//! - the short answer (the minimal span the answer names, [`crate::rag::ShortAnswer`]) scored
+//!   the same way (exact match, F1; no short answer scores 0), the measure of the issue's
+//!   "short answer F1";
+//! - whether the best evidence sentence, and one of the best two, contains a gold string (how
+//!   well sentences are chosen: [`crate::rag::evidence`]);
 //! - the not-found and extractive (quoted, no generated sentence survived) shares, and seconds
 //!   per answer and time to first token at p50 / p95.
 //!
-//! Questions run in query-id order, so the first `limit` are the same on every run.
+//! Questions run in query-id order, so a range of them is the same on every run.
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
@@ -41,6 +46,16 @@ pub struct QaRow {
     pub gold: Vec<String>,
     /// The final answer, citation markers removed.
     pub answer: String,
+    /// The short answer, if any.
+    pub short_answer: Option<String>,
+    /// The short answer matches a gold answer exactly (normalised).
+    pub short_exact: bool,
+    /// Best token F1 of the short answer against a gold answer (0 without one).
+    pub short_f1: f64,
+    /// The best evidence sentence contains a gold answer.
+    pub gold_in_evidence: bool,
+    /// One of the best two evidence sentences contains a gold answer.
+    pub gold_in_evidence_top2: bool,
     /// Exact match with a gold answer (normalised).
     pub exact: bool,
     /// Best token F1 against a gold answer.
@@ -74,6 +89,16 @@ pub struct QaReport {
     pub exact_match: f64,
     /// Mean token F1.
     pub f1: f64,
+    /// Mean exact match of the short answers (none counts 0).
+    pub short_exact_match: f64,
+    /// Mean token F1 of the short answers (none counts 0).
+    pub short_f1: f64,
+    /// Share with a short answer.
+    pub has_short_answer: f64,
+    /// Share whose best evidence sentence contains a gold answer.
+    pub gold_in_evidence: f64,
+    /// Share with a gold answer in one of the two best evidence sentences.
+    pub gold_in_evidence_top2: f64,
     /// Share of answers containing a gold answer.
     pub contains_gold: f64,
     /// Share with a gold answer in a cited chunk (the ceiling of `contains_gold` for a cited
@@ -107,7 +132,8 @@ pub struct QaSet {
     pub answers: BTreeMap<String, Vec<String>>,
 }
 
-/// Answers the first `limit` questions of `set` that have gold answers and scores them;
+/// Answers the questions of `set` with gold answers whose places (in query-id order) are in
+/// `questions`, and scores them;
 /// `on_row` sees each question's outcome as it is scored.
 pub fn run(
     retriever: &Retriever,
@@ -115,7 +141,7 @@ pub fn run(
     generator: &dyn Generator,
     set: &QaSet,
     cfg: &AnswerConfig,
-    limit: usize,
+    questions: std::ops::Range<usize>,
     on_row: &mut dyn FnMut(&QaRow),
 ) -> Result<QaReport> {
     let (split, answers) = (&set.split, &set.answers);
@@ -124,7 +150,8 @@ pub fn run(
         .queries
         .iter()
         .filter_map(|(id, q)| answers.get(id).map(|gold| (id, q, gold)))
-        .take(limit);
+        .skip(questions.start)
+        .take(questions.len());
     for (id, question, gold) in asked {
         let started = Instant::now();
         let prepared = answer::prepare(retriever, searcher, generator, question, cfg)?;
@@ -134,7 +161,8 @@ pub fn run(
             })?),
             None => None,
         };
-        let a = answer::finish(&prepared, generation.as_ref());
+        let mut a = answer::finish(&prepared, generation.as_ref())?;
+        answer::shorten(&prepared, &mut a, generator)?;
         let seconds = started.elapsed().as_secs_f64();
         let judged = split.qrels.get(id);
         let (text, _) = check_citations(&a.text, 0);
@@ -155,8 +183,25 @@ pub fn run(
                 cited_docs.push(c.doc_id.clone());
             }
         }
+        let evidence: Vec<&str> = prepared
+            .evidence
+            .iter()
+            .flat_map(|e| e.sentences.iter().take(2))
+            .map(|s| s.text.as_str())
+            .collect();
+        let short = a.short_answer.as_ref().map(|s| s.text.clone());
+        let short_text = short.as_deref().unwrap_or_default();
         let row = QaRow {
             id: id.clone(),
+            short_exact: short.is_some()
+                && gold.iter().any(|g| normalize(g) == normalize(short_text)),
+            short_f1: match &short {
+                Some(s) => gold.iter().map(|g| token_f1(s, g)).fold(0.0, f64::max),
+                None => 0.0,
+            },
+            short_answer: short,
+            gold_in_evidence: evidence.first().is_some_and(|s| contains_any(s, gold)),
+            gold_in_evidence_top2: evidence.iter().any(|s| contains_any(s, gold)),
             question: question.clone(),
             gold: gold.clone(),
             exact: gold.iter().any(|g| normalize(g) == normalize(&text)),
@@ -198,6 +243,11 @@ fn report(rows: &[QaRow]) -> QaReport {
         questions: rows.len(),
         exact_match: share(|r| r.exact),
         f1: rows.iter().map(|r| r.f1).sum::<f64>() / n,
+        short_exact_match: share(|r| r.short_exact),
+        short_f1: rows.iter().map(|r| r.short_f1).sum::<f64>() / n,
+        has_short_answer: share(|r| r.short_answer.is_some()),
+        gold_in_evidence: share(|r| r.gold_in_evidence),
+        gold_in_evidence_top2: share(|r| r.gold_in_evidence_top2),
         contains_gold: share(|r| r.contains_gold),
         gold_in_cited: share(|r| r.gold_in_cited),
         gold_in_sources: share(|r| r.gold_in_sources),

@@ -540,6 +540,7 @@ pub fn ask_final(a: &Answer, total_ms: f64) -> pb::AskResponse {
         text,
         not_found,
         citations,
+        short_answer,
         stats,
     } = a;
     let citations = citations
@@ -569,6 +570,13 @@ pub fn ask_final(a: &Answer, total_ms: f64) -> pb::AskResponse {
                 tokens_per_second: stats.tokens_per_second,
             }),
             not_found: *not_found,
+            short_answer: short_answer.as_ref().map(|s| pb::ShortAnswer {
+                text: s.text.clone(),
+                source_number: s.number as u32,
+                document_id: s.doc_id.clone(),
+                span_start: s.span_start as u64,
+                span_end: s.span_end as u64,
+            }),
         })),
     }
 }

@@ -20,7 +20,7 @@ use crate::error::{Result, ServiceError};
 use crate::jobs::{IngestSummary, JobSpec, JobWatch, Pipeline};
 use crate::model::llm::Generation;
 use crate::rag::answer::{self, Prepared};
-use crate::serving::{GenerationEvent, GenerationStream};
+use crate::serving::{GenerationEvent, GenerationPool, GenerationStream};
 use crate::state::{AppState, AskQuery, SearchQuery};
 
 type RpcResult<T> = std::result::Result<Response<T>, Status>;
@@ -196,16 +196,19 @@ impl pb::rag_server::Rag for RagService {
             ),
             None => None,
         };
-        Ok(Response::new(answer_stream(prepared, events, started)))
+        Ok(Response::new(answer_stream(
+            prepared, events, pool, started,
+        )))
     }
 }
 
 /// Streams the answer: text deltas as the model produces them, then the final message with
-/// the checked citations. A client that goes away drops the generation stream, which cancels
-/// the generation at its next token.
+/// the checked citations and the short answer. A client that goes away drops the generation
+/// stream, which cancels the generation at its next token.
 fn answer_stream(
     prepared: Prepared,
     events: Option<GenerationStream>,
+    pool: GenerationPool,
     started: Instant,
 ) -> BoxStream<pb::AskResponse> {
     let (tx, rx) = mpsc::channel(16);
@@ -217,14 +220,64 @@ fn answer_stream(
                 None => return,
             },
         };
-        let answer = answer::finish(&prepared, generation.as_ref());
-        if generation.is_none() {
+        let had_generation = generation.is_some();
+        // Checking embeds the generated sentences: off the async runtime.
+        let finished = tokio::task::spawn_blocking(move || {
+            let answer = answer::finish(&prepared, generation.as_ref());
+            (prepared, answer)
+        })
+        .await;
+        let (prepared, mut answer) = match finished {
+            Ok((prepared, Ok(answer))) => (prepared, answer),
+            Ok((_, Err(e))) => {
+                let _ = tx.send(Err(e.into())).await;
+                return;
+            }
+            Err(e) => {
+                let e = ServiceError::Internal(format!("checking the answer failed: {e}"));
+                let _ = tx.send(Err(e.into())).await;
+                return;
+            }
+        };
+        if tx.is_closed() {
+            return;
+        }
+        shorten(&prepared, &mut answer, &pool).await;
+        if !had_generation {
             let _ = tx.send(Ok(convert::ask_delta(answer.text.clone()))).await;
         }
         let total_ms = started.elapsed().as_secs_f64() * 1e3;
         let _ = tx.send(Ok(convert::ask_final(&answer, total_ms))).await;
     });
     Box::pin(ReceiverStream::new(rx))
+}
+
+/// The short-answer step through the generation pool. When the pool is full or the step fails,
+/// the answer keeps its word-level short answer: the step refines, it never fails the answer.
+async fn shorten(prepared: &Prepared, answer: &mut answer::Answer, pool: &GenerationPool) {
+    let Some(request) = answer::short_request(prepared, answer) else {
+        return;
+    };
+    let mut events = match pool.generate(request.messages.clone(), request.params.clone()) {
+        Ok(events) => events,
+        Err(refused) => {
+            tracing::debug!(%refused, "short answer left word-level");
+            return;
+        }
+    };
+    while let Some(event) = events.recv().await {
+        match event {
+            Ok(GenerationEvent::Text(_)) => {}
+            Ok(GenerationEvent::Finished(g)) => {
+                answer::apply_short(prepared, answer, &request, &g);
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the short-answer generation failed");
+                return;
+            }
+        }
+    }
 }
 
 /// Forwards text pieces to the client; returns the finished generation, or `None` when the

@@ -17,22 +17,27 @@
 //! client can highlight the exact source; a number with no such source is removed from the text
 //! and from the citations.
 //!
-//! **Grounding.** Generated sentences the sources do not support are removed, and an answer
-//! left with none quotes the best-matching source sentences instead ([`super::grounding`]). The
+//! **Evidence and grounding.** [`prepare`] ranks the sentences of the sources against the
+//! question by meaning and by words ([`super::evidence`]). Generated sentences that their best
+//! evidence sentence does not support are removed, and an answer left with none quotes the best
+//! evidence sentences instead ([`super::grounding`]). The answer carries a **short answer**: the
+//! smallest span of the evidence that answers, with its source and exact document offsets. The
 //! streamed text is the model's raw output; the final answer is the checked one.
 
-use std::ops::ControlFlow;
+use std::ops::{ControlFlow, Range};
 use std::time::{Duration, Instant};
 
+use index::config::Bm25Analyzer;
 use index::Searcher;
 use serde::Serialize;
 
 use super::citations::check_citations;
+use super::evidence::{Evidence, Span};
 use super::grounding;
 use super::prompt::{self, GroundedPrompt, PromptBudget, NOT_FOUND};
 use super::{Hit, RetrieveOptions, Retriever};
 use crate::error::Result;
-use crate::model::llm::{Generation, GenerationParams, Generator};
+use crate::model::llm::{Generation, GenerationParams, Generator, Message};
 
 /// Settings of grounded answering.
 #[derive(Debug, Clone)]
@@ -76,6 +81,8 @@ pub struct Prepared {
     pub question: String,
     /// The prompt to generate from; `None` when the answer is [`NOT_FOUND`] without the model.
     pub prompt: Option<GroundedPrompt>,
+    /// The prompt sources' sentences ranked against the question (with the prompt).
+    pub evidence: Option<Evidence>,
     /// Chunks retrieved.
     pub retrieved: usize,
     /// Best cosine similarity among them, if dense scores were computed.
@@ -103,6 +110,21 @@ pub struct Citation {
     pub span_end: usize,
     /// The chunk's text: the exact source of the cited statements.
     pub text: String,
+}
+
+/// The smallest span of the sources that answers the question.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ShortAnswer {
+    /// The span's text, exactly as in the source.
+    pub text: String,
+    /// The number of the source it is in (as cited in the answer text).
+    pub number: usize,
+    /// Document id.
+    pub doc_id: String,
+    /// Start of the span in the document, in chars.
+    pub span_start: usize,
+    /// End (exclusive) of the span in the document, in chars.
+    pub span_end: usize,
 }
 
 /// Timings and token counts of one answer.
@@ -142,6 +164,8 @@ pub struct Answer {
     pub not_found: bool,
     /// The cited sources, in order of first citation.
     pub citations: Vec<Citation>,
+    /// The minimal span that answers, when the answer found one.
+    pub short_answer: Option<ShortAnswer>,
     /// Timings and token counts.
     pub stats: AnswerStats,
 }
@@ -174,9 +198,25 @@ pub fn prepare(
     } else {
         None
     };
+    let evidence = match &prompt {
+        Some(p) => {
+            let texts: Vec<&str> = p
+                .sources
+                .iter()
+                .map(|s| s.hit.chunk.text.as_str())
+                .collect();
+            Some(Evidence::gather(
+                retriever.embedder().clone(),
+                question,
+                &texts,
+            )?)
+        }
+        None => None,
+    };
     Ok(Prepared {
         question: question.to_string(),
         prompt,
+        evidence,
         retrieved: hits.len(),
         best_relevance,
         retrieve_time,
@@ -191,19 +231,17 @@ fn best_relevance(hits: &[Hit]) -> Option<f32> {
 }
 
 /// Turns the generated text (or its absence, when the gate said not found) into an [`Answer`].
-pub fn finish(prepared: &Prepared, generation: Option<&Generation>) -> Answer {
+/// Embeds the generated sentences to check them: run it off the async runtime.
+pub fn finish(prepared: &Prepared, generation: Option<&Generation>) -> Result<Answer> {
     let mut stats = AnswerStats {
         retrieve_ms: ms(prepared.retrieve_time),
         rerank_ms: ms(prepared.rerank_time),
         ..AnswerStats::default()
     };
-    let (Some(prompt), Some(generation)) = (&prepared.prompt, generation) else {
-        return Answer {
-            text: NOT_FOUND.to_string(),
-            not_found: true,
-            citations: Vec::new(),
-            stats,
-        };
+    let (Some(prompt), Some(evidence), Some(generation)) =
+        (&prepared.prompt, &prepared.evidence, generation)
+    else {
+        return Ok(not_found(stats));
     };
     stats.prompt_tokens = generation.prompt_tokens;
     stats.completion_tokens = generation.completion_tokens;
@@ -216,33 +254,190 @@ pub fn finish(prepared: &Prepared, generation: Option<&Generation>) -> Answer {
     stats.sources_used = prompt.sources.len();
     stats.sources_dropped = prompt.dropped;
     let (text, numbers) = check_citations(&generation.text, prompt.sources.len());
-    let (text, numbers) = if numbers.is_empty() && says_not_found(&text) {
-        (String::new(), numbers)
-    } else {
-        let texts: Vec<&str> = prompt
-            .sources
-            .iter()
-            .map(|s| s.hit.chunk.text.as_str())
-            .collect();
-        let g = grounding::ground(&text, &prepared.question, &texts);
-        stats.unsupported_removed = g.removed;
-        stats.extractive = g.extractive;
-        check_citations(&g.text, prompt.sources.len())
-    };
+    if numbers.is_empty() && says_not_found(&text) {
+        return Ok(not_found(stats));
+    }
+    let g = grounding::ground(&text, &prepared.question, evidence, prompt.sources.len())?;
+    stats.unsupported_removed = g.removed;
+    stats.extractive = g.extractive;
+    let (text, numbers) = check_citations(&g.text, prompt.sources.len());
+    if text.trim().is_empty() {
+        return Ok(not_found(stats));
+    }
     let citations: Vec<Citation> = numbers
         .iter()
         .map(|&n| citation(&prompt.sources[n - 1].hit, n))
         .collect();
-    let not_found = text.trim().is_empty();
-    Answer {
-        text: if not_found {
-            NOT_FOUND.to_string()
-        } else {
-            text
-        },
-        not_found,
+    let short_answer = g
+        .short
+        .map(|span| short_answer(evidence, &span, &prompt.sources[..]));
+    Ok(Answer {
+        text,
+        not_found: false,
         citations,
+        short_answer,
         stats,
+    })
+}
+
+/// Most tokens of a short answer.
+pub const SHORT_ANSWER_TOKENS: usize = 16;
+
+/// The generation that finds an answer's short answer: the model copies, from the evidence
+/// sentence the answer rests on, the words that answer the question.
+#[derive(Debug, Clone)]
+pub struct ShortRequest {
+    /// The prompt ([`prompt::short_answer_messages`]).
+    pub messages: Vec<Message>,
+    /// Greedy, at most [`SHORT_ANSWER_TOKENS`], copying from the sentence.
+    pub params: GenerationParams,
+    /// Index of the sentence in the evidence.
+    sentence: usize,
+}
+
+/// The [`ShortRequest`] for `answer`, or `None` when it has no evidence to copy from (not
+/// found). The sentence is the one its word-level short answer lies in, else the best one.
+pub fn short_request(prepared: &Prepared, answer: &Answer) -> Option<ShortRequest> {
+    let evidence = prepared.evidence.as_ref()?;
+    if answer.not_found || evidence.sentences.is_empty() {
+        return None;
+    }
+    let sentence = answer
+        .short_answer
+        .as_ref()
+        .and_then(|short| {
+            evidence
+                .sentences
+                .iter()
+                .position(|s| s.source == short.number && s.text.contains(&short.text))
+        })
+        .unwrap_or(0);
+    let segments = evidence.answer_segments(sentence);
+    if segments.is_empty() {
+        return None;
+    }
+    let text = &evidence.sentences[sentence].text;
+    Some(ShortRequest {
+        messages: prompt::short_answer_messages(&prepared.question, text),
+        params: GenerationParams {
+            max_tokens: SHORT_ANSWER_TOKENS,
+            temperature: 0.0,
+            repeat_penalty: 1.0,
+            stop: vec!["\n".into()],
+            copy_from: segments,
+            ..GenerationParams::default()
+        },
+        sentence,
+    })
+}
+
+/// Replaces `answer`'s short answer with what the model copied for `request`, when that is a
+/// non-empty phrase of the sentence; otherwise the word-level one stays.
+pub fn apply_short(
+    prepared: &Prepared,
+    answer: &mut Answer,
+    request: &ShortRequest,
+    generation: &Generation,
+) {
+    let (Some(evidence), Some(prompt)) = (&prepared.evidence, &prepared.prompt) else {
+        return;
+    };
+    let Some(s) = evidence.sentences.get(request.sentence) else {
+        return;
+    };
+    let copied = generation
+        .text
+        .trim()
+        .trim_end_matches(['.', ',', ';', ':', '!', '?'])
+        .trim_end();
+    if copied.is_empty() || crate::rag::evidence::terms(copied).is_empty() {
+        return;
+    }
+    let Some(at) = s.text.find(copied) else {
+        return;
+    };
+    let mut words = whole_words(&s.text, at..at + copied.len());
+    // A copy that ran on past its answer ("jellyfish and", "Henry Cole, the") ends at its last
+    // content term.
+    let located = index::sparse::located_terms(Bm25Analyzer::Multilingual, &s.text[words.clone()]);
+    match located.last() {
+        Some((_, last)) => words.end = words.start + last.end,
+        None => return,
+    }
+    let span = Span {
+        sentence: request.sentence,
+        range: s.range.start + words.start..s.range.start + words.end,
+    };
+    answer.short_answer = Some(short_answer(evidence, &span, &prompt.sources));
+}
+
+/// `range` of `text` widened to whole words: a copy that stopped inside a word ("Nort")
+/// takes the word ("North"). CJK text has no spaces to widen to and stays as copied.
+fn whole_words(text: &str, range: Range<usize>) -> Range<usize> {
+    let inside = |c: char| c.is_alphanumeric() && !index::sparse::is_cjk(c);
+    let start = text[..range.start]
+        .char_indices()
+        .rev()
+        .take_while(|&(_, c)| inside(c))
+        .last()
+        .map_or(range.start, |(i, _)| i);
+    let end = range.end
+        + text[range.end..]
+            .chars()
+            .take_while(|&c| inside(c))
+            .map(char::len_utf8)
+            .sum::<usize>();
+    let first = text[range.start..].chars().next();
+    let last = text[..range.end].chars().next_back();
+    // Widen only where the copy itself starts or ends inside a word.
+    let start = if first.is_some_and(inside) {
+        start
+    } else {
+        range.start
+    };
+    let end = if last.is_some_and(inside) {
+        end
+    } else {
+        range.end
+    };
+    start..end
+}
+
+/// Runs the short-answer step of `answer` with a direct call to `generator`.
+pub fn shorten(prepared: &Prepared, answer: &mut Answer, generator: &dyn Generator) -> Result<()> {
+    let Some(request) = short_request(prepared, answer) else {
+        return Ok(());
+    };
+    let generation = generator.generate(&request.messages, &request.params, &mut |_| {
+        ControlFlow::Continue(())
+    })?;
+    apply_short(prepared, answer, &request, &generation);
+    Ok(())
+}
+
+fn not_found(stats: AnswerStats) -> Answer {
+    Answer {
+        text: NOT_FOUND.to_string(),
+        not_found: true,
+        citations: Vec::new(),
+        short_answer: None,
+        stats,
+    }
+}
+
+/// The [`ShortAnswer`] of `span`, with document offsets in chars.
+fn short_answer(evidence: &Evidence, span: &Span, sources: &[prompt::PromptSource]) -> ShortAnswer {
+    let number = evidence.sentences[span.sentence].source;
+    let chunk = &sources[number - 1].hit.chunk;
+    let before = chunk.text[..span.range.start].chars().count();
+    let text = &chunk.text[span.range.clone()];
+    let start = chunk.span_start + before;
+    ShortAnswer {
+        text: text.to_string(),
+        number,
+        doc_id: chunk.doc_id.clone(),
+        span_start: start,
+        span_end: start + text.chars().count(),
     }
 }
 
@@ -280,16 +475,22 @@ pub fn answer(
 ) -> Result<Answer> {
     let prepared = prepare(retriever, searcher, generator, question, cfg)?;
     let Some(prompt) = &prepared.prompt else {
-        let answer = finish(&prepared, None);
+        let answer = finish(&prepared, None)?;
         let _ = on_text(&answer.text);
         return Ok(answer);
     };
     let generation = generator.generate(&prompt.messages, &cfg.generation, on_text)?;
-    Ok(finish(&prepared, Some(&generation)))
+    let mut answer = finish(&prepared, Some(&generation))?;
+    shorten(&prepared, &mut answer, generator)?;
+    Ok(answer)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use ingest::testing::HashEmbedder;
+
     use super::*;
     use crate::model::llm::FinishReason;
     use crate::rag::prompt::tests::hit;
@@ -312,9 +513,12 @@ mod tests {
             context_tokens: 1000,
             reply_tokens: 10,
         };
+        let texts: Vec<&str> = hits.iter().map(|h| h.chunk.text.as_str()).collect();
+        let evidence = Evidence::gather(Arc::new(HashEmbedder::new()), "q", &texts).unwrap();
         Prepared {
             question: "q".into(),
             prompt: Some(prompt::build(&g, "q", &hits, budget).unwrap()),
+            evidence: Some(evidence),
             retrieved: hits.len(),
             best_relevance: Some(0.9),
             retrieve_time: Duration::from_millis(3),
@@ -328,7 +532,7 @@ mod tests {
             hit(1, "A", "alpha comes first", 0.9),
             hit(2, "B", "beta holds", 0.8),
         ]);
-        let a = finish(&p, Some(&generation("Beta holds [2].")));
+        let a = finish(&p, Some(&generation("Beta holds [2]."))).unwrap();
         assert_eq!(a.text, "Beta holds [2].");
         assert!(!a.not_found);
         assert_eq!(a.citations.len(), 1);
@@ -351,7 +555,7 @@ mod tests {
             hit(2, "B", "beta holds", 0.8),
         ]);
         let reply = "Alpha comes first [1]. Gamma rays melt the moon [2].";
-        let a = finish(&p, Some(&generation(reply)));
+        let a = finish(&p, Some(&generation(reply))).unwrap();
         assert_eq!(a.text, "Alpha comes first [1].");
         assert_eq!(a.citations.len(), 1);
         assert_eq!(a.citations[0].doc_id, "doc-1");
@@ -362,7 +566,7 @@ mod tests {
     #[test]
     fn a_model_reply_of_not_found_is_flagged() {
         let p = prepared(vec![hit(1, "A", "alpha", 0.9)]);
-        let a = finish(&p, Some(&generation(" Not found in the knowledge base.")));
+        let a = finish(&p, Some(&generation(" Not found in the knowledge base."))).unwrap();
         assert!(a.not_found);
         assert_eq!(a.text, NOT_FOUND);
         assert!(a.citations.is_empty());
@@ -373,12 +577,13 @@ mod tests {
         let p = Prepared {
             question: "q".into(),
             prompt: None,
+            evidence: None,
             retrieved: 3,
             best_relevance: Some(0.05),
             retrieve_time: Duration::ZERO,
             rerank_time: Duration::ZERO,
         };
-        let a = finish(&p, None);
+        let a = finish(&p, None).unwrap();
         assert!(a.not_found);
         assert_eq!(a.stats.prompt_tokens, 0);
     }

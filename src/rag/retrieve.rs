@@ -112,6 +112,11 @@ impl Retriever {
         Self { embedder, reranker }
     }
 
+    /// The embedder queries are embedded with.
+    pub fn embedder(&self) -> &Arc<dyn Embedder> {
+        &self.embedder
+    }
+
     /// Retrieves the top `opts.k` chunks for `query`.
     pub fn retrieve(
         &self,

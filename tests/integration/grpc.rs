@@ -707,6 +707,38 @@ async fn ask_streams_a_cited_answer_and_refuses_off_topic() {
     }
     let timings = fin.timings.unwrap();
     assert!(timings.total_ms >= timings.time_to_first_token_ms);
+    // The short answer, when given, is exact text of a cited document at the offsets given.
+    if let Some(short) = &fin.short_answer {
+        assert!(
+            fin.citations
+                .iter()
+                .any(|c| c.source_number == short.source_number
+                    && c.document_id == short.document_id),
+            "{fin:?}"
+        );
+        let doc = c
+            .get_document(pb::GetDocumentRequest {
+                collection: "kb".into(),
+                id: short.document_id.clone(),
+                include_chunks: true,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let (start, end) = (short.span_start as usize, short.span_end as usize);
+        let chunk = doc
+            .chunks
+            .iter()
+            .find(|ch| ch.span_start as usize <= start && end <= ch.span_end as usize)
+            .expect("the span lies in one chunk");
+        let at: String = chunk
+            .text
+            .chars()
+            .skip(start - chunk.span_start as usize)
+            .take(end - start)
+            .collect();
+        assert_eq!(at, short.text);
+    }
 
     // Nothing in the knowledge base is near this: answered without the model.
     let q = ask("kb", "Who won the 2018 FIFA World Cup?", 48);

@@ -71,11 +71,20 @@ pub fn analyzer(kind: Bm25Analyzer) -> TextAnalyzer {
 
 /// The terms `kind` makes of `text`, in order: what BM25 would index or search for.
 pub fn terms(kind: Bm25Analyzer, text: &str) -> Vec<String> {
+    located_terms(kind, text)
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect()
+}
+
+/// [`terms`] with the byte range of `text` each one was made from.
+pub fn located_terms(kind: Bm25Analyzer, text: &str) -> Vec<(String, std::ops::Range<usize>)> {
     let mut analyzer = analyzer(kind);
     let mut stream = analyzer.token_stream(text);
     let mut out = Vec::new();
     while stream.advance() {
-        out.push(stream.token().text.clone());
+        let t = stream.token();
+        out.push((t.text.clone(), t.offset_from..t.offset_to));
     }
     out
 }

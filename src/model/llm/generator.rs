@@ -65,6 +65,12 @@ pub struct GenerationParams {
     pub repeat_last_n: usize,
     /// Generation stops before any of these strings; the string is not returned.
     pub stop: Vec<String>,
+    /// When not empty, the reply copies a passage of one of these texts: each token is the most
+    /// likely one that keeps the reply (leading spaces aside) a substring of one of them, and
+    /// generation ends when the model would end its turn or no likely token continues the
+    /// copy. Decoding is then greedy whatever the sampling settings. Extractive answers use it
+    /// to get an exact span.
+    pub copy_from: Vec<String>,
 }
 
 impl Default for GenerationParams {
@@ -79,6 +85,7 @@ impl Default for GenerationParams {
             repeat_penalty: 1.1,
             repeat_last_n: 64,
             stop: Vec::new(),
+            copy_from: Vec::new(),
         }
     }
 }

@@ -381,10 +381,21 @@ impl Run<'_, '_> {
         let mut sampler = LogitsProcessor::from_sampling(self.params.seed, sampling(self.params));
         let mut stream = TextStream::new(&g.tokenizer, &self.params.stop);
         let mut generated = 0;
+        let mut copy =
+            (!self.params.copy_from.is_empty()).then(|| Copying::new(&self.params.copy_from));
         let finish = loop {
-            let next = self.sample(&logits, &mut sampler)?;
+            let next = match &copy {
+                Some(c) => match c.next(g, &logits.to_vec1::<f32>()?) {
+                    Some(id) => id,
+                    None => break FinishReason::Eos,
+                },
+                None => self.sample(&logits, &mut sampler)?,
+            };
             if g.stop_ids.contains(&next) {
                 break FinishReason::Eos;
+            }
+            if let Some(c) = &mut copy {
+                c.copied.extend_from_slice(g.tokenizer.token_bytes(next));
             }
             generated += 1;
             self.tokens.push(next);
@@ -409,6 +420,72 @@ impl Run<'_, '_> {
             return Ok(FinishReason::Cancelled);
         }
         Ok(finish)
+    }
+}
+
+/// Candidates (most likely first) that copy decoding tries at each step.
+const COPY_CANDIDATES: usize = 64;
+
+/// Once a copy has begun it ends where its best continuation is this much less likely (in
+/// natural log) than the model's first choice: the model wants to say something the texts
+/// do not hold, so the copy is over.
+const COPY_MARGIN: f32 = 3.0;
+
+/// The state of a reply that copies from texts ([`GenerationParams::copy_from`]).
+struct Copying<'a> {
+    sources: &'a [String],
+    /// The reply's bytes so far.
+    copied: Vec<u8>,
+}
+
+impl<'a> Copying<'a> {
+    fn new(sources: &'a [String]) -> Self {
+        Self {
+            sources,
+            copied: Vec::new(),
+        }
+    }
+
+    /// The most likely of the [`COPY_CANDIDATES`] tokens that continues the copy, or an
+    /// end-of-turn id once something is copied; `None` when no candidate does either, or none
+    /// within [`COPY_MARGIN`] of the first choice once the copy has begun.
+    fn next(&self, g: &GgufGenerator, logits: &[f32]) -> Option<u32> {
+        let mut order: Vec<u32> = (0..logits.len() as u32).collect();
+        let n = COPY_CANDIDATES.min(order.len());
+        if n == 0 {
+            return None;
+        }
+        let by_logit = |a: &u32, b: &u32| logits[*b as usize].total_cmp(&logits[*a as usize]);
+        order.select_nth_unstable_by(n - 1, by_logit);
+        order.truncate(n);
+        order.sort_unstable_by(by_logit);
+        let started = !self.copied.trim_ascii().is_empty();
+        let top = logits[order[0] as usize];
+        let mut candidate = Vec::with_capacity(self.copied.len() + 32);
+        for id in order {
+            if started && logits[id as usize] < top - COPY_MARGIN {
+                return None;
+            }
+            if g.stop_ids.contains(&id) {
+                if started {
+                    return Some(id);
+                }
+                continue;
+            }
+            let piece = g.tokenizer.token_bytes(id);
+            if piece.is_empty() {
+                continue;
+            }
+            candidate.clear();
+            candidate.extend_from_slice(&self.copied);
+            candidate.extend_from_slice(piece);
+            let wanted = candidate.trim_ascii_start();
+            let copies = |s: &String| memchr::memmem::find(s.as_bytes(), wanted).is_some();
+            if !wanted.is_empty() && self.sources.iter().any(copies) {
+                return Some(id);
+            }
+        }
+        None
     }
 }
 
