@@ -508,16 +508,20 @@ mod tests {
     }
 
     fn prepared(hits: Vec<Hit>) -> Prepared {
+        prepared_for("q", hits)
+    }
+
+    fn prepared_for(question: &str, hits: Vec<Hit>) -> Prepared {
         let g = prompt::tests::WordGenerator::new(1000, "");
         let budget = PromptBudget {
             context_tokens: 1000,
             reply_tokens: 10,
         };
         let texts: Vec<&str> = hits.iter().map(|h| h.chunk.text.as_str()).collect();
-        let evidence = Evidence::gather(Arc::new(HashEmbedder::new()), "q", &texts).unwrap();
+        let evidence = Evidence::gather(Arc::new(HashEmbedder::new()), question, &texts).unwrap();
         Prepared {
-            question: "q".into(),
-            prompt: Some(prompt::build(&g, "q", &hits, budget).unwrap()),
+            question: question.into(),
+            prompt: Some(prompt::build(&g, question, &hits, budget).unwrap()),
             evidence: Some(evidence),
             retrieved: hits.len(),
             best_relevance: Some(0.9),
@@ -586,6 +590,62 @@ mod tests {
         let a = finish(&p, None).unwrap();
         assert!(a.not_found);
         assert_eq!(a.stats.prompt_tokens, 0);
+    }
+
+    #[test]
+    fn whole_words_widens_only_a_copy_cut_inside_a_word() {
+        let text = "born in North Carolina, 1901; 東京都に住む";
+        let at = |s: &str| text.find(s).unwrap();
+        let north = at("North");
+        assert_eq!(
+            &text[whole_words(text, north..north + 4)],
+            "North",
+            "a copy stopping inside a word takes the word"
+        );
+        let carolina = at("Carolina");
+        assert_eq!(
+            &text[whole_words(text, carolina - 6..carolina + 8)],
+            "North Carolina"
+        );
+        assert_eq!(&text[whole_words(text, north - 3..north)], "in ");
+        let tokyo = at("東京");
+        assert_eq!(
+            &text[whole_words(text, tokyo..tokyo + "東京".len())],
+            "東京",
+            "CJK has no spaces to widen to"
+        );
+    }
+
+    #[test]
+    fn a_copied_short_answer_becomes_an_exact_span_of_whole_words() {
+        let source = "The Alps were crossed by Hannibal and his elephants in 218 BC.";
+        let p = prepared_for("Who crossed the Alps?", vec![hit(1, "A", source, 0.9)]);
+        let mut a = finish(&p, Some(&generation("Hannibal crossed the Alps [1]."))).unwrap();
+        assert!(!a.not_found, "{a:?}");
+        let request = short_request(&p, &a).unwrap();
+        assert_eq!(request.params.temperature, 0.0);
+        assert!(!request.params.copy_from.is_empty());
+        // A copy that stops inside a word and runs on past the answer.
+        apply_short(&p, &mut a, &request, &generation("Hanniba"));
+        let short = a.short_answer.clone().unwrap();
+        assert_eq!(short.text, "Hannibal");
+        // Spans are character offsets in the document, where this chunk starts at 10.
+        let chars: Vec<char> = source.chars().collect();
+        let spanned: String = chars[short.span_start - 10..short.span_end - 10]
+            .iter()
+            .collect();
+        assert_eq!(spanned, "Hannibal");
+        apply_short(
+            &p,
+            &mut a,
+            &request,
+            &generation("Hannibal and his elephants in"),
+        );
+        let short = a.short_answer.clone().unwrap();
+        assert_eq!(short.text, "Hannibal and his elephants");
+        // A reply that is not in the sentence leaves the short answer as it was.
+        apply_short(&p, &mut a, &request, &generation("Napoleon"));
+        assert_eq!(a.short_answer.unwrap().text, "Hannibal and his elephants");
     }
 
     #[test]

@@ -408,4 +408,23 @@ mod tests {
         let span = e.short_answer(i, None).unwrap();
         assert_eq!(&COMPLEXITY[span.range], "time and storage");
     }
+
+    #[test]
+    fn answer_segments_are_the_stretches_between_question_terms() {
+        let e = evidence("What are the two basic resources?", &[COMPLEXITY]);
+        let i = e
+            .sentences
+            .iter()
+            .position(|s| s.text.contains("time"))
+            .unwrap();
+        let segments = e.answer_segments(i);
+        assert_eq!(
+            segments,
+            ["are time and storage (memory), measured in steps and bits."],
+            "{segments:?}"
+        );
+        // Every segment is copied text of the sentence, so spans found in it stay exact.
+        assert!(segments.iter().all(|s| e.sentences[i].text.contains(s)));
+        assert!(e.answer_segments(99).is_empty());
+    }
 }

@@ -67,6 +67,46 @@ fn greedy_answer_is_deterministic_and_sensible() {
 }
 
 #[test]
+fn copy_decoding_replies_with_a_passage_of_the_given_texts() {
+    let g = smollm();
+    let sources = vec![
+        "the river Seine and the Eiffel Tower".to_string(),
+        "Paris, the largest city of the country".to_string(),
+    ];
+    let params = GenerationParams {
+        copy_from: sources.clone(),
+        // Sampling settings are ignored: a copy is greedy.
+        temperature: 0.9,
+        ..greedy(12)
+    };
+    let msgs = user(
+        "Context: Paris, the largest city of the country, lies on the river Seine and the \
+         Eiffel Tower.\nQuestion: What is the capital of France? Answer with a phrase from the \
+         context.",
+    );
+    let (a, pieces) = run(g.as_ref(), &msgs, &params);
+    let (b, _) = run(g.as_ref(), &msgs, &params);
+    assert_eq!(a.text, b.text, "a copy is deterministic");
+    assert_eq!(pieces.concat(), a.text);
+    let copied = a.text.trim_start();
+    assert!(!copied.is_empty(), "nothing copied");
+    assert!(
+        sources.iter().any(|s| s.contains(copied)),
+        "{copied:?} is not a passage of {sources:?}"
+    );
+    assert!(copied.contains("Paris"), "{copied:?}");
+
+    // A question the texts cannot answer still gets nothing but copied text.
+    let params = GenerationParams {
+        copy_from: vec!["zebra crossings".into()],
+        ..greedy(8)
+    };
+    let (c, _) = run(g.as_ref(), &user("Who wrote Hamlet?"), &params);
+    let copied = c.text.trim_start();
+    assert!("zebra crossings".contains(copied), "{copied:?}");
+}
+
+#[test]
 fn prompt_is_chatml_with_default_system_and_counts_match() {
     let g = smollm();
     let msgs = user("Hi");
