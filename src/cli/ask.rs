@@ -1,8 +1,8 @@
 //! `ragd ask "question"`: grounded answering against a local collection.
 //!
 //! Retrieval, the relevance gate, the prompt and citation checking are [`crate::rag::answer`];
-//! this file only parses flags and prints. With `--stream` the answer is printed as the model
-//! produces it; the short answer and the sources follow. `--json` prints one object with the
+//! this file only parses flags and prints. With `--stream` the answer is printed a sentence at a
+//! time as each passes its check against the sources; the short answer and the sources follow. `--json` prints one object with the
 //! answer, its short answer, citations and timings.
 
 use std::io::Write;
@@ -25,7 +25,7 @@ pub struct AskArgs {
     /// The collection to answer from.
     #[arg(long, default_value = "default")]
     pub collection: String,
-    /// Print the answer as it is generated.
+    /// Print the answer as it is generated, a sentence at a time as each passes its check.
     #[arg(long)]
     pub stream: bool,
     /// Print one JSON object: answer, citations, timings.

@@ -368,7 +368,8 @@ fn run_qa(cfg: &Config, args: &QaArgs) -> anyhow::Result<()> {
     );
     println!(
         "citation precision {:.1}% (cites {:.1}%), not found {:.1}%, extractive {:.1}%; \
-         {:.2} / {:.2} s per answer (p50 / p95), first token {:.0} / {:.0} ms",
+         {:.2} / {:.2} s per answer (p50 / p95), first token {:.0} / {:.0} ms, first checked \
+         text shown {:.0} / {:.0} ms",
         r.citation_precision * 100.0,
         r.cites_any * 100.0,
         r.not_found * 100.0,
@@ -376,7 +377,9 @@ fn run_qa(cfg: &Config, args: &QaArgs) -> anyhow::Result<()> {
         r.seconds_p50,
         r.seconds_p95,
         r.time_to_first_token_ms_p50,
-        r.time_to_first_token_ms_p95
+        r.time_to_first_token_ms_p95,
+        r.first_text_ms_p50,
+        r.first_text_ms_p95
     );
     Ok(())
 }

@@ -78,6 +78,9 @@ pub struct QaRow {
     pub seconds: f64,
     /// From the generation call to the first streamed text, in ms (0 when the model did not run).
     pub time_to_first_token_ms: f64,
+    /// From the generation call to the first checked text shown, in ms (0 when the model did not
+    /// run).
+    pub first_text_ms: f64,
 }
 
 /// Totals over the questions asked.
@@ -122,6 +125,10 @@ pub struct QaReport {
     pub time_to_first_token_ms_p50: f64,
     /// Time to first token in ms, 95th percentile.
     pub time_to_first_token_ms_p95: f64,
+    /// Time to the first checked text shown in ms, median (answers the model wrote).
+    pub first_text_ms_p50: f64,
+    /// Time to the first checked text shown in ms, 95th percentile.
+    pub first_text_ms_p95: f64,
 }
 
 /// Questions with their judged paragraphs and gold answers.
@@ -216,6 +223,7 @@ pub fn run(
             extractive: a.stats.extractive,
             seconds,
             time_to_first_token_ms: a.stats.time_to_first_token_ms,
+            first_text_ms: a.stats.first_text_ms,
             answer: text,
         };
         on_row(&row);
@@ -239,6 +247,12 @@ fn report(rows: &[QaRow]) -> QaReport {
             .filter(|&t| t > 0.0)
             .collect(),
     );
+    let first_text = sorted(
+        rows.iter()
+            .map(|r| r.first_text_ms)
+            .filter(|&t| t > 0.0)
+            .collect(),
+    );
     QaReport {
         questions: rows.len(),
         exact_match: share(|r| r.exact),
@@ -259,6 +273,8 @@ fn report(rows: &[QaRow]) -> QaReport {
         seconds_p95: percentile(&seconds, 95.0),
         time_to_first_token_ms_p50: percentile(&ttft, 50.0),
         time_to_first_token_ms_p95: percentile(&ttft, 95.0),
+        first_text_ms_p50: percentile(&first_text, 50.0),
+        first_text_ms_p95: percentile(&first_text, 95.0),
     }
 }
 

@@ -566,6 +566,7 @@ pub fn ask_final(a: &Answer, total_ms: f64) -> pb::AskResponse {
                 retrieve_ms: stats.retrieve_ms,
                 rerank_ms: stats.rerank_ms,
                 time_to_first_token_ms: stats.time_to_first_token_ms,
+                first_text_ms: stats.first_text_ms,
                 total_ms,
                 tokens_per_second: stats.tokens_per_second,
             }),

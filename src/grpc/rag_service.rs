@@ -202,9 +202,10 @@ impl pb::rag_server::Rag for RagService {
     }
 }
 
-/// Streams the answer: text deltas as the model produces them, then the final message with
-/// the checked citations and the short answer. A client that goes away drops the generation
-/// stream, which cancels the generation at its next token.
+/// Streams the answer: the checked text one sentence at a time as each passes its check
+/// ([`answer::AnswerBuilder`]), then the final message with the citations and the short answer.
+/// The deltas, joined, are the final answer's text. A client that goes away drops the
+/// generation stream, which cancels the generation at its next token.
 fn answer_stream(
     prepared: Prepared,
     events: Option<GenerationStream>,
@@ -213,23 +214,23 @@ fn answer_stream(
 ) -> BoxStream<pb::AskResponse> {
     let (tx, rx) = mpsc::channel(16);
     tokio::spawn(async move {
-        let generation = match events {
-            None => None,
-            Some(events) => match relay(events, &tx).await {
-                Some(g) => Some(g),
+        let prepared = Arc::new(prepared);
+        let builder = answer::AnswerBuilder::new();
+        let (builder, generation) = match events {
+            None => (builder, None),
+            Some(events) => match relay(events, builder, &prepared, &tx).await {
+                Some((builder, g)) => (builder, Some(g)),
                 None => return,
             },
         };
-        let had_generation = generation.is_some();
         // Checking embeds the generated sentences: off the async runtime.
-        let finished = tokio::task::spawn_blocking(move || {
-            let answer = answer::finish(&prepared, generation.as_ref());
-            (prepared, answer)
-        })
-        .await;
-        let (prepared, mut answer) = match finished {
-            Ok((prepared, Ok(answer))) => (prepared, answer),
-            Ok((_, Err(e))) => {
+        let finishing = prepared.clone();
+        let finished =
+            tokio::task::spawn_blocking(move || builder.finish(&finishing, generation.as_ref()))
+                .await;
+        let (mut answer, tail) = match finished {
+            Ok(Ok(done)) => done,
+            Ok(Err(e)) => {
                 let _ = tx.send(Err(e.into())).await;
                 return;
             }
@@ -239,13 +240,10 @@ fn answer_stream(
                 return;
             }
         };
-        if tx.is_closed() {
+        if !tail.is_empty() && tx.send(Ok(convert::ask_delta(tail))).await.is_err() {
             return;
         }
         shorten(&prepared, &mut answer, &pool).await;
-        if !had_generation {
-            let _ = tx.send(Ok(convert::ask_delta(answer.text.clone()))).await;
-        }
         let total_ms = started.elapsed().as_secs_f64() * 1e3;
         let _ = tx.send(Ok(convert::ask_final(&answer, total_ms))).await;
     });
@@ -280,20 +278,51 @@ async fn shorten(prepared: &Prepared, answer: &mut answer::Answer, pool: &Genera
     }
 }
 
-/// Forwards text pieces to the client; returns the finished generation, or `None` when the
-/// client left or the generation failed (the failure is sent as the stream's status).
+/// Feeds the generated pieces to `builder` and sends the client each checked sentence as it
+/// passes; returns the builder and the finished generation, or `None` when the client left or
+/// the generation or a check failed (the failure is sent as the stream's status).
 async fn relay(
     mut events: GenerationStream,
+    mut builder: answer::AnswerBuilder,
+    prepared: &Arc<Prepared>,
     tx: &mpsc::Sender<std::result::Result<pb::AskResponse, Status>>,
-) -> Option<Generation> {
+) -> Option<(answer::AnswerBuilder, Generation)> {
     while let Some(event) = events.recv().await {
         match event {
             Ok(GenerationEvent::Text(piece)) => {
-                if tx.send(Ok(convert::ask_delta(piece))).await.is_err() {
+                if !builder.push(&piece) {
+                    if tx.is_closed() {
+                        return None;
+                    }
+                    continue;
+                }
+                // Checking embeds the sentence: off the async runtime, while the model goes on.
+                let p = prepared.clone();
+                let settled = tokio::task::spawn_blocking(move || {
+                    let shown = builder.settle(&p);
+                    (builder, shown)
+                })
+                .await;
+                let shown = match settled {
+                    Ok((b, Ok(shown))) => {
+                        builder = b;
+                        shown
+                    }
+                    Ok((_, Err(e))) => {
+                        let _ = tx.send(Err(e.into())).await;
+                        return None;
+                    }
+                    Err(e) => {
+                        let e = ServiceError::Internal(format!("checking the answer failed: {e}"));
+                        let _ = tx.send(Err(e.into())).await;
+                        return None;
+                    }
+                };
+                if !shown.is_empty() && tx.send(Ok(convert::ask_delta(shown))).await.is_err() {
                     return None;
                 }
             }
-            Ok(GenerationEvent::Finished(g)) => return Some(g),
+            Ok(GenerationEvent::Finished(g)) => return Some((builder, g)),
             Err(e) => {
                 let _ = tx.send(Err(ServiceError::from(e).into())).await;
                 return None;

@@ -21,8 +21,10 @@
 //! question by meaning and by words ([`super::evidence`]). Generated sentences that their best
 //! evidence sentence does not support are removed, and an answer left with none quotes the best
 //! evidence sentences instead ([`super::grounding`]). The answer carries a **short answer**: the
-//! smallest span of the evidence that answers, with its source and exact document offsets. The
-//! streamed text is the model's raw output; the final answer is the checked one.
+//! smallest span of the evidence that answers, with its source and exact document offsets.
+//!
+//! **Streaming.** The text shown while the model writes is the checked answer, one sentence at a
+//! time as each passes its check ([`AnswerBuilder`]); what was shown, joined, is the final text.
 
 use std::ops::{ControlFlow, Range};
 use std::time::{Duration, Instant};
@@ -142,6 +144,9 @@ pub struct AnswerStats {
     pub prompt_ms: f64,
     /// From the generation call to the first streamed text, in ms.
     pub time_to_first_token_ms: f64,
+    /// From the generation call to the first checked text shown (a sentence that passed its
+    /// check, or the whole answer when none could be shown earlier), in ms.
+    pub first_text_ms: f64,
     /// Decode speed in tokens per second.
     pub tokens_per_second: f64,
     /// Sources offered to the model.
@@ -230,54 +235,130 @@ fn best_relevance(hits: &[Hit]) -> Option<f32> {
         .max_by(f32::total_cmp)
 }
 
-/// Turns the generated text (or its absence, when the gate said not found) into an [`Answer`].
-/// Embeds the generated sentences to check them: run it off the async runtime.
+/// Turns the generated text into the checked [`Answer`]: citations checked, unsupported
+/// sentences removed ([`super::grounding`]), the short answer found. Without a prompt or a
+/// generation the answer is [`NOT_FOUND`]. Embeds the generated sentences to check them: run it
+/// off the async runtime.
 pub fn finish(prepared: &Prepared, generation: Option<&Generation>) -> Result<Answer> {
-    let mut stats = AnswerStats {
-        retrieve_ms: ms(prepared.retrieve_time),
-        rerank_ms: ms(prepared.rerank_time),
-        ..AnswerStats::default()
-    };
-    let (Some(prompt), Some(evidence), Some(generation)) =
-        (&prepared.prompt, &prepared.evidence, generation)
-    else {
-        return Ok(not_found(stats));
-    };
-    stats.prompt_tokens = generation.prompt_tokens;
-    stats.completion_tokens = generation.completion_tokens;
-    stats.prompt_ms = ms(generation.prompt_time);
-    stats.time_to_first_token_ms = ms(generation.time_to_first_token);
-    let decode = generation.decode_time.as_secs_f64();
-    if decode > 0.0 {
-        stats.tokens_per_second = generation.completion_tokens.saturating_sub(1) as f64 / decode;
+    let mut builder = AnswerBuilder::new();
+    if let Some(g) = generation {
+        builder.push(&g.text);
     }
-    stats.sources_used = prompt.sources.len();
-    stats.sources_dropped = prompt.dropped;
-    let (text, numbers) = check_citations(&generation.text, prompt.sources.len());
-    if numbers.is_empty() && says_not_found(&text) {
-        return Ok(not_found(stats));
+    Ok(builder.finish(prepared, generation)?.0)
+}
+
+/// An answer built while its generation streams (the Ask stream, `ragd ask --stream`): the
+/// text to show comes one checked sentence at a time, so a client that prints it never shows a
+/// sentence that the final answer removes. What it shows, joined, is the final answer's text.
+///
+/// [`AnswerBuilder::push`] each generated piece; when it returns true call
+/// [`AnswerBuilder::settle`] (it embeds the complete sentences: blocking work) and show what it
+/// returns; then [`AnswerBuilder::finish`] gives the [`Answer`] and the text still to show.
+#[derive(Debug)]
+pub struct AnswerBuilder {
+    grounder: grounding::Grounder,
+    started: Instant,
+    first_text: Option<Duration>,
+}
+
+impl Default for AnswerBuilder {
+    fn default() -> Self {
+        Self::new()
     }
-    let g = grounding::ground(&text, &prepared.question, evidence, prompt.sources.len())?;
-    stats.unsupported_removed = g.removed;
-    stats.extractive = g.extractive;
-    let (text, numbers) = check_citations(&g.text, prompt.sources.len());
-    if text.trim().is_empty() {
-        return Ok(not_found(stats));
+}
+
+impl AnswerBuilder {
+    /// A builder for a generation that starts now.
+    pub fn new() -> Self {
+        Self {
+            grounder: grounding::Grounder::default(),
+            started: Instant::now(),
+            first_text: None,
+        }
     }
-    let citations: Vec<Citation> = numbers
-        .iter()
-        .map(|&n| citation(&prompt.sources[n - 1].hit, n))
-        .collect();
-    let short_answer = g
-        .short
-        .map(|span| short_answer(evidence, &span, &prompt.sources[..]));
-    Ok(Answer {
-        text,
-        not_found: false,
-        citations,
-        short_answer,
-        stats,
-    })
+
+    /// Appends generated text; true when a sentence may be complete and
+    /// [`AnswerBuilder::settle`] has work.
+    pub fn push(&mut self, piece: &str) -> bool {
+        self.grounder.push(piece)
+    }
+
+    /// Checks the complete sentences; returns the text to show now (often empty).
+    pub fn settle(&mut self, prepared: &Prepared) -> Result<String> {
+        let (Some(prompt), Some(evidence)) = (&prepared.prompt, &prepared.evidence) else {
+            return Ok(String::new());
+        };
+        let shown = self.grounder.settle(evidence, prompt.sources.len())?;
+        if !shown.is_empty() && self.first_text.is_none() {
+            self.first_text = Some(self.started.elapsed());
+        }
+        Ok(shown)
+    }
+
+    /// The checked answer, and the text to show that was not shown yet: the answer's text is
+    /// what [`AnswerBuilder::settle`] returned, joined, followed by this.
+    pub fn finish(
+        self,
+        prepared: &Prepared,
+        generation: Option<&Generation>,
+    ) -> Result<(Answer, String)> {
+        let first_text = self.first_text.unwrap_or_else(|| self.started.elapsed());
+        let mut stats = AnswerStats {
+            retrieve_ms: ms(prepared.retrieve_time),
+            rerank_ms: ms(prepared.rerank_time),
+            ..AnswerStats::default()
+        };
+        let (Some(prompt), Some(evidence), Some(generation)) =
+            (&prepared.prompt, &prepared.evidence, generation)
+        else {
+            let answer = not_found(stats);
+            let tail = answer.text.clone();
+            return Ok((answer, tail));
+        };
+        stats.prompt_tokens = generation.prompt_tokens;
+        stats.completion_tokens = generation.completion_tokens;
+        stats.prompt_ms = ms(generation.prompt_time);
+        stats.time_to_first_token_ms = ms(generation.time_to_first_token);
+        stats.first_text_ms = ms(first_text);
+        let decode = generation.decode_time.as_secs_f64();
+        if decode > 0.0 {
+            stats.tokens_per_second =
+                generation.completion_tokens.saturating_sub(1) as f64 / decode;
+        }
+        stats.sources_used = prompt.sources.len();
+        stats.sources_dropped = prompt.dropped;
+        let shown = self.grounder.shown().to_string();
+        let (g, mut tail) =
+            self.grounder
+                .end(&prepared.question, evidence, prompt.sources.len())?;
+        stats.unsupported_removed = g.removed;
+        stats.extractive = g.extractive;
+        // Grounded text holds checked markers only, so this changes nothing but lists them.
+        let (text, numbers) = check_citations(&g.text, prompt.sources.len());
+        if g.not_found || text.trim().is_empty() {
+            let answer = not_found(stats);
+            if shown.is_empty() {
+                tail = answer.text.clone();
+            }
+            return Ok((answer, tail));
+        }
+        debug_assert_eq!(text, format!("{shown}{tail}"));
+        let citations: Vec<Citation> = numbers
+            .iter()
+            .map(|&n| citation(&prompt.sources[n - 1].hit, n))
+            .collect();
+        let short_answer = g
+            .short
+            .map(|span| short_answer(evidence, &span, &prompt.sources[..]));
+        let answer = Answer {
+            text,
+            not_found: false,
+            citations,
+            short_answer,
+            stats,
+        };
+        Ok((answer, tail))
+    }
 }
 
 /// Most tokens of a short answer.
@@ -458,13 +539,8 @@ fn citation(hit: &Hit, number: usize) -> Citation {
     }
 }
 
-fn says_not_found(text: &str) -> bool {
-    let lower = text.to_lowercase();
-    lower.contains("not found in the knowledge base") || lower.contains("not in the knowledge base")
-}
-
-/// Retrieves, generates with a direct call to `generator` (streaming text to `on_text`) and
-/// returns the answer. Blocks; run it off the async runtime.
+/// Retrieves, generates with a direct call to `generator` and returns the answer; `on_text`
+/// is shown the answer's text as its sentences pass their checks ([`AnswerBuilder`]). Blocks; run it off the async runtime.
 pub fn answer(
     retriever: &Retriever,
     searcher: &Searcher,
@@ -479,8 +555,28 @@ pub fn answer(
         let _ = on_text(&answer.text);
         return Ok(answer);
     };
-    let generation = generator.generate(&prompt.messages, &cfg.generation, on_text)?;
-    let mut answer = finish(&prepared, Some(&generation))?;
+    let mut builder = AnswerBuilder::new();
+    let mut failed = None;
+    let generation = generator.generate(&prompt.messages, &cfg.generation, &mut |piece| {
+        if !builder.push(piece) {
+            return ControlFlow::Continue(());
+        }
+        match builder.settle(&prepared) {
+            Ok(shown) if shown.is_empty() => ControlFlow::Continue(()),
+            Ok(shown) => on_text(&shown),
+            Err(e) => {
+                failed = Some(e);
+                ControlFlow::Break(())
+            }
+        }
+    })?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let (mut answer, tail) = builder.finish(&prepared, Some(&generation))?;
+    if !tail.is_empty() {
+        let _ = on_text(&tail);
+    }
     shorten(&prepared, &mut answer, generator)?;
     Ok(answer)
 }

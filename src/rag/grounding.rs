@@ -46,71 +46,207 @@ pub struct Grounded {
     pub removed: usize,
     /// True when no generated sentence was supported and the text quotes the sources.
     pub extractive: bool,
+    /// True when the model said the answer is not in the sources and no sentence was kept:
+    /// the text is empty.
+    pub not_found: bool,
     /// The short answer, when one was found.
     pub short: Option<Span>,
 }
 
-/// Keeps the sentences of `answer` that the evidence supports; see the module docs. `answer`
-/// must already have had its citations checked ([`check_citations`]); `sources` is the number
-/// of sources offered.
+/// Keeps the sentences of `answer` that the evidence supports; see the module docs. `sources`
+/// is the number of sources offered. The whole-answer form of [`Grounder`].
 pub fn ground(
     answer: &str,
     question: &str,
     evidence: &Evidence,
     sources: usize,
 ) -> Result<Grounded> {
-    let pieces = sentences(answer);
-    let bare: Vec<String> = pieces.iter().map(|s| check_citations(s, 0).0).collect();
-    let refs: Vec<&str> = bare.iter().map(String::as_str).collect();
-    let checks = evidence.check(&refs)?;
-    let mut text = String::new();
-    let (mut kept, mut removed) = (0, 0);
-    let mut first_kept: Option<(usize, &str)> = None;
-    for ((sentence, bare), check) in pieces.iter().zip(&bare).zip(&checks) {
-        let Some(check) = check else {
-            // No content words ("Yes.", a lone citation): nothing to check.
-            text.push_str(sentence);
-            continue;
-        };
-        if !check.passed {
-            removed += 1;
-            continue;
-        }
-        kept += 1;
-        first_kept.get_or_insert((check.evidence, bare.as_str()));
-        let source = evidence.sentences[check.evidence].source;
-        let (_, own) = check_citations(sentence, sources);
-        if own.contains(&source) {
-            text.push_str(sentence);
-        } else {
-            let trailing = &sentence[sentence.trim_end().len()..];
-            text.push_str(&cite(bare.trim_end(), source));
-            text.push_str(trailing);
-        }
+    let mut grounder = Grounder::default();
+    grounder.push(answer);
+    Ok(grounder.end(question, evidence, sources)?.0)
+}
+
+/// The faithfulness filter run as the answer is generated, so that a client shown the text as
+/// it streams is never shown a sentence that is later removed.
+///
+/// [`Grounder::push`] appends generated text; once a sentence is complete (the text after it
+/// has begun, so its bounds can no longer move), [`Grounder::settle`] checks it and returns the
+/// text to show: the sentences that passed, cited to their evidence, with the sentences that
+/// have nothing to check ("Yes.", a lone citation) that came before them. [`Grounder::end`]
+/// checks the rest and returns the whole grounded answer with the text still to show; the text
+/// shown, joined, is always the start of the answer, and with the tail the whole of it.
+#[derive(Debug, Default)]
+pub struct Grounder {
+    /// Generated text not yet checked.
+    raw: String,
+    /// Generated text already checked.
+    seen: String,
+    /// The answer shown so far.
+    shown: String,
+    /// Whitespace after the last sentence shown, shown before the next.
+    gap: String,
+    /// Sentences with nothing to check, shown with the next kept sentence.
+    held: String,
+    kept: usize,
+    removed: usize,
+    /// The evidence sentence and text (citations removed) of the first kept sentence.
+    first_kept: Option<(usize, String)>,
+    /// A sentence said the answer is not in the sources (without citing one).
+    said_not_found: bool,
+}
+
+impl Grounder {
+    /// Appends generated text; true when a sentence may be complete, so that
+    /// [`Grounder::settle`] has something to check.
+    pub fn push(&mut self, piece: &str) -> bool {
+        self.raw.push_str(piece);
+        self.complete_sentences() > 0
     }
-    if let Some((sentence, generated)) = first_kept {
-        return Ok(Grounded {
-            text: text.trim().to_string(),
-            kept,
-            removed,
-            extractive: false,
-            short: evidence.short_answer(sentence, Some(generated)),
+
+    /// The text shown so far.
+    pub fn shown(&self) -> &str {
+        &self.shown
+    }
+
+    /// Checks the complete sentences pushed so far; returns the text to show now (often
+    /// empty).
+    pub fn settle(&mut self, evidence: &Evidence, sources: usize) -> Result<String> {
+        let n = self.complete_sentences();
+        self.check(n, evidence, sources)
+    }
+
+    /// Checks what is left and returns the grounded answer, with the text to show that was
+    /// not shown yet (the answer minus [`Grounder::shown`]).
+    pub fn end(
+        mut self,
+        question: &str,
+        evidence: &Evidence,
+        sources: usize,
+    ) -> Result<(Grounded, String)> {
+        let n = sentences(&self.raw).len();
+        let mut tail = self.check(n, evidence, sources)?;
+        if let Some((sentence, generated)) = self.first_kept.take() {
+            let held = self.held.trim_end();
+            if !held.is_empty() {
+                let more = format!("{}{held}", self.gap);
+                self.shown.push_str(&more);
+                tail.push_str(&more);
+            }
+            let grounded = Grounded {
+                text: self.shown,
+                kept: self.kept,
+                removed: self.removed,
+                extractive: false,
+                not_found: false,
+                short: evidence.short_answer(sentence, Some(&generated)),
+            };
+            return Ok((grounded, tail));
+        }
+        if self.said_not_found {
+            let grounded = Grounded {
+                text: String::new(),
+                kept: 0,
+                removed: self.removed,
+                extractive: false,
+                not_found: true,
+                short: None,
+            };
+            return Ok((grounded, String::new()));
+        }
+        let (text, best) = extract(question, evidence);
+        // The rejected answer may still point at the span: use its words when they occur there.
+        let generated = check_citations(&self.seen, 0).0;
+        let short = best.and_then(|i| {
+            evidence
+                .short_answer(i, Some(&generated))
+                .or_else(|| evidence.short_answer(i, None))
         });
+        let grounded = Grounded {
+            text: text.clone(),
+            kept: 0,
+            removed: self.removed,
+            extractive: true,
+            not_found: false,
+            short,
+        };
+        Ok((grounded, text))
     }
-    let (text, best) = extract(question, evidence);
-    // The rejected answer may still point at the span: use its words when they occur there.
-    let short = best.and_then(|i| {
-        evidence
-            .short_answer(i, Some(answer))
-            .or_else(|| evidence.short_answer(i, None))
-    });
-    Ok(Grounded {
-        text,
-        kept: 0,
-        removed,
-        extractive: true,
-        short,
-    })
+
+    /// How many leading sentences of the unchecked text are complete: all but the last, once
+    /// the last holds a letter or digit (before that, a sentence end may still be undone: a
+    /// lower-case word after "e.g." joins the two).
+    fn complete_sentences(&self) -> usize {
+        let pieces = sentences(&self.raw);
+        match pieces.last() {
+            Some(last) if pieces.len() >= 2 && last.chars().any(char::is_alphanumeric) => {
+                pieces.len() - 1
+            }
+            _ => 0,
+        }
+    }
+
+    /// Checks the first `n` sentences of the unchecked text and returns the text to show.
+    fn check(&mut self, n: usize, evidence: &Evidence, sources: usize) -> Result<String> {
+        if n == 0 {
+            return Ok(String::new());
+        }
+        let raw = std::mem::take(&mut self.raw);
+        let pieces = sentences(&raw);
+        let done = &pieces[..n.min(pieces.len())];
+        let consumed = done
+            .last()
+            .map_or(0, |p| p.as_ptr() as usize - raw.as_ptr() as usize + p.len());
+        self.seen.push_str(&raw[..consumed]);
+        // Markers naming no source are dropped first, as in the whole answer.
+        let valid: Vec<(String, Vec<usize>)> =
+            done.iter().map(|p| check_citations(p, sources)).collect();
+        let bare: Vec<String> = valid.iter().map(|(v, _)| check_citations(v, 0).0).collect();
+        let refs: Vec<&str> = bare.iter().map(String::as_str).collect();
+        let checks = evidence.check(&refs)?;
+        let mut out = String::new();
+        for (((sentence, own), bare), check) in valid.iter().zip(&bare).zip(&checks) {
+            if own.is_empty() && says_not_found(bare) {
+                self.said_not_found = true;
+                continue;
+            }
+            let Some(check) = check else {
+                // No content words ("Yes.", a lone citation): nothing to check.
+                self.held.push_str(sentence);
+                continue;
+            };
+            if !check.passed {
+                self.removed += 1;
+                continue;
+            }
+            self.kept += 1;
+            self.first_kept
+                .get_or_insert_with(|| (check.evidence, bare.clone()));
+            let source = evidence.sentences[check.evidence].source;
+            let cited = if own.contains(&source) {
+                sentence.clone()
+            } else {
+                let trailing = &sentence[sentence.trim_end().len()..];
+                format!("{}{trailing}", cite(bare.trim_end(), source))
+            };
+            let body = cited.trim_end();
+            let mut piece = format!("{}{}{body}", self.gap, self.held);
+            self.gap = cited[body.len()..].to_string();
+            self.held.clear();
+            if self.shown.is_empty() {
+                piece = piece.trim_start().to_string();
+            }
+            self.shown.push_str(&piece);
+            out.push_str(&piece);
+        }
+        self.raw = raw[consumed..].to_string();
+        Ok(out)
+    }
+}
+
+/// Whether `text` says the answer is not in the sources.
+pub fn says_not_found(text: &str) -> bool {
+    let lower = text.to_lowercase();
+    lower.contains("not found in the knowledge base") || lower.contains("not in the knowledge base")
 }
 
 /// `sentence` with ` [n]` before its closing punctuation.
@@ -221,6 +357,75 @@ mod tests {
         assert!(g.extractive);
         assert!(g.text.is_empty());
         assert_eq!(g.short, None);
+    }
+
+    /// Streams `answer` three bytes at a time (on char bounds) through a [`Grounder`]; returns
+    /// the pieces shown and the grounded answer.
+    fn stream(answer: &str, question: &str, sources: &[&str]) -> (Vec<String>, Grounded) {
+        let evidence = Evidence::gather(Arc::new(HashEmbedder::new()), question, sources).unwrap();
+        let mut g = Grounder::default();
+        let mut shown = Vec::new();
+        let mut rest = answer;
+        while !rest.is_empty() {
+            let mut cut = rest.len().min(3);
+            while !rest.is_char_boundary(cut) {
+                cut += 1;
+            }
+            if g.push(&rest[..cut]) {
+                shown.push(g.settle(&evidence, sources.len()).unwrap());
+            }
+            rest = &rest[cut..];
+        }
+        let (grounded, tail) = g.end(question, &evidence, sources.len()).unwrap();
+        shown.push(tail);
+        shown.retain(|s| !s.is_empty());
+        (shown, grounded)
+    }
+
+    #[test]
+    fn streamed_sentences_are_shown_once_checked_and_join_to_the_answer() {
+        let answer = "The KV cache stores keys and values of earlier tokens [1]. It runs on a \
+                      GPU cluster in Antarctica with quantum memory. Each new token only \
+                      computes its own key and value [2]. It is.";
+        let question = "What does the KV cache store?";
+        let (shown, g) = stream(answer, question, &[PUMP, KV]);
+        assert_eq!(shown.concat(), g.text);
+        assert_eq!(g.text, ground_with(answer, question, &[PUMP, KV]).text);
+        assert_eq!(
+            shown,
+            [
+                "The KV cache stores keys and values of earlier tokens [2].",
+                " Each new token only computes its own key and value [2].",
+                " It is."
+            ]
+        );
+        assert!(shown.iter().all(|s| !s.contains("Antarctica")));
+        assert_eq!((g.kept, g.removed), (2, 1));
+    }
+
+    #[test]
+    fn a_streamed_answer_with_nothing_supported_shows_only_the_quote() {
+        let answer = "Bananas are a popular fruit. They grow in tropical countries.";
+        let (shown, g) = stream(answer, "Which seal fits an XJ-9000 pump?", &[KV, PUMP]);
+        assert!(g.extractive);
+        assert_eq!(
+            shown,
+            ["\"The XJ-9000-B seal fits XJ-9000 pumps built after 2019.\" [2]"]
+        );
+    }
+
+    #[test]
+    fn saying_not_found_is_not_found_unless_a_sentence_is_supported() {
+        let q = "What does the KV cache store?";
+        let (shown, g) = stream("Not found in the knowledge base.", q, &[KV]);
+        assert!(
+            g.not_found && shown.is_empty() && g.text.is_empty(),
+            "{g:?}"
+        );
+        let answer = "The KV cache stores keys and values. The rest is not in the knowledge base.";
+        let (shown, g) = stream(answer, q, &[KV]);
+        assert!(!g.not_found);
+        assert_eq!(shown.concat(), "The KV cache stores keys and values [1].");
     }
 
     #[test]
