@@ -162,14 +162,13 @@ pub fn run(
     for (id, question, gold) in asked {
         let started = Instant::now();
         let prepared = answer::prepare(retriever, searcher, generator, question, cfg)?;
-        let generation = match &prepared.prompt {
-            Some(p) => Some(generator.generate(&p.messages, &cfg.generation, &mut |_| {
-                ControlFlow::Continue(())
-            })?),
-            None => None,
-        };
-        let mut a = answer::finish(&prepared, generation.as_ref())?;
-        answer::shorten(&prepared, &mut a, generator)?;
+        let a =
+            answer::answer_prepared(
+                &prepared,
+                generator,
+                cfg,
+                &mut |_| ControlFlow::Continue(()),
+            )?;
         let seconds = started.elapsed().as_secs_f64();
         let judged = split.qrels.get(id);
         let (text, _) = check_citations(&a.text, 0);

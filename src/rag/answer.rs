@@ -244,7 +244,10 @@ pub fn finish(prepared: &Prepared, generation: Option<&Generation>) -> Result<An
     if let Some(g) = generation {
         builder.push(&g.text);
     }
-    Ok(builder.finish(prepared, generation)?.0)
+    let mut answer = builder.finish(prepared, generation)?.0;
+    // Nothing was shown while generating: there is no time to first text to report.
+    answer.stats.first_text_ms = 0.0;
+    Ok(answer)
 }
 
 /// An answer built while its generation streams (the Ask stream, `ragd ask --stream`): the
@@ -540,7 +543,8 @@ fn citation(hit: &Hit, number: usize) -> Citation {
 }
 
 /// Retrieves, generates with a direct call to `generator` and returns the answer; `on_text`
-/// is shown the answer's text as its sentences pass their checks ([`AnswerBuilder`]). Blocks; run it off the async runtime.
+/// is shown the answer's text as its sentences pass their checks ([`AnswerBuilder`]).
+/// Blocks; run it off the async runtime.
 pub fn answer(
     retriever: &Retriever,
     searcher: &Searcher,
@@ -550,8 +554,19 @@ pub fn answer(
     on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
 ) -> Result<Answer> {
     let prepared = prepare(retriever, searcher, generator, question, cfg)?;
+    answer_prepared(&prepared, generator, cfg, on_text)
+}
+
+/// The rest of [`answer`] after [`prepare`]: generation through an [`AnswerBuilder`] (showing
+/// `on_text` each checked sentence), then the short-answer step.
+pub fn answer_prepared(
+    prepared: &Prepared,
+    generator: &dyn Generator,
+    cfg: &AnswerConfig,
+    on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
+) -> Result<Answer> {
     let Some(prompt) = &prepared.prompt else {
-        let answer = finish(&prepared, None)?;
+        let answer = finish(prepared, None)?;
         let _ = on_text(&answer.text);
         return Ok(answer);
     };
@@ -561,7 +576,7 @@ pub fn answer(
         if !builder.push(piece) {
             return ControlFlow::Continue(());
         }
-        match builder.settle(&prepared) {
+        match builder.settle(prepared) {
             Ok(shown) if shown.is_empty() => ControlFlow::Continue(()),
             Ok(shown) => on_text(&shown),
             Err(e) => {
@@ -573,11 +588,11 @@ pub fn answer(
     if let Some(e) = failed {
         return Err(e);
     }
-    let (mut answer, tail) = builder.finish(&prepared, Some(&generation))?;
+    let (mut answer, tail) = builder.finish(prepared, Some(&generation))?;
     if !tail.is_empty() {
         let _ = on_text(&tail);
     }
-    shorten(&prepared, &mut answer, generator)?;
+    shorten(prepared, &mut answer, generator)?;
     Ok(answer)
 }
 
