@@ -218,11 +218,14 @@ impl Retriever {
                 if !want_bm25 {
                     return Ok(Vec::new());
                 }
-                Ok(pairs(searcher.search_bm25(
-                    query,
-                    opts.candidates,
-                    &opts.filter,
-                )?))
+                match searcher.search_bm25(query, opts.candidates, &opts.filter) {
+                    Ok(hits) => Ok(pairs(hits)),
+                    // Only stop words, punctuation or emoji ("to be or not to be"): BM25 has
+                    // nothing to match, so hybrid ranks by the dense list alone and BM25 mode
+                    // finds nothing; neither is the caller's error.
+                    Err(index::IndexError::EmptyQuery) => Ok(Vec::new()),
+                    Err(e) => Err(e.into()),
+                }
             },
         );
         Ok((dense?, bm25?))

@@ -108,6 +108,33 @@ fn citations_point_at_the_exact_source_text() {
 }
 
 #[test]
+fn queries_without_bm25_terms_fall_back_to_dense_search() {
+    let f = fixture();
+    let s = f.collection.reader().searcher();
+    for query in ["to be or not to be", "is it this?", "🤔 🚀"] {
+        let hybrid = RetrieveOptions {
+            k: 3,
+            ..RetrieveOptions::default()
+        };
+        let dense = RetrieveOptions {
+            mode: Mode::Dense,
+            ..hybrid.clone()
+        };
+        let bm25 = RetrieveOptions {
+            mode: Mode::Bm25,
+            ..hybrid.clone()
+        };
+        let by_hybrid = f.retriever.retrieve(&s, query, &hybrid).unwrap();
+        let by_dense = f.retriever.retrieve(&s, query, &dense).unwrap();
+        assert_eq!(by_hybrid.len(), 3, "{query:?}");
+        let ids = |hits: &[ragd::rag::Hit]| hits.iter().map(|h| h.chunk.id).collect::<Vec<_>>();
+        assert_eq!(ids(&by_hybrid), ids(&by_dense), "{query:?}");
+        assert!(by_hybrid.iter().all(|h| h.stages.bm25.is_none()));
+        assert!(f.retriever.retrieve(&s, query, &bm25).unwrap().is_empty());
+    }
+}
+
+#[test]
 fn empty_query_and_zero_k_are_rejected() {
     let f = fixture();
     let s = f.collection.reader().searcher();
