@@ -361,6 +361,14 @@ mod tests {
         Evidence::gather(Arc::new(HashEmbedder::new()), question, sources).unwrap()
     }
 
+    /// The index of the evidence sentence containing `word`.
+    fn sentence_with(e: &Evidence, word: &str) -> usize {
+        e.sentences
+            .iter()
+            .position(|s| s.text.contains(word))
+            .unwrap()
+    }
+
     const KV: &str = "The KV cache stores the keys and values of earlier tokens. Each new token \
                       only computes its own key and value, so decoding is faster.";
     const COMPLEXITY: &str = "Complexity theory studies resources. The two basic resources \
@@ -395,11 +403,7 @@ mod tests {
     #[test]
     fn the_short_answer_is_what_the_answer_adds_to_the_question() {
         let e = evidence("What are the two basic resources?", &[COMPLEXITY]);
-        let i = e
-            .sentences
-            .iter()
-            .position(|s| s.text.contains("time"))
-            .unwrap();
+        let i = sentence_with(&e, "time");
         let span = e
             .short_answer(i, Some("The two basic resources are time and storage."))
             .unwrap();
@@ -412,11 +416,7 @@ mod tests {
     #[test]
     fn answer_segments_are_the_stretches_between_question_terms() {
         let e = evidence("What are the two basic resources?", &[COMPLEXITY]);
-        let i = e
-            .sentences
-            .iter()
-            .position(|s| s.text.contains("time"))
-            .unwrap();
+        let i = sentence_with(&e, "time");
         let segments = e.answer_segments(i);
         assert_eq!(
             segments,
