@@ -71,7 +71,13 @@ pub async fn within<T>(limit: Option<Duration>, fut: impl Future<Output = Result
         return fut.await;
     };
     let start = Instant::now();
-    match tokio::time::timeout(limit.saturating_sub(DEADLINE_MARGIN), fut).await {
+    let budget = limit.saturating_sub(DEADLINE_MARGIN);
+    // A deadline inside the margin is already spent: answering now is the only way to be early.
+    // (`timeout` polls the work before its timer, so a zero budget would race the work.)
+    if budget.is_zero() {
+        return Err(ServiceError::DeadlineExceeded { elapsed_ms: 0 });
+    }
+    match tokio::time::timeout(budget, fut).await {
         Ok(out) => out,
         Err(_) => Err(ServiceError::DeadlineExceeded {
             elapsed_ms: start.elapsed().as_millis() as u64,
@@ -259,5 +265,17 @@ mod tests {
         assert_eq!(parse_timeout("123456789m"), None);
         assert_eq!(parse_timeout("m"), None);
         assert_eq!(parse_timeout("5x"), None);
+    }
+
+    #[tokio::test]
+    async fn a_deadline_inside_the_margin_fails_even_when_the_work_is_instant() {
+        // CI once saw a 10 ms deadline answered OK: `timeout(0)` polled the finished work first.
+        let got = within(Some(DEADLINE_MARGIN), async { Ok(1) }).await;
+        assert!(
+            matches!(got, Err(ServiceError::DeadlineExceeded { .. })),
+            "{got:?}"
+        );
+        let got = within(Some(Duration::from_secs(5)), async { Ok(1) }).await;
+        assert_eq!(got.unwrap(), 1);
     }
 }
