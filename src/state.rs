@@ -28,9 +28,6 @@ use crate::wiring::{self, Models, RerankChoice};
 /// The request gate's name in refusals: it admits every embed, search and write.
 const GATE: &str = "server";
 
-/// Chunks embedded together by the streamed-ingestion pipeline.
-const EMBED_BATCH: usize = 64;
-
 /// Shared state of a running server. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
@@ -226,12 +223,11 @@ impl AppState {
 
     /// A pipeline with `chunking` over the server's embedder.
     pub fn pipeline(&self, chunking: &ChunkingStrategy) -> Result<Pipeline> {
-        Ok(Pipeline {
-            chunker: chunking.build(self.inner.embedder.clone())?,
-            embedder: self.inner.embedder.clone(),
-            embed_batch: EMBED_BATCH,
-            max_document_bytes: self.inner.config.server.max_document_bytes,
-        })
+        Pipeline::new(
+            chunking,
+            self.inner.embedder.clone(),
+            self.inner.config.server.max_document_bytes,
+        )
     }
 
     /// Ingests one batch of documents and commits it.

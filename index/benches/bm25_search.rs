@@ -79,6 +79,7 @@ fn load(c: &Collection, corpus: &[serde_json::Value]) -> usize {
                     title: field(d, "title"),
                     metadata: BTreeMap::from([("copy".to_owned(), copy.to_string())]),
                     content_hash: "h".into(),
+                    indexed_with: String::new(),
                     chunks: chunks_of(&field(d, "text"), i as u64),
                 })
                 .collect();

@@ -23,6 +23,7 @@ use crate::reader::{IndexReader, Shared, Snapshot};
 use crate::recovery::{recover_dense, recover_sparse};
 use crate::retire::{RemoveOnClose, Removing, MANIFEST};
 use crate::sparse::SparseIndex;
+use crate::types::Seq;
 use crate::writer::{IndexWriter, WriterState};
 use crate::{IndexError, Result};
 
@@ -105,6 +106,9 @@ impl Collection {
             snapshot: ArcSwap::from_pointee(snapshot),
             removal: RemoveOnClose::default(),
         });
+        // No snapshot from before this open survives it.
+        shared.meta.purge_retired(Seq::MAX)?;
+        let first = shared.snapshot.load_full();
         let state = WriterState {
             sparse: sparse_writer,
             dense,
@@ -112,6 +116,7 @@ impl Collection {
             next_chunk,
             committed_seq: last,
             degraded: false,
+            published: vec![(last, Arc::downgrade(&first))],
         };
         let writer = IndexWriter::new(Arc::clone(&shared), state);
         Ok(Self { shared, writer })

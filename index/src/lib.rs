@@ -28,6 +28,7 @@
 //!     title: "Cats".into(),
 //!     metadata: BTreeMap::new(),
 //!     content_hash: "h1".into(),
+//!     indexed_with: String::new(),
 //!     chunks: vec![ChunkInput::new("cats purr loudly", 0, 16, vec![1.0, 0.0, 0.0])],
 //! })?;
 //! writer.commit()?;

@@ -4,8 +4,9 @@
 //! a document replaced by an upsert is seen either entirely old or entirely new, in both
 //! indexes. Taking a searcher is a lock-free `ArcSwap` load: readers never wait for the writer,
 //! and any number of searches run while the writer ingests. Chunk and document records are read
-//! from sled, which is always current: a record of a chunk deleted after the snapshot was taken
-//! comes back as `None`.
+//! from sled, which is always current; a chunk the snapshot returns but a later write removed
+//! is read from its retired record (see [`crate::meta`]), kept until no snapshot that can return
+//! it is held, so every hit of a snapshot has its record as it was published.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -128,9 +129,16 @@ impl Searcher {
     ) -> Result<Vec<ScoredChunk>> {
         let mut hits = Vec::with_capacity(allowed.len());
         for &id in allowed {
-            if let Some(v) = self.shared.meta.get_vector(ChunkId(id))? {
+            let id = ChunkId(id);
+            let meta = &self.shared.meta;
+            // `allowed` comes from this snapshot: a chunk removed since is read retired.
+            let vector = match meta.get_vector(id)? {
+                Some(v) => Some(v),
+                None => meta.get_retired_vector(id)?,
+            };
+            if let Some(v) = vector {
                 hits.push(ScoredChunk {
-                    id: ChunkId(id),
+                    id,
                     score: cosine(query, &v),
                 });
             }
@@ -150,7 +158,9 @@ impl Searcher {
             .search(&self.snapshot.bm25, query, k, filter)
     }
 
-    /// Loads the records of `ids`, in order; `None` for ids that no longer exist.
+    /// Loads the records of `ids`, in order: live ones, or as they were when a later write
+    /// removed them (while a snapshot that can return them is held); `None` for ids this
+    /// snapshot never held.
     pub fn get_chunks(&self, ids: &[ChunkId]) -> Result<Vec<Option<ChunkRecord>>> {
         ids.iter().map(|&id| self.get_chunk(id)).collect()
     }
@@ -158,7 +168,18 @@ impl Searcher {
     fn get_chunk(&self, id: ChunkId) -> Result<Option<ChunkRecord>> {
         let meta = &self.shared.meta;
         let Some(chunk) = meta.get_chunk(id)? else {
-            return Ok(None);
+            let held = |r: &crate::meta::RetiredChunk| r.removed_at > self.snapshot.seq;
+            return Ok(meta.get_retired(id)?.filter(held).map(|r| ChunkRecord {
+                id,
+                doc_id: r.chunk.doc_id,
+                ordinal: r.chunk.ordinal,
+                title: r.title,
+                text: r.chunk.text,
+                span_start: r.chunk.span_start,
+                span_end: r.chunk.span_end,
+                heading_path: r.chunk.heading_path,
+                metadata: r.metadata,
+            }));
         };
         let Some(doc) = meta.get_doc(&chunk.doc_id)? else {
             return Ok(None);
@@ -204,6 +225,7 @@ impl Searcher {
             dense_frozen: self.snapshot.dense.is_frozen(),
             last_seq: meta.last_seq()?,
             snapshot_seq: self.snapshot.seq,
+            retired_chunks: meta.retired_count() as u64,
         })
     }
 }

@@ -142,6 +142,7 @@ pub fn doc(id: &str, version: u32, chunks: usize, dim: usize) -> DocumentRecord 
         title: format!("title of {id}"),
         metadata,
         content_hash: format!("{id}-v{version}"),
+        indexed_with: String::new(),
         chunks: vectors
             .into_iter()
             .enumerate()

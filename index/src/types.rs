@@ -64,8 +64,13 @@ pub struct DocumentRecord {
     pub title: String,
     /// Metadata; searches can filter on `key = value`.
     pub metadata: BTreeMap<String, String>,
-    /// Hash of the document content; an upsert with an unchanged hash is a no-op.
+    /// Hash of the document content; an upsert with an unchanged hash and an unchanged
+    /// [`Self::indexed_with`] is a no-op.
     pub content_hash: String,
+    /// How the chunks and vectors were made (chunker and embedder settings; any string the
+    /// caller chooses, empty when it does not say): re-chunking or re-embedding the same content
+    /// another way is a change.
+    pub indexed_with: String,
     /// The chunks, in document order.
     pub chunks: Vec<ChunkInput>,
 }
@@ -125,6 +130,9 @@ pub struct DocumentInfo {
     pub metadata: BTreeMap<String, String>,
     /// Content hash given at the last changing upsert.
     pub content_hash: String,
+    /// [`DocumentRecord::indexed_with`] of that upsert (empty for documents stored before the
+    /// field existed).
+    pub indexed_with: String,
     /// Its chunks, in document order.
     pub chunk_ids: Vec<ChunkId>,
     /// Sequence number of the write that stored this version.
@@ -176,4 +184,7 @@ pub struct Stats {
     pub last_seq: Seq,
     /// Sequence number this snapshot reflects.
     pub snapshot_seq: Seq,
+    /// Records of removed chunks kept for snapshots that still return them (purged at the
+    /// first commit after the last such snapshot is dropped).
+    pub retired_chunks: u64,
 }

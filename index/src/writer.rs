@@ -5,7 +5,7 @@
 //!
 //! 1. validate and normalise the input (before taking the lock);
 //! 2. plan it: next seq, fresh chunk ids, the chunks it removes; an upsert whose content hash
-//!    equals the stored one plans nothing ([`UpsertOutcome::Unchanged`]);
+//!    and `indexed_with` equal the stored ones plans nothing ([`UpsertOutcome::Unchanged`]);
 //! 3. apply the plans to sled in one atomic batch and flush: **the write is now durable and is
 //!    acknowledged when the call returns**;
 //! 4. apply it to tantivy's writer (delete-by-term + add, uncommitted) and to the graph
@@ -18,7 +18,7 @@
 //! replays sled's op log into whatever tantivy or the dump lack (see `recovery`).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use parking_lot::{Mutex, MutexGuard};
 
@@ -50,6 +50,9 @@ pub(crate) struct WriterState {
     pub committed_seq: Seq,
     /// Set when a write reached sled but not the indexes.
     pub degraded: bool,
+    /// Every snapshot published (seq, handle) that may still be held: retired chunk records
+    /// are purged up to the oldest one alive.
+    pub published: Vec<(Seq, Weak<Snapshot>)>,
 }
 
 /// A validated document with normalised vectors.
@@ -194,10 +197,14 @@ impl IndexWriter {
             st.dense.dump(&self.shared.dir, seq)?;
         }
         let dense = st.dense.view(st.next_chunk);
-        self.shared
-            .snapshot
-            .store(Arc::new(Snapshot { seq, bm25, dense }));
+        let snapshot = Arc::new(Snapshot { seq, bm25, dense });
+        st.published.push((seq, Arc::downgrade(&snapshot)));
+        self.shared.snapshot.store(snapshot);
         st.dense.request_freeze(st.next_chunk);
+        // After `store`, a searcher of an older snapshot holds it (arc_swap settles its loads).
+        st.published.retain(|(_, s)| s.strong_count() > 0);
+        let oldest = st.published.iter().map(|p| p.0).min().unwrap_or(seq);
+        self.shared.meta.purge_retired(oldest)?;
         self.shared.meta.prune_ops(seq.min(st.dense.dumped_seq()))?;
         Ok(seq)
     }
@@ -266,10 +273,9 @@ impl<'a> Planner<'a> {
     fn upsert(&mut self, p: Prepared) -> Result<UpsertOutcome> {
         let Prepared { doc, vectors } = p;
         let old = self.current(&doc.id)?;
-        if old
-            .as_ref()
-            .is_some_and(|o| o.content_hash == doc.content_hash)
-        {
+        if old.as_ref().is_some_and(|o| {
+            o.content_hash == doc.content_hash && o.indexed_with == doc.indexed_with
+        }) {
             return Ok(UpsertOutcome::Unchanged);
         }
         self.seq += 1;
@@ -278,6 +284,7 @@ impl<'a> Planner<'a> {
             title: doc.title,
             metadata: doc.metadata,
             content_hash: doc.content_hash,
+            indexed_with: doc.indexed_with,
             chunk_ids: added.iter().map(|c| c.id).collect(),
             seq: self.seq,
         };

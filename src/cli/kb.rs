@@ -125,13 +125,8 @@ fn ingest_paths(
     chunking: &ChunkingStrategy,
 ) -> anyhow::Result<crate::jobs::IngestSummary> {
     let docs = super::remote::load_local(paths);
-    let pipeline = Pipeline {
-        chunker: chunking.build(kb.embedder.clone())?,
-        embedder: kb.embedder.clone(),
-        embed_batch: 64,
-        // Local ingestion: the user's own files, however large.
-        max_document_bytes: usize::MAX,
-    };
+    // Local ingestion: the user's own files, however large.
+    let pipeline = Pipeline::new(chunking, kb.embedder.clone(), usize::MAX)?;
     let bar = super::progress_bar(docs.len() as u64, "ingesting");
     let summary = pipeline.ingest(&kb.collection, &docs, |done, _| {
         bar.set_position(done as u64)

@@ -83,7 +83,8 @@ pub struct EvalReport {
 }
 
 /// Ingests `dir/corpus.jsonl` into the collection `name` (created for `embedder` if missing;
-/// documents already stored with the same content are skipped, so a second run costs a scan).
+/// documents already stored with the same content and chunking are skipped, so a second run
+/// costs a scan, while a run with another `--chunker` re-chunks them).
 /// Returns the collection, what was written, and the seconds it took.
 pub fn ingest_corpus(
     cfg: &crate::Config,
@@ -103,12 +104,7 @@ pub fn ingest_corpus(
             first: &e.to_string(),
         });
     }
-    let pipeline = Pipeline {
-        chunker: chunking.build(embedder.clone())?,
-        embedder,
-        embed_batch: 64,
-        max_document_bytes: usize::MAX,
-    };
+    let pipeline = Pipeline::new(chunking, embedder, usize::MAX)?;
     let total = report.documents.len();
     let started = Instant::now();
     let summary = pipeline.ingest(&collection, &report.documents, |done, _| {

@@ -340,6 +340,7 @@ impl From<DocumentView> for pb::Document {
             metadata,
             content_hash,
             chunk_ids,
+            indexed_with,
             seq: _,
         } = info;
         Self {
@@ -349,6 +350,7 @@ impl From<DocumentView> for pb::Document {
             content_hash,
             chunk_ids: chunk_ids.into_iter().map(|c| c.0).collect(),
             chunks: chunks.into_iter().map(Into::into).collect(),
+            indexed_with,
         }
     }
 }

@@ -1,16 +1,18 @@
 //! The ingestion pipeline shared by `ragd ingest`, `ragd eval` and (later) bulk jobs:
 //! documents → chunks → embeddings in batches → one `IndexWriter` upsert per document.
 //!
-//! Documents whose content hash is already stored are skipped before chunking and embedding, so
-//! re-ingesting an unchanged corpus costs one lookup per document and indexes nothing twice.
+//! Documents whose content hash is already stored, chunked and embedded the same way
+//! ([`indexed_with`]), are skipped before chunking and embedding, so re-ingesting an unchanged
+//! corpus costs one lookup per document and indexes nothing twice, while the same corpus
+//! ingested with another chunker is re-chunked.
 
 use std::sync::Arc;
 
 use index::{
-    ChunkInput, Collection, CollectionConfig, DocumentRecord, IndexError, IndexWriter, Store,
-    UpsertOutcome,
+    ChunkInput, Collection, CollectionConfig, DocumentInfo, DocumentRecord, IndexError,
+    IndexWriter, Store, UpsertOutcome,
 };
-use ingest::{chunk_document, Chunk, Chunker, Document, Embedder};
+use ingest::{chunk_document, Chunk, Chunker, ChunkingStrategy, Document, Embedder};
 
 use crate::error::{Result, ServiceError};
 
@@ -21,7 +23,7 @@ pub struct IngestSummary {
     pub added: usize,
     /// Documents whose content changed and were replaced.
     pub updated: usize,
-    /// Documents already stored with the same content hash.
+    /// Documents already stored with the same content hash, made the same way.
     pub unchanged: usize,
     /// Documents that could not be chunked or embedded (each reported in `errors`).
     pub failed: usize,
@@ -41,9 +43,44 @@ pub struct Pipeline {
     pub embed_batch: usize,
     /// Documents with more bytes of text than this are reported as failed, not indexed.
     pub max_document_bytes: usize,
+    /// How this pipeline makes chunks and vectors ([`indexed_with`]), stored with each
+    /// document: the same content ingested another way is re-indexed, not skipped.
+    pub indexed_with: String,
+}
+
+/// Chunks embedded together by default.
+pub const EMBED_BATCH: usize = 64;
+
+/// The settings that shape a document's chunks and vectors: the chunking strategy with all its
+/// parameters and the embedder (model, dimension, token limit), as one readable line.
+pub fn indexed_with(chunking: &ChunkingStrategy, embedder: &dyn Embedder) -> String {
+    let chunking = serde_json::to_string(chunking).unwrap_or_else(|_| format!("{chunking:?}"));
+    format!(
+        "chunking={chunking} embedder={}/{}d/{}t",
+        embedder.model_id(),
+        embedder.dimension(),
+        embedder.max_content_tokens()
+    )
 }
 
 impl Pipeline {
+    /// A pipeline chunking with `chunking` and embedding with `embedder`, [`EMBED_BATCH`] chunks
+    /// at a time; documents over `max_document_bytes` of text fail. Fails on invalid chunker
+    /// parameters.
+    pub fn new(
+        chunking: &ChunkingStrategy,
+        embedder: Arc<dyn Embedder>,
+        max_document_bytes: usize,
+    ) -> Result<Self> {
+        Ok(Self {
+            chunker: chunking.build(embedder.clone())?,
+            indexed_with: indexed_with(chunking, embedder.as_ref()),
+            embedder,
+            embed_batch: EMBED_BATCH,
+            max_document_bytes,
+        })
+    }
+
     /// Ingests `docs` into `collection` and commits; `progress` is called after each group of
     /// documents with (documents done, chunks written so far). Chunks of several documents are
     /// embedded together, so short documents still fill the embedder's batches.
@@ -68,7 +105,7 @@ impl Pipeline {
                     self.max_document_bytes
                 );
                 summary.fail(doc, &why);
-            } else if stored.is_some_and(|d| d.content_hash == doc.content_hash()) {
+            } else if stored.is_some_and(|d| self.unchanged(&d, doc)) {
                 summary.unchanged += 1;
             } else {
                 match chunk_document(doc, self.chunker.as_ref()) {
@@ -87,6 +124,14 @@ impl Pipeline {
         }
         writer.commit()?;
         Ok(summary)
+    }
+
+    /// Whether `doc` is stored as `stored` already: same content, made the same way. A document
+    /// stored before `indexed_with` was recorded (empty) counts as made this way, so upgrading
+    /// ragd does not re-embed a whole collection.
+    fn unchanged(&self, stored: &DocumentInfo, doc: &Document) -> bool {
+        stored.content_hash == doc.content_hash()
+            && (stored.indexed_with == self.indexed_with || stored.indexed_with.is_empty())
     }
 
     /// Embeds the chunks of `group` together and upserts each document.
@@ -131,6 +176,7 @@ impl Pipeline {
                 title: doc.title().to_string(),
                 metadata: doc.metadata().clone(),
                 content_hash: doc.content_hash().to_string(),
+                indexed_with: self.indexed_with.clone(),
                 chunks: inputs,
             };
             match writer.upsert_document(record)? {

@@ -95,12 +95,11 @@ fn run(
         tx.send_replace(record.clone());
     }
     let collection = open_or_create(&cx.store, &record.spec.collection, cx.embedder.as_ref())?;
-    let pipeline = Pipeline {
-        chunker: record.spec.chunker.build(cx.embedder.clone())?,
-        embedder: cx.embedder.clone(),
-        embed_batch: 64,
-        max_document_bytes: cx.max_document_bytes,
-    };
+    let pipeline = Pipeline::new(
+        &record.spec.chunker,
+        cx.embedder.clone(),
+        cx.max_document_bytes,
+    )?;
     let run_start = (Instant::now(), record.progress.documents_done);
     while record.cursor.path_index < record.spec.paths.len() {
         let docs = load(record);

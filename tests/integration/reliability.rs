@@ -13,9 +13,11 @@
 //!   Then enough documents are deleted to trigger an HNSW compaction, and the server is killed
 //!   while it compacts (detected by its log line), several times: deleted documents stay
 //!   deleted, the rest stay found, the counts agree.
-//! * [`load_16_searchers_during_bulk_ingest_and_ask_overload`]: 16 clients call Search for
-//!   `RAGD_LOAD_SECS` (default 60) seconds while a bulk job ingests; no call may fail; p50/p99,
-//!   requests/s and the server's peak RSS are printed. Then Ask beyond the generation limit
+//! * [`load_16_searchers_during_bulk_ingest_and_ask_overload`]: 16 clients (one asking, the
+//!   others searching) call the server for `RAGD_LOAD_SECS` (default 60) seconds while a bulk
+//!   job ingests and another client re-ingests changed versions of documents and deletes
+//!   documents; no call may fail and every hit's text must be a version of its document;
+//!   p50/p99, requests/s and the server's peak RSS are printed. Then Ask beyond the generation limit
 //!   (one generation thread, a queue of one) must be refused with RESOURCE_EXHAUSTED, and a
 //!   burst of 200 such Asks must not grow the server's memory.
 //!
@@ -753,6 +755,7 @@ fn crash_kill9_during_bulk_job_and_compaction() {
                     dense_frozen: true,
                     last_seq: 0,
                     snapshot_seq: 0,
+                    retired_chunks: 0,
                 },
                 dense_top1: 0,
                 job: None,
@@ -1070,6 +1073,86 @@ fn ask_req(question: &str, max_tokens: u32) -> pb::AskRequest {
     }
 }
 
+/// Version `v` of document `i` as the churn writer of the load test re-ingests it.
+fn revised_text(i: usize, v: u64) -> String {
+    format!("{} Revision {v} of {}.", doc_text(i), keyword(i))
+}
+
+/// Whether `text`, a hit of document `id`, is a version of it: the corpus text or a revision
+/// (or a part of one, should a chunker split it).
+fn is_version_of(id: &str, text: &str) -> bool {
+    let Some(i) = id.strip_prefix('d').and_then(|n| n.parse::<usize>().ok()) else {
+        return false;
+    };
+    let base = doc_text(i);
+    if base.contains(text) {
+        return true;
+    }
+    let Some(rev) = text
+        .find(" Revision ")
+        .and_then(|at| text[at + 10..].split_whitespace().next())
+        .and_then(|n| n.parse::<u64>().ok())
+    else {
+        return false;
+    };
+    revised_text(i, rev).contains(text)
+}
+
+/// What the churn writer of the load test did.
+#[derive(Default)]
+struct Churn {
+    reingested: u64,
+    deleted: u64,
+    errors: Vec<String>,
+}
+
+/// Until `stop_at`: re-ingests a changed version of one of documents `0..n` of `collection`
+/// (deleted ones come back), then deletes another, one call at a time.
+async fn churn(
+    addr: String,
+    collection: &'static str,
+    n: usize,
+    stop_at: tokio::time::Instant,
+) -> Churn {
+    let mut out = Churn::default();
+    let mut c = RagClient::connect(format!("http://{addr}")).await.unwrap();
+    let mut r = Mix(0xc4u64);
+    let mut version = 0u64;
+    while tokio::time::Instant::now() < stop_at {
+        version += 1;
+        let i = (r.next() % n as u64) as usize;
+        let message = pb::IngestDocumentsRequest {
+            collection: collection.into(),
+            chunker: String::new(),
+            documents: vec![pb::DocumentInput {
+                id: doc_id(i),
+                title: String::new(),
+                text: revised_text(i, version),
+                metadata: Default::default(),
+            }],
+        };
+        match c.ingest_documents(req(tokio_stream::iter([message]))).await {
+            Ok(_) => out.reingested += 1,
+            Err(s) => out
+                .errors
+                .push(format!("ingest: {:?}: {}", s.code(), s.message())),
+        }
+        let j = (r.next() % n as u64) as usize;
+        let delete = pb::DeleteDocumentsRequest {
+            collection: collection.into(),
+            ids: vec![doc_id(j)],
+        };
+        match c.delete_documents(req(delete)).await {
+            Ok(d) => out.deleted += d.into_inner().deleted,
+            Err(s) => out
+                .errors
+                .push(format!("delete: {:?}: {}", s.code(), s.message())),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    out
+}
+
 #[test]
 fn load_16_searchers_during_bulk_ingest_and_ask_overload() {
     let _serial = serial();
@@ -1141,6 +1224,18 @@ fn load_16_searchers_during_bulk_ingest_and_ask_overload() {
             }
         })
     };
+    // Meanwhile another client re-ingests changed versions of the first batch's documents and
+    // deletes documents among them; a third of the queries aim at those.
+    let churned = first_batch as usize;
+    let churner = rt.spawn(churn(spec.addr.clone(), "bulk", churned, stop_at));
+    let pick = move |r: &mut Mix| {
+        let n = if r.next().is_multiple_of(3) {
+            churned
+        } else {
+            docs
+        };
+        (r.next() % n as u64) as usize
+    };
     let clients: Vec<_> = (0..CLIENTS)
         .map(|k| {
             let addr = spec.addr.clone();
@@ -1149,31 +1244,63 @@ fn load_16_searchers_during_bulk_ingest_and_ask_overload() {
                 let mut r = Mix(k as u64 * 7919);
                 let mut lat = Vec::new();
                 let mut errors = Vec::new();
+                let mut foreign = Vec::new();
+                let mut asked = 0usize;
                 while tokio::time::Instant::now() < stop_at {
-                    let i = (r.next() % docs as u64) as usize;
+                    let i = pick(&mut r);
                     let q = if r.next().is_multiple_of(2) {
                         doc_text(i)
                     } else {
                         format!("which record mentions {}", keyword(i))
                     };
+                    // Client 0 asks (one Ask at a time fits the generation limit of one), the
+                    // others search.
+                    if k == 0 {
+                        let mut ask = ask_req(&q, 8);
+                        ask.collection = "bulk".into();
+                        let outcome = async {
+                            let mut stream = c.ask(req(ask)).await?.into_inner();
+                            while stream.message().await?.is_some() {}
+                            Ok::<_, tonic::Status>(())
+                        };
+                        match outcome.await {
+                            Ok(()) => asked += 1,
+                            Err(s) => errors.push(format!("Ask {:?}: {}", s.code(), s.message())),
+                        }
+                        continue;
+                    }
                     let started = Instant::now();
                     let request = search_req("bulk", &q, pb::SearchMode::Hybrid, 10);
                     match c.search(req(request)).await {
-                        Ok(_) => lat.push(started.elapsed()),
+                        Ok(found) => {
+                            lat.push(started.elapsed());
+                            for h in found.into_inner().hits {
+                                let chunk = h.chunk.unwrap_or_default();
+                                if !is_version_of(&chunk.document_id, &chunk.text) {
+                                    foreign
+                                        .push(format!("{}: {:?}", chunk.document_id, chunk.text));
+                                }
+                            }
+                        }
                         Err(s) => errors.push(format!("{:?}: {}", s.code(), s.message())),
                     }
                 }
-                (lat, errors)
+                (lat, errors, foreign, asked)
             })
         })
         .collect();
     let mut latencies = Vec::new();
     let mut errors = Vec::new();
+    let mut foreign = Vec::new();
+    let mut asked = 0;
     for client in clients {
-        let (lat, err) = rt.block_on(client).unwrap();
+        let (lat, err, wrong, a) = rt.block_on(client).unwrap();
         latencies.extend(lat);
         errors.extend(err);
+        foreign.extend(wrong);
+        asked += a;
     }
+    let churn = rt.block_on(churner).unwrap();
     let wall = t0.elapsed();
     rt.block_on(sampler).unwrap();
     let (_, hwm_load) = server.memory_kib();
@@ -1257,13 +1384,23 @@ fn load_16_searchers_during_bulk_ingest_and_ask_overload() {
     refusals.sort();
     let gib = |kib: u64| kib as f64 / (1024.0 * 1024.0);
     println!(
-        "load: {CLIENTS} Search clients for {:.1} s (hybrid, k=10) while a bulk job ingested \
+        "load: {} Search clients for {:.1} s (hybrid, k=10) while a bulk job ingested \
          {ingested} documents ({:.0}/s): {} requests, {} errors, p50 {p50:.1} ms, \
          p99 {p99:.1} ms, {rps:.1} req/s",
+        CLIENTS - 1,
         wall.as_secs_f64(),
         ingested as f64 / wall.as_secs_f64(),
         latencies.len(),
         errors.len(),
+    );
+    println!(
+        "load: meanwhile {} Asks answered and one client re-ingested {} changed documents and \
+         deleted {} ({} write errors); {} hits not from a version of their document",
+        asked,
+        churn.reingested,
+        churn.deleted,
+        churn.errors.len(),
+        foreign.len(),
     );
     println!(
         "load: server RSS {:.2} GiB after start, peak sampled {:.2} GiB, VmHWM {:.2} GiB after \
@@ -1291,6 +1428,23 @@ fn load_16_searchers_during_bulk_ingest_and_ask_overload() {
         errors.len(),
         latencies.len() + errors.len(),
         &errors[..errors.len().min(5)]
+    );
+    assert!(
+        churn.errors.is_empty(),
+        "churn writes failed: {:?}",
+        churn.errors
+    );
+    assert!(
+        foreign.is_empty(),
+        "{} hits were not a version of their document, e.g. {:?}",
+        foreign.len(),
+        &foreign[..foreign.len().min(3)]
+    );
+    assert!(
+        asked > 0 && churn.reingested > 0 && churn.deleted > 0,
+        "the window saw {asked} Asks, {} re-ingests, {} deletes",
+        churn.reingested,
+        churn.deleted
     );
     assert!(
         latencies.len() >= CLIENTS,

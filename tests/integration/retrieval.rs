@@ -24,12 +24,7 @@ fn fixture() -> Fixture {
     let kb = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/kb");
     let report = ingest::load_path(&kb, &LoadOptions::default());
     assert!(report.errors.is_empty(), "{:?}", report.errors);
-    let pipeline = Pipeline {
-        chunker: ChunkingStrategy::default().build(e.clone()).unwrap(),
-        embedder: e.clone(),
-        embed_batch: 64,
-        max_document_bytes: usize::MAX,
-    };
+    let pipeline = Pipeline::new(&ChunkingStrategy::default(), e.clone(), usize::MAX).unwrap();
     let first = pipeline
         .ingest(&collection, &report.documents, |_, _| {})
         .unwrap();
@@ -47,6 +42,75 @@ fn fixture() -> Fixture {
         collection,
         retriever: Retriever::new(e, None),
     }
+}
+
+/// Issue 21: re-ingesting the same text with another chunker re-chunks it (it used to be
+/// skipped as unchanged, so `--chunker` silently did nothing on a known corpus), the same
+/// chunker again is still a no-op, and the same folder named by another path (relative,
+/// `./`-prefixed, absolute) is unchanged too.
+#[test]
+fn another_chunker_re_chunks_and_another_spelling_of_the_path_does_not() {
+    let e: Arc<dyn Embedder> = shared_embedder();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let collection = open_or_create(&store, "kb", e.as_ref()).unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let load = |path: &std::path::Path| {
+        let report = ingest::load_path(path, &LoadOptions::default());
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        report.documents
+    };
+    let docs = load(&root.join("examples/kb"));
+    let n = docs.len();
+    let recursive = Pipeline::new(&ChunkingStrategy::default(), e.clone(), usize::MAX).unwrap();
+    let fixed = ChunkingStrategy::Fixed(ingest::chunk::FixedConfig {
+        size: 40,
+        ..Default::default()
+    });
+    let fixed = Pipeline::new(&fixed, e.clone(), usize::MAX).unwrap();
+    assert_ne!(recursive.indexed_with, fixed.indexed_with);
+    let chunk_count = || collection.reader().searcher().stats().unwrap().meta_chunks;
+
+    let first = recursive.ingest(&collection, &docs, |_, _| {}).unwrap();
+    assert_eq!(first.added, n);
+    let recursive_chunks = chunk_count();
+    let stored = collection
+        .reader()
+        .searcher()
+        .get_document("kv-cache.md")
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.indexed_with, recursive.indexed_with);
+
+    let rechunked = fixed.ingest(&collection, &docs, |_, _| {}).unwrap();
+    assert_eq!(
+        (rechunked.added, rechunked.updated),
+        (0, n),
+        "{rechunked:?}"
+    );
+    let fixed_chunks = chunk_count();
+    assert!(
+        fixed_chunks > recursive_chunks,
+        "40-token chunks ({fixed_chunks}) outnumber the recursive ones ({recursive_chunks})"
+    );
+    let again = fixed.ingest(&collection, &docs, |_, _| {}).unwrap();
+    assert_eq!((again.unchanged, again.chunks), (n, 0), "{again:?}");
+
+    // The tests run in the package root, so this names the same folder relatively.
+    for other in [
+        std::path::PathBuf::from("examples/kb"),
+        std::path::PathBuf::from("./examples/../examples/kb"),
+        root.join("examples/kb").canonicalize().unwrap(),
+    ] {
+        let again = fixed.ingest(&collection, &load(&other), |_, _| {}).unwrap();
+        assert_eq!(
+            (again.unchanged, again.chunks),
+            (n, 0),
+            "{} re-indexed: {again:?}",
+            other.display()
+        );
+    }
+    assert_eq!(chunk_count(), fixed_chunks);
 }
 
 fn top_doc(f: &Fixture, query: &str, mode: Mode) -> String {

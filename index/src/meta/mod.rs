@@ -9,6 +9,15 @@
 //! | `v` + chunk id (u64 BE)  | the normalised vector, f32 little-endian |
 //! | `o` + seq (u64 BE)       | [`Op`] (JSON): chunks added and removed |
 //! | `m` + counter name       | u64 BE counters: last seq, next chunk id, counts, pruned log |
+//! | `x` + chunk id (u64 BE)  | [`RetiredChunk`] (JSON): a removed chunk older snapshots may still return |
+//! | `w` + chunk id (u64 BE)  | its vector                              |
+//! | `y` + seq + chunk id     | empty: the purge queue of retired chunks, by the seq that removed them |
+//!
+//! A write that removes chunks (a replaced or deleted document) moves their records to the
+//! retired keys in the same batch instead of dropping them: a snapshot published before the
+//! write still returns those chunk ids and must still read their records, text and title as they
+//! were. The writer purges retired records once no snapshot older than the removing write is
+//! held ([`MetaStore::purge_retired`]); a restart purges them all.
 //!
 //! Every write ([`MetaStore::apply`]) is one atomic sled batch (records, op-log entries and
 //! counters together) followed by `flush` (fsync); only then is it acknowledged. The op log
@@ -28,6 +37,9 @@ const DOC: u8 = b'd';
 const CHUNK: u8 = b'c';
 const VECTOR: u8 = b'v';
 const OP: u8 = b'o';
+const RETIRED: u8 = b'x';
+const RETIRED_VECTOR: u8 = b'w';
+const RETIRE_QUEUE: u8 = b'y';
 const LAST_SEQ: &[u8] = b"mlast_seq";
 const NEXT_CHUNK: &[u8] = b"mnext_chunk";
 const DOC_COUNT: &[u8] = b"mdoc_count";
@@ -43,6 +55,10 @@ pub struct StoredDoc {
     pub metadata: BTreeMap<String, String>,
     /// Content hash.
     pub content_hash: String,
+    /// How its chunks were made (see [`crate::DocumentRecord::indexed_with`]); absent in
+    /// records written before the field existed.
+    #[serde(default)]
+    pub indexed_with: String,
     /// Chunk ids in document order.
     pub chunk_ids: Vec<ChunkId>,
     /// Seq of the write that stored this version.
@@ -64,6 +80,20 @@ pub struct StoredChunk {
     pub span_end: usize,
     /// Enclosing headings.
     pub heading_path: Vec<String>,
+}
+
+/// A chunk removed by a write, kept with its document's title and metadata as they were, for
+/// the snapshots published before that write.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetiredChunk {
+    /// The chunk as it was stored.
+    pub chunk: StoredChunk,
+    /// Its document's title then.
+    pub title: String,
+    /// Its document's metadata then.
+    pub metadata: BTreeMap<String, String>,
+    /// Seq of the write that removed it: snapshots at or after it do not hold the chunk.
+    pub removed_at: Seq,
 }
 
 /// One op-log entry: the chunks one write added and removed.
@@ -125,6 +155,13 @@ pub struct MetaStore {
 fn key(prefix: u8, id: u64) -> [u8; 9] {
     let mut k = [prefix; 9];
     k[1..].copy_from_slice(&id.to_be_bytes());
+    k
+}
+
+fn queue_key(seq: Seq, id: u64) -> [u8; 17] {
+    let mut k = [RETIRE_QUEUE; 17];
+    k[1..9].copy_from_slice(&seq.to_be_bytes());
+    k[9..].copy_from_slice(&id.to_be_bytes());
     k
 }
 
@@ -249,6 +286,7 @@ impl MetaStore {
             title: d.title,
             metadata: d.metadata,
             content_hash: d.content_hash,
+            indexed_with: d.indexed_with,
             chunk_ids: d.chunk_ids,
             seq: d.seq,
         }))
@@ -265,6 +303,47 @@ impl MetaStore {
     /// The stored (normalised) vector of chunk `id`.
     pub fn get_vector(&self, id: ChunkId) -> Result<Option<Vec<f32>>> {
         Ok(self.db.get(key(VECTOR, id.0))?.map(|v| decode_vector(&v)))
+    }
+
+    /// The record of chunk `id` if a write removed it and it is not yet purged.
+    pub fn get_retired(&self, id: ChunkId) -> Result<Option<RetiredChunk>> {
+        self.db
+            .get(key(RETIRED, id.0))?
+            .map(|v| decode("retired chunk", &v))
+            .transpose()
+    }
+
+    /// The vector of retired chunk `id`, if not yet purged.
+    pub fn get_retired_vector(&self, id: ChunkId) -> Result<Option<Vec<f32>>> {
+        Ok(self
+            .db
+            .get(key(RETIRED_VECTOR, id.0))?
+            .map(|v| decode_vector(&v)))
+    }
+
+    /// Number of retired chunks not yet purged.
+    pub fn retired_count(&self) -> usize {
+        self.db.scan_prefix([RETIRE_QUEUE]).count()
+    }
+
+    /// Drops the records of chunks retired by writes with seq `<= upto` (no snapshot that
+    /// could return them is held any more); returns how many.
+    pub fn purge_retired(&self, upto: Seq) -> Result<usize> {
+        let mut batch = sled::Batch::default();
+        let mut purged = 0;
+        for item in self.db.range(queue_key(0, 0)..=queue_key(upto, u64::MAX)) {
+            let k = item?.0;
+            let id = decode_u64(&k[9..])?;
+            batch.remove(k);
+            batch.remove(&key(RETIRED, id));
+            batch.remove(&key(RETIRED_VECTOR, id));
+            purged += 1;
+        }
+        if purged > 0 {
+            // Not flushed: a crash before sled's next flush leaves records the next open purges.
+            self.db.apply_batch(batch)?;
+        }
+        Ok(purged)
     }
 
     /// Applies `plans` (in seq order) as one atomic batch, then flushes to disk. `next_chunk` is
@@ -295,7 +374,9 @@ impl MetaStore {
             Some(doc) => batch.insert(doc_key(&plan.doc_id), encode("document", doc)?),
             None => batch.remove(doc_key(&plan.doc_id)),
         }
+        let mut old_doc = None;
         for id in &plan.removed {
+            self.retire(batch, plan, *id, &mut old_doc)?;
             batch.remove(&key(CHUNK, id.0));
             batch.remove(&key(VECTOR, id.0));
         }
@@ -304,6 +385,40 @@ impl MetaStore {
             batch.insert(&key(VECTOR, c.id.0), encode_vector(&c.vector));
         }
         batch.insert(&key(OP, plan.seq), encode("op", &plan.op())?);
+        Ok(())
+    }
+
+    /// Moves chunk `id`, which `plan` removes, to the retired keys (see the module docs).
+    /// `old_doc` caches the document's stored version across the plan's chunks. A chunk not
+    /// in the database was added by an earlier plan of the same batch: no snapshot saw it.
+    fn retire(
+        &self,
+        batch: &mut sled::Batch,
+        plan: &WritePlan,
+        id: ChunkId,
+        old_doc: &mut Option<Option<StoredDoc>>,
+    ) -> Result<()> {
+        let Some(chunk) = self.get_chunk(id)? else {
+            return Ok(());
+        };
+        if old_doc.is_none() {
+            *old_doc = Some(self.get_doc(&plan.doc_id)?);
+        }
+        let (title, metadata) = match old_doc.as_ref().and_then(|d| d.as_ref()) {
+            Some(d) => (d.title.clone(), d.metadata.clone()),
+            None => (String::new(), BTreeMap::new()),
+        };
+        let retired = RetiredChunk {
+            chunk,
+            title,
+            metadata,
+            removed_at: plan.seq,
+        };
+        batch.insert(&key(RETIRED, id.0), encode("retired chunk", &retired)?);
+        if let Some(v) = self.db.get(key(VECTOR, id.0))? {
+            batch.insert(&key(RETIRED_VECTOR, id.0), v);
+        }
+        batch.insert(&queue_key(plan.seq, id.0), sled::IVec::default());
         Ok(())
     }
 
@@ -377,6 +492,7 @@ mod tests {
                 title: "t".into(),
                 metadata: BTreeMap::new(),
                 content_hash: "h".into(),
+                indexed_with: String::new(),
                 chunk_ids: added.iter().copied().map(ChunkId).collect(),
                 seq,
             }),

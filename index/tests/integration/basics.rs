@@ -73,6 +73,75 @@ fn upsert_unchanged_update_delete() {
 }
 
 #[test]
+fn a_snapshot_reads_the_chunk_records_it_was_published_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = create(dir.path(), "c");
+    let w = c.writer();
+    w.upsert_document(doc("a", 1, 2, DIM)).unwrap();
+    w.upsert_document(doc("b", 1, 2, DIM)).unwrap();
+    w.commit().unwrap();
+    let old = c.reader().searcher();
+    let a1 = old.get_document("a").unwrap().unwrap().chunk_ids;
+    let b1 = old.get_document("b").unwrap().unwrap().chunk_ids;
+
+    // Replace "a" (new title and text) and delete "b", then publish.
+    let mut a2 = doc("a", 2, 2, DIM);
+    a2.title = "renamed".into();
+    w.upsert_document(a2).unwrap();
+    w.delete_document("b").unwrap();
+    w.commit().unwrap();
+
+    // The old snapshot still returns the old ids, and reads them as they were.
+    let hits = bm25_ids(&old, &marker("b", 1));
+    assert_eq!(hits, vec![b1[1]]);
+    let records = old.get_chunks(&[a1[0], b1[1]]).unwrap();
+    let a = records[0]
+        .as_ref()
+        .expect("replaced chunk readable from its snapshot");
+    assert_eq!((a.title.as_str(), a.doc_id.as_str()), ("title of a", "a"));
+    assert!(a.text.contains("version 1"), "{}", a.text);
+    let b = records[1]
+        .as_ref()
+        .expect("deleted chunk readable from its snapshot");
+    assert_eq!(b.text, doc("b", 1, 2, DIM).chunks[1].text);
+    assert_eq!(b.metadata.get("parity").map(String::as_str), Some("1"));
+    // Filtered dense search reads vectors of this snapshot too.
+    let v = doc("b", 1, 2, DIM).chunks[1].vector.clone();
+    let filter = Filter::default().eq("parity", "1");
+    let exact = old.search_dense(&v, 1, &filter).unwrap();
+    assert_eq!(exact[0].id, b1[1]);
+
+    // A newer snapshot never held them.
+    let new = c.reader().searcher();
+    assert_eq!(new.get_chunks(&[a1[0], b1[1]]).unwrap(), vec![None, None]);
+    assert_eq!(new.stats().unwrap().retired_chunks, 4);
+
+    // Kept while the old snapshot is held, purged at the first commit after it is dropped.
+    w.commit().unwrap();
+    assert_eq!(new.stats().unwrap().retired_chunks, 4);
+    drop(old);
+    w.commit().unwrap();
+    assert_eq!(new.stats().unwrap().retired_chunks, 0);
+}
+
+#[test]
+fn retired_records_do_not_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = create(dir.path(), "c");
+    let w = c.writer();
+    w.upsert_document(doc("a", 1, 3, DIM)).unwrap();
+    w.commit().unwrap();
+    let held = c.reader().searcher();
+    w.delete_document("a").unwrap();
+    w.commit().unwrap();
+    assert_eq!(held.stats().unwrap().retired_chunks, 3);
+    drop((held, w, c));
+    let c = reopen(dir.path(), "c");
+    let st = c.reader().searcher().stats().unwrap();
+    assert_eq!((st.retired_chunks, st.meta_chunks, st.documents), (0, 0, 0));
+}
+
+#[test]
 fn chunk_records_and_filters() {
     let dir = tempfile::tempdir().unwrap();
     let c = create(dir.path(), "c");
@@ -431,4 +500,42 @@ fn cjk_collection() {
     assert_eq!(bm25_ids(&s, "RUST").len(), 1);
     let both = bm25_ids(&s, "京都");
     assert_eq!(both.len(), 2);
+}
+
+/// The same content indexed another way (`indexed_with`: another chunker or embedder) is an
+/// update that replaces the chunks, not a no-op; the same way again is unchanged.
+#[test]
+fn the_same_content_indexed_another_way_is_an_update() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = create(dir.path(), "c");
+    let w = c.writer();
+    let made = |how: &str, chunks: usize| {
+        let mut d = doc("a", 1, chunks, DIM);
+        d.indexed_with = how.to_owned();
+        d
+    };
+    assert_eq!(
+        w.upsert_document(made("fixed", 2)).unwrap(),
+        UpsertOutcome::Added
+    );
+    assert_eq!(
+        w.upsert_document(made("fixed", 2)).unwrap(),
+        UpsertOutcome::Unchanged
+    );
+    assert_eq!(
+        w.upsert_document(made("recursive", 3)).unwrap(),
+        UpsertOutcome::Updated
+    );
+    w.commit().unwrap();
+    let stored = c.reader().searcher().get_document("a").unwrap().unwrap();
+    assert_eq!(stored.indexed_with, "recursive");
+    assert_eq!(stored.chunk_ids.len(), 3);
+    drop(w);
+    drop(c);
+    let c = reopen(dir.path(), "c");
+    let stored = c.reader().searcher().get_document("a").unwrap().unwrap();
+    assert_eq!(
+        stored.indexed_with, "recursive",
+        "indexed_with survives a reopen"
+    );
 }

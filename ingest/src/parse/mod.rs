@@ -155,7 +155,15 @@ pub fn load_path(path: &Path, opts: &LoadOptions) -> LoadReport {
 /// Loads one file of a known format into `report`.
 fn load_file(path: &Path, format: Format, id: &str, opts: &LoadOptions, report: &mut LoadReport) {
     match read_limited(path, opts) {
-        Ok(bytes) => load_into(path, format, id, &bytes, opts, report),
+        Ok(bytes) => {
+            let source = Source {
+                path,
+                id,
+                format,
+                source: source_name(path),
+            };
+            load_into(&source, &bytes, opts, report)
+        }
         Err(e) => report.errors.push(e),
     }
 }
@@ -173,31 +181,28 @@ pub fn load_bytes(path: &Path, format: Format, bytes: &[u8], opts: &LoadOptions)
         |n| n.to_string_lossy().into_owned(),
     );
     let mut report = LoadReport::default();
-    load_into(path, format, &id, bytes, opts, &mut report);
+    let source = Source {
+        path,
+        id: &id,
+        format,
+        source: path.display().to_string(),
+    };
+    load_into(&source, bytes, opts, &mut report);
     report
 }
 
 /// Loads the bytes of one file of a known format into `report`.
-fn load_into(
-    path: &Path,
-    format: Format,
-    id: &str,
-    bytes: &[u8],
-    opts: &LoadOptions,
-    report: &mut LoadReport,
-) {
-    let source = Source { path, id, format };
+fn load_into(source: &Source<'_>, bytes: &[u8], opts: &LoadOptions, report: &mut LoadReport) {
+    let (path, format) = (source.path, source.format);
     if format == Format::Jsonl {
-        return jsonl::load(&source, bytes, opts, report);
+        return jsonl::load(source, bytes, opts, report);
     }
     let loaded = match format {
-        Format::Pdf => pdf::load(&source, bytes),
-        Format::Html => decode(path, bytes, opts).and_then(|t| html::load(&source, &t)),
-        Format::Markdown => {
-            decode(path, bytes, opts).and_then(|t| text::load_markdown(&source, &t))
-        }
+        Format::Pdf => pdf::load(source, bytes),
+        Format::Html => decode(path, bytes, opts).and_then(|t| html::load(source, &t)),
+        Format::Markdown => decode(path, bytes, opts).and_then(|t| text::load_markdown(source, &t)),
         Format::Text | Format::Jsonl => {
-            decode(path, bytes, opts).and_then(|t| text::load_text(&source, &t))
+            decode(path, bytes, opts).and_then(|t| text::load_text(source, &t))
         }
     };
     match loaded {
@@ -211,13 +216,27 @@ pub(crate) struct Source<'a> {
     pub(crate) path: &'a Path,
     pub(crate) id: &'a str,
     pub(crate) format: Format,
+    /// The `source` metadata: see [`source_name`].
+    pub(crate) source: String,
+}
+
+/// The `source` metadata of a file read from `path`: its canonical absolute path, so that `docs`,
+/// `./docs` and `/home/me/docs` name a file alike (the metadata is part of the content hash:
+/// a path as typed would re-embed a folder ingested again by another spelling). A path that
+/// cannot be resolved keeps its spelling; bytes loaded without a file ([`load_bytes`]) keep
+/// the name they were given.
+pub fn source_name(path: &Path) -> String {
+    std::fs::canonicalize(path)
+        .unwrap_or_else(|_| path.to_path_buf())
+        .display()
+        .to_string()
 }
 
 impl Source<'_> {
     /// `source` and `format` metadata.
     pub(crate) fn metadata(&self) -> BTreeMap<String, String> {
         BTreeMap::from([
-            ("source".to_owned(), self.path.display().to_string()),
+            ("source".to_owned(), self.source.clone()),
             ("format".to_owned(), self.format.name().to_owned()),
         ])
     }
