@@ -697,6 +697,12 @@ async fn ask_streams_a_cited_answer_and_refuses_off_topic() {
     let usage = fin.usage.unwrap();
     assert!(usage.prompt_tokens > 50, "{usage:?}");
     assert!((1..=48).contains(&usage.completion_tokens), "{usage:?}");
+    // The answer is in pump.md: it must be answered, not refused, and cite that source.
+    assert!(!fin.not_found, "{fin:?}");
+    assert!(
+        fin.citations.iter().any(|c| c.document_id == "pump.md"),
+        "{fin:?}"
+    );
     let known = ["pump.md", "kv.md", "nf4.md", "zh.md"];
     for cit in &fin.citations {
         assert!(known.contains(&cit.document_id.as_str()), "{cit:?}");
