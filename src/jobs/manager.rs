@@ -7,6 +7,7 @@
 //! leaves its job `Running`, so [`JobManager::resume_all`] picks it up on the next start.
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::record::{JobRecord, JobSpec};
+use super::record::{JobRecord, JobSpec, JobState};
 use super::runner::{run_job, RunContext};
 use super::store::JobStore;
 use crate::config::Config;
@@ -152,9 +153,14 @@ impl JobManager {
         let context = self.context.clone();
         let live = self.live.clone();
         let task = tokio::spawn(async move {
-            let run = tokio::task::spawn_blocking(move || run_job(&context, record, &cancel, &tx));
+            let run = tokio::task::spawn_blocking(move || {
+                let run = AssertUnwindSafe(|| run_job(&context, record, &cancel, &tx));
+                if let Err(panic) = std::panic::catch_unwind(run) {
+                    fail_panicked(&context, &tx, panic.as_ref());
+                }
+            });
             if let Err(e) = run.await {
-                tracing::error!(job = %id, error = %e, "job task panicked");
+                tracing::error!(job = %id, error = %e, "job task failed");
             }
             live.lock().remove(&id);
         });
@@ -222,6 +228,31 @@ impl JobManager {
     }
 }
 
+/// Marks a job whose runner panicked `Failed`, with the panic's message as the reason, from its
+/// last published record (everything acknowledged before the panic is kept). Without this the
+/// job would stay `Running` and be re-run, and panic again, on every restart.
+fn fail_panicked(
+    cx: &RunContext,
+    tx: &watch::Sender<JobRecord>,
+    panic: &(dyn std::any::Any + Send),
+) {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into());
+    let mut record = tx.borrow().clone();
+    tracing::error!(job = %record.id, panic = %message, "job runner panicked");
+    record.failure = Some(format!(
+        "internal error: the job's runner panicked: {message}"
+    ));
+    record.finish(JobState::Failed);
+    if let Err(e) = cx.jobs.save(&record) {
+        tracing::error!(job = %record.id, error = %e, "cannot save job record");
+    }
+    tx.send_replace(record);
+}
+
 /// Whether `path`, with `.` and `..` resolved as text (no file system access), lies under
 /// `root`.
 fn lexically_under(path: &Path, root: &Path) -> bool {
@@ -251,6 +282,85 @@ fn not_found(id: &str) -> ServiceError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ingest::testing::HashEmbedder;
+    use ingest::{ChunkingStrategy, EmbedError, Embedding, TokenCounter};
+
+    /// An embedder with a bug: it panics on any text containing `POISON`.
+    struct PanicsOnPoison(HashEmbedder);
+
+    impl Embedder for PanicsOnPoison {
+        fn model_id(&self) -> &str {
+            self.0.model_id()
+        }
+        fn dimension(&self) -> usize {
+            self.0.dimension()
+        }
+        fn max_content_tokens(&self) -> usize {
+            self.0.max_content_tokens()
+        }
+        fn token_counter(&self) -> &dyn TokenCounter {
+            self.0.token_counter()
+        }
+        fn embed(&self, texts: &[&str]) -> std::result::Result<Vec<Embedding>, EmbedError> {
+            assert!(
+                !texts.iter().any(|t| t.contains("POISON")),
+                "embedder bug on a poisoned text"
+            );
+            self.0.embed(texts)
+        }
+    }
+
+    fn manager(config: &Config) -> JobManager {
+        let store = Arc::new(Store::open(&config.data_dir).unwrap());
+        JobManager::open(config, store, Arc::new(PanicsOnPoison(HashEmbedder::new()))).unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_job_whose_runner_panics_fails_with_the_reason_and_is_not_resumed() {
+        let dir = tempfile::tempdir().unwrap();
+        let docs = dir.path().join("docs");
+        std::fs::create_dir(&docs).unwrap();
+        std::fs::write(docs.join("a.txt"), "Pumps move water.").unwrap();
+        std::fs::write(docs.join("b.txt"), "POISON for the embedder.").unwrap();
+        let mut config = Config::default();
+        config.data_dir = dir.path().join("data");
+        config.server.allowed_roots = vec![docs.clone()];
+        let jobs = manager(&config);
+        let spec = JobSpec {
+            collection: "c".into(),
+            paths: vec![docs.canonicalize().unwrap()],
+            chunker: ChunkingStrategy::default(),
+        };
+        let id = jobs.start(spec).unwrap().id;
+        let ended = async {
+            loop {
+                match jobs.watch(&id).unwrap() {
+                    JobWatch::Done(record) => return *record,
+                    JobWatch::Live(mut updates) => {
+                        let record = updates.borrow_and_update().clone();
+                        if record.state.is_terminal() {
+                            return record;
+                        }
+                        let _ = updates.changed().await;
+                    }
+                }
+            }
+        };
+        let record = tokio::time::timeout(Duration::from_secs(60), ended)
+            .await
+            .expect("the job ends instead of staying Running");
+        assert_eq!(record.state, JobState::Failed);
+        let failure = record.failure.unwrap_or_default();
+        assert!(failure.contains("embedder bug"), "{failure}");
+        assert_eq!(jobs.get(&id).unwrap().state, JobState::Failed);
+        jobs.shutdown(Duration::from_secs(5)).await;
+        drop(jobs);
+
+        // The next start does not run it again.
+        let jobs = manager(&config);
+        assert_eq!(jobs.resume_all().unwrap(), 0);
+        assert_eq!(jobs.get(&id).unwrap().state, JobState::Failed);
+    }
 
     #[test]
     fn lexical_containment() {
