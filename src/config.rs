@@ -71,6 +71,11 @@ pub struct Config {
     pub reranker: RerankerConfig,
     /// The gRPC server (`ragd serve`) and its bulk ingestion jobs.
     pub server: ServerConfig,
+    /// Reading files, for `ragd ingest`, `ragd eval` and the server's jobs alike:
+    /// `max_file_bytes` (a file read whole, i.e. any format but JSONL; default 64 MiB),
+    /// `max_line_bytes` (one JSONL line, i.e. one document; a JSONL file itself may be any size;
+    /// default 64 MiB), `lossy_utf8`, `include_hidden`, `follow_links` (all false).
+    pub ingest: ingest::LoadOptions,
     /// Index maintenance, for every collection opened: `dump_every_writes` (a commit also
     /// saves the HNSW graph after this many writes; default 10000), `compact_tombstone_ratio`
     /// and `compact_min_tombstones` (rebuild the graph without deleted points past 20% and 256),
@@ -278,6 +283,7 @@ impl Default for Config {
             generator: GeneratorConfig::default(),
             reranker: RerankerConfig::default(),
             server: ServerConfig::default(),
+            ingest: ingest::LoadOptions::default(),
             index: index::MaintenanceConfig::default(),
         }
     }
@@ -416,6 +422,13 @@ impl Config {
                 self.server.job_batch_documents,
             ),
         ];
+        let positive_bytes = [
+            ("ingest.max_file_bytes", self.ingest.max_file_bytes),
+            ("ingest.max_line_bytes", self.ingest.max_line_bytes),
+        ];
+        let positive = positive
+            .into_iter()
+            .chain(positive_bytes.map(|(f, v)| (f, usize::try_from(v).unwrap_or(usize::MAX))));
         for (field, v) in positive {
             if v == 0 {
                 return Err(ConfigError::Invalid {

@@ -67,6 +67,22 @@ pub enum IngestError {
         /// The configured limit in bytes.
         limit: u64,
     },
+    /// A JSONL line (one document) is longer than
+    /// [`LoadOptions::max_line_bytes`](crate::LoadOptions) (caller's input or configuration).
+    #[error(
+        "{}:{line}: a document of {size} bytes is over the limit of {limit} bytes per document",
+        path.display()
+    )]
+    DocumentTooLarge {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// The line's size in bytes.
+        size: u64,
+        /// The configured limit in bytes.
+        limit: u64,
+    },
     /// A JSONL line is not a JSON object, or is not JSON at all (caller's input).
     #[error("{}:{line}: not a JSON object: {reason}", path.display())]
     JsonlNotObject {
@@ -115,6 +131,7 @@ impl IngestError {
             | Self::Binary { path }
             | Self::NulByte { path, .. }
             | Self::TooLarge { path, .. }
+            | Self::DocumentTooLarge { path, .. }
             | Self::JsonlNotObject { path, .. }
             | Self::JsonlMissingText { path, .. }
             | Self::Pdf { path, .. }

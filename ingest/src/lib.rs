@@ -39,7 +39,10 @@ pub use document::{Document, SourceId};
 pub use embed::{EmbedError, Embedder, Embedding, HfTokenCounter, TokenCounter};
 pub use error::{ChunkError, IngestError, Result};
 pub use normalize::normalize_text;
-pub use parse::{load_bytes, load_path, Format, LoadOptions, LoadReport, SkipReason};
+pub use parse::{
+    batches, load_bytes, load_path, scan_path, stream_path, Batch, DocumentStream, Format,
+    LoadOptions, LoadReport, Loaded, ScanTotals, SkipReason,
+};
 
 /// Chunks a document with any chunker: ids, ordinals, texts, byte and char spans, token counts.
 pub fn chunk_document(doc: &Document, chunker: &dyn Chunker) -> Result<Vec<Chunk>> {

@@ -111,7 +111,7 @@ pub fn run(cfg: &Config, args: &ChunkArgs) -> anyhow::Result<()> {
     let chunker = strategy
         .build(embedder)
         .with_context(|| format!("invalid --chunker {} settings", args.chunker.name()))?;
-    let documents = load(&args.file)?;
+    let documents = load(&args.file, &cfg.ingest)?;
     let out = std::io::stdout().lock();
     match print_all(&args.file, &documents, chunker.as_ref(), args.json, out) {
         Err(e) if is_broken_pipe(&e) => Ok(()),
@@ -171,8 +171,8 @@ fn semantic(size: Option<usize>, unit: Option<SizeUnit>) -> SemanticConfig {
 }
 
 /// Loads `path`; prints each bad document's error and fails only when none loaded.
-fn load(path: &Path) -> anyhow::Result<Vec<Document>> {
-    let report = ingest::load_path(path, &LoadOptions::default());
+fn load(path: &Path, opts: &LoadOptions) -> anyhow::Result<Vec<Document>> {
+    let report = ingest::load_path(path, opts);
     for e in &report.errors {
         eprintln!("error: {e}");
     }

@@ -298,7 +298,7 @@ fn run_qa(cfg: &Config, args: &QaArgs) -> anyhow::Result<()> {
         .collection
         .clone()
         .unwrap_or_else(|| default_collection(&args.dir));
-    let bar = super::progress_bar(0, "ingesting");
+    let bar = super::bytes_bar(0, "ingesting");
     let (collection, _, _) = beir::ingest_corpus(
         cfg,
         &args.dir,
@@ -391,8 +391,8 @@ fn ingest_progress(bar: &indicatif::ProgressBar, p: beir::Progress<'_>) {
             bar.suspend(|| eprintln!("warning: {lines} corpus lines rejected, first: {first}"));
         }
         beir::Progress::Ingesting { done, total } => {
-            bar.set_length(total as u64);
-            bar.set_position(done as u64);
+            bar.set_length(total);
+            bar.set_position(done);
         }
         beir::Progress::Ingested => bar.finish_and_clear(),
     }
@@ -482,7 +482,7 @@ fn run_beir(cfg: &Config, args: &BeirArgs) -> anyhow::Result<()> {
             ..RetrieveOptions::default()
         },
     };
-    let bar = super::progress_bar(0, "ingesting");
+    let bar = super::bytes_bar(0, "ingesting");
     let mut progress = |p: beir::Progress<'_>| ingest_progress(&bar, p);
     let report = beir::run(
         cfg,

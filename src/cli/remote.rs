@@ -1,21 +1,29 @@
 //! `--server` variants of `ragd ingest` and `ragd search`: the same commands over gRPC.
 //!
-//! `ragd ingest --server URL PATH...` loads the files here and streams them to the server in
-//! batches (IngestDocuments); with `--job` the paths are read by the server instead
+//! `ragd ingest --server URL PATH...` reads the files here, a document at a time, and streams
+//! them to the server in messages bounded by bytes (IngestDocuments), so neither side holds
+//! more than a few messages; with `--job` the paths are read by the server instead
 //! (StartIngestJob, then WatchIngestJob drives the progress bar).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use ingest::{ChunkingStrategy, Document, LoadOptions};
+use ingest::{ChunkingStrategy, LoadOptions};
 use tokio_stream::StreamExt;
 
 use crate::grpc::client::{connect, Client};
 use crate::grpc::convert::{self, JobView};
+use crate::grpc::pb;
 use crate::jobs::{IngestSummary, JobState};
 use crate::rag::Hit;
 
-/// Documents per streamed message.
+/// Most documents per streamed message (each message is one commit on the server).
 const STREAM_BATCH: usize = 64;
+
+/// Default largest message sent: 4 MiB, well under the server's default limit of 16 MiB.
+pub const DEFAULT_MESSAGE_BYTES: usize = 4 << 20;
+
+/// Bytes a message spends besides its documents (collection, chunker, framing).
+const MESSAGE_OVERHEAD: usize = 4096;
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
@@ -43,6 +51,10 @@ pub struct Upload<'a> {
     pub chunker: &'a ChunkingStrategy,
     /// Let the server read the paths (a job) instead of streaming them from here.
     pub job: bool,
+    /// How files are read here.
+    pub load: &'a LoadOptions,
+    /// The largest message sent.
+    pub max_message_bytes: usize,
 }
 
 /// `ragd ingest --server` (streamed from here) or `--server --job` (read by the server).
@@ -63,24 +75,123 @@ async fn stream_docs(
     args: &Upload<'_>,
     chunker: String,
 ) -> anyhow::Result<IngestSummary> {
-    let docs = load_local(args.paths);
-    let bar = super::progress_bar(docs.len() as u64, "sending");
-    let (collection, mut first) = (args.collection.to_string(), true);
-    let batches: Vec<Vec<Document>> = docs.chunks(STREAM_BATCH).map(<[_]>::to_vec).collect();
-    let progress = bar.clone();
-    let requests = tokio_stream::iter(batches).map(move |batch| {
-        progress.inc(batch.len() as u64);
-        let chunker = if first {
-            chunker.clone()
-        } else {
-            String::new()
-        };
-        first = false;
-        convert::ingest_request(collection.clone(), chunker, batch)
-    });
-    let response = client.ingest_documents(requests).await?;
+    let total: u64 = args
+        .paths
+        .iter()
+        .map(|p| ingest::scan_path(p, args.load, &mut || false).bytes)
+        .sum();
+    let bar = super::bytes_bar(total, "sending");
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    let reader = {
+        let (paths, load, bar) = (args.paths.to_vec(), args.load.clone(), bar.clone());
+        let collection = args.collection.to_string();
+        let budget = args.max_message_bytes;
+        tokio::task::spawn_blocking(move || {
+            send_messages(&paths, &load, budget, &bar, |documents, first| {
+                let chunker = if first {
+                    chunker.clone()
+                } else {
+                    String::new()
+                };
+                let message = pb::IngestDocumentsRequest {
+                    collection: collection.clone(),
+                    chunker,
+                    documents,
+                };
+                tx.blocking_send(message).is_ok()
+            })
+        })
+    };
+    let sent = client
+        .ingest_documents(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await;
+    // The reader stops at its next send once the call has ended.
+    let mut summary = reader.await??;
     bar.finish_and_clear();
-    Ok(convert::summary(response.into_inner()))
+    let response = sent.map_err(|status| message_error(status, args.max_message_bytes))?;
+    summary.merge(convert::summary(response.into_inner()));
+    Ok(summary)
+}
+
+/// A failed stream, with a hint when the server refused a message as too large.
+fn message_error(status: tonic::Status, budget: usize) -> anyhow::Error {
+    if status.code() == tonic::Code::ResourceExhausted && status.message().contains("message") {
+        anyhow::anyhow!(
+            "{}; this client sent messages of up to {budget} bytes: pass a smaller \
+             --max-message-bytes (under the server's server.max_message_bytes)",
+            status.message()
+        )
+    } else {
+        status.into()
+    }
+}
+
+/// Reads `paths` a document at a time and hands `send` messages of at most [`STREAM_BATCH`]
+/// documents and `budget` encoded bytes (with whether it is the first); stops early when `send`
+/// returns false. Files, lines and documents that cannot be sent are counted as failed in the
+/// returned summary (a document over the budget is one: it would fail the whole stream).
+fn send_messages(
+    paths: &[PathBuf],
+    load: &LoadOptions,
+    budget: usize,
+    bar: &indicatif::ProgressBar,
+    mut send: impl FnMut(Vec<pb::DocumentInput>, bool) -> bool,
+) -> anyhow::Result<IngestSummary> {
+    let mut failed = IngestSummary::default();
+    let room = budget.saturating_sub(MESSAGE_OVERHEAD).max(1);
+    let (mut message, mut size, mut messages) = (Vec::new(), 0usize, 0usize);
+    for path in paths {
+        let mut skipped = std::collections::BTreeMap::new();
+        for item in ingest::stream_path(path, load) {
+            let document = match item {
+                ingest::Loaded::Document {
+                    document,
+                    input_bytes,
+                } => {
+                    bar.inc(input_bytes);
+                    document
+                }
+                ingest::Loaded::Error { error, input_bytes } => {
+                    bar.inc(input_bytes);
+                    failed.fail_input(&error);
+                    continue;
+                }
+                ingest::Loaded::Skipped(reason) => {
+                    *skipped.entry(reason).or_insert(0) += 1;
+                    continue;
+                }
+            };
+            let input = convert::document_input(document);
+            // Each document costs its own length plus a tag and a length prefix in the message.
+            let cost = prost::Message::encoded_len(&input) + 16;
+            if cost > room {
+                failed.fail_all(vec![(
+                    input.id,
+                    format!(
+                        "{cost} bytes is over the message limit of {budget} bytes \
+                         (--max-message-bytes; the server's is server.max_message_bytes)"
+                    ),
+                )]);
+                continue;
+            }
+            if size + cost > room || message.len() == STREAM_BATCH {
+                if !send(std::mem::take(&mut message), messages == 0) {
+                    return Ok(failed);
+                }
+                (size, messages) = (0, messages + 1);
+            }
+            size += cost;
+            message.push(input);
+        }
+        for (reason, n) in skipped {
+            bar.suspend(|| eprintln!("skipped {n} file(s) under {}: {reason:?}", path.display()));
+        }
+    }
+    // The stream carries at least one message: the server learns the collection from it.
+    if !message.is_empty() || messages == 0 {
+        send(message, messages == 0);
+    }
+    Ok(failed)
 }
 
 async fn run_job(
@@ -96,8 +207,8 @@ async fn run_job(
     let request = convert::job_request(args.collection.to_string(), paths, chunker);
     let job = JobView::from(client.start_ingest_job(request).await?.into_inner());
     eprintln!("started job {}", job.id);
-    let bar = super::progress_bar(0, "ingesting");
-    let watch = crate::grpc::pb::WatchIngestJobRequest { id: job.id.clone() };
+    let bar = super::bytes_bar(0, "ingesting");
+    let watch = pb::WatchIngestJobRequest { id: job.id.clone() };
     let mut updates = client.watch_ingest_job(watch).await?.into_inner();
     let mut last = job;
     while let Some(update) = updates.next().await {
@@ -111,21 +222,4 @@ async fn run_job(
         Some(JobState::Failed) => anyhow::bail!("job {} failed: {}", last.id, last.failure),
         other => anyhow::bail!("job {} ended {other:?}", last.id),
     }
-}
-
-/// Loads `paths` here, reporting bad files on stderr.
-pub fn load_local(paths: &[impl AsRef<Path>]) -> Vec<Document> {
-    let mut docs = Vec::new();
-    for path in paths {
-        let path = path.as_ref();
-        let report = ingest::load_path(path, &LoadOptions::default());
-        for e in &report.errors {
-            eprintln!("skipped: {e}");
-        }
-        for (reason, n) in &report.skipped {
-            eprintln!("skipped {n} file(s) under {}: {reason:?}", path.display());
-        }
-        docs.extend(report.documents);
-    }
-    docs
 }

@@ -21,19 +21,20 @@ use crate::rag::{Mode, RetrieveOptions, Retriever};
 /// What [`run`] reports as it goes (it prints nothing itself).
 #[derive(Debug, Clone, Copy)]
 pub enum Progress<'a> {
-    /// Corpus lines that did not load; the run goes on without them.
+    /// Corpus lines that did not load (reported once ingestion ends); the run goes on without
+    /// them.
     Rejected {
         /// How many.
         lines: usize,
         /// The first one's error.
         first: &'a str,
     },
-    /// Documents ingested so far.
+    /// Bytes of the corpus ingested so far.
     Ingesting {
         /// Done.
-        done: usize,
+        done: u64,
         /// Of.
-        total: usize,
+        total: u64,
     },
     /// Ingestion finished; the queries run next.
     Ingested,
@@ -97,19 +98,37 @@ pub fn ingest_corpus(
     let store = Store::open(&cfg.data_dir)?;
     let collection = crate::jobs::open_or_create(&store, name, embedder.as_ref())?;
     let corpus = dir.join("corpus.jsonl");
-    let report = ingest::load_path(&corpus, &ingest::LoadOptions::default());
-    if let Some(e) = report.errors.first() {
+    // Streamed a line at a time: a corpus of any size loads in the memory of one batch.
+    let total = ingest::scan_path(&corpus, &cfg.ingest, &mut || false).bytes;
+    let pipeline = Pipeline::new(chunking, embedder, usize::MAX)?;
+    let started = Instant::now();
+    let mut done = 0;
+    let summary = pipeline.ingest_stream(
+        &collection,
+        ingest::stream_path(&corpus, &cfg.ingest),
+        |bytes, _| {
+            done += bytes;
+            progress(Progress::Ingesting { done, total });
+        },
+        |_| {},
+    )?;
+    if let Some((_, first)) = summary.errors.first() {
         progress(Progress::Rejected {
-            lines: report.errors.len(),
-            first: &e.to_string(),
+            lines: summary.failed,
+            first,
         });
     }
-    let pipeline = Pipeline::new(chunking, embedder, usize::MAX)?;
-    let total = report.documents.len();
-    let started = Instant::now();
-    let summary = pipeline.ingest(&collection, &report.documents, |done, _| {
-        progress(Progress::Ingesting { done, total })
-    })?;
+    // Scoring an empty collection would report zeros as if they were results.
+    anyhow::ensure!(
+        summary.added + summary.updated + summary.unchanged > 0,
+        "{}: no document of the corpus could be ingested{}",
+        corpus.display(),
+        summary
+            .errors
+            .first()
+            .map(|(_, e)| format!(" (first error: {e})"))
+            .unwrap_or_default()
+    );
     progress(Progress::Ingested);
     Ok((collection, summary, started.elapsed().as_secs_f64()))
 }

@@ -706,24 +706,13 @@ fn chunk_record(c: pb::Chunk) -> ChunkRecord {
     }
 }
 
-/// One streamed-ingestion message carrying `docs`.
-pub fn ingest_request(
-    collection: String,
-    chunker: String,
-    docs: Vec<Document>,
-) -> pb::IngestDocumentsRequest {
-    pb::IngestDocumentsRequest {
-        collection,
-        chunker,
-        documents: docs
-            .into_iter()
-            .map(|d| pb::DocumentInput {
-                id: d.id().as_str().to_string(),
-                title: d.title().to_string(),
-                text: d.text().to_string(),
-                metadata: d.metadata().clone().into_iter().collect(),
-            })
-            .collect(),
+/// A loaded document as a streamed-ingestion input.
+pub fn document_input(d: Document) -> pb::DocumentInput {
+    pb::DocumentInput {
+        id: d.id().as_str().to_string(),
+        title: d.title().to_string(),
+        text: d.text().to_string(),
+        metadata: d.metadata().clone().into_iter().collect(),
     }
 }
 
@@ -781,9 +770,9 @@ pub struct JobView {
     pub id: String,
     /// Its state, `None` when the server sent an unknown one.
     pub state: Option<JobState>,
-    /// Documents processed / found.
+    /// Bytes of input processed.
     pub done: u64,
-    /// Documents found by the scan.
+    /// Bytes of input found by the scan.
     pub total: u64,
     /// Counts and errors so far.
     pub summary: IngestSummary,
@@ -806,10 +795,10 @@ impl From<pb::IngestJob> for JobView {
             resumed: _,
         } = j;
         let pb::JobProgress {
-            documents_total,
-            documents_done,
-            bytes_total: _,
-            bytes_done: _,
+            documents_total: _,
+            documents_done: _,
+            bytes_total,
+            bytes_done,
             counts,
             documents_per_second: _,
             eta_seconds: _,
@@ -827,8 +816,8 @@ impl From<pb::IngestJob> for JobView {
         Self {
             id,
             state,
-            done: documents_done,
-            total: documents_total,
+            done: bytes_done,
+            total: bytes_total,
             summary,
             failure,
         }

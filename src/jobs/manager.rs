@@ -59,6 +59,7 @@ impl JobManager {
                 embedder,
                 batch: config.server.job_batch_documents,
                 max_document_bytes: config.server.max_document_bytes,
+                load: config.ingest.clone(),
                 shutdown: Arc::new(AtomicBool::new(false)),
             },
             store: jobs,
@@ -322,8 +323,10 @@ mod tests {
         std::fs::create_dir(&docs).unwrap();
         std::fs::write(docs.join("a.txt"), "Pumps move water.").unwrap();
         std::fs::write(docs.join("b.txt"), "POISON for the embedder.").unwrap();
-        let mut config = Config::default();
-        config.data_dir = dir.path().join("data");
+        let mut config = Config {
+            data_dir: dir.path().join("data"),
+            ..Config::default()
+        };
         config.server.allowed_roots = vec![docs.clone()];
         let jobs = manager(&config);
         let spec = JobSpec {

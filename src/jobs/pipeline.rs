@@ -51,6 +51,13 @@ pub struct Pipeline {
 /// Chunks embedded together by default.
 pub const EMBED_BATCH: usize = 64;
 
+/// Documents per committed batch when a stream of files is ingested locally (`ragd ingest`,
+/// `ragd eval`): memory holds one batch, and each commit makes its documents durable.
+pub const STREAM_BATCH_DOCUMENTS: usize = 256;
+
+/// Bytes of text per committed batch when a stream is ingested locally.
+pub const STREAM_BATCH_TEXT_BYTES: usize = 8 << 20;
+
 /// The settings that shape a document's chunks and vectors: the chunking strategy with all its
 /// parameters and the embedder (model, dimension, token limit), as one readable line.
 pub fn indexed_with(chunking: &ChunkingStrategy, embedder: &dyn Embedder) -> String {
@@ -79,6 +86,32 @@ impl Pipeline {
             embed_batch: EMBED_BATCH,
             max_document_bytes,
         })
+    }
+
+    /// Ingests everything `items` yields into `collection`, one committed batch at a time (at
+    /// most [`STREAM_BATCH_DOCUMENTS`] documents and [`STREAM_BATCH_TEXT_BYTES`] of text), so
+    /// memory stays flat however large the input. Files and lines that do not load count as
+    /// failed; `progress` gets each batch's input bytes and the counts so far, and `skipped`
+    /// each entry skipped unread.
+    pub fn ingest_stream(
+        &self,
+        collection: &Collection,
+        items: impl Iterator<Item = ingest::Loaded>,
+        mut progress: impl FnMut(u64, &IngestSummary),
+        mut skipped: impl FnMut(ingest::SkipReason),
+    ) -> Result<IngestSummary> {
+        let mut total = IngestSummary::default();
+        for batch in ingest::batches(items, STREAM_BATCH_DOCUMENTS, STREAM_BATCH_TEXT_BYTES) {
+            for e in &batch.errors {
+                total.fail_input(e);
+            }
+            batch.skipped.iter().for_each(|&r| skipped(r));
+            if !batch.documents.is_empty() {
+                total.merge(self.ingest(collection, &batch.documents, |_, _| {})?);
+            }
+            progress(batch.input_bytes, &total);
+        }
+        Ok(total)
     }
 
     /// Ingests `docs` into `collection` and commits; `progress` is called after each group of
@@ -204,6 +237,15 @@ impl IngestSummary {
     pub fn fail_all(&mut self, rejected: Vec<(String, String)>) {
         self.failed += rejected.len();
         self.errors.extend(rejected);
+    }
+
+    /// Counts a file or JSONL line that could not be loaded; its message names it.
+    pub fn fail_input(&mut self, error: &ingest::IngestError) {
+        let what = error
+            .path()
+            .map_or_else(|| "input".to_string(), |p| p.display().to_string());
+        self.failed += 1;
+        self.errors.push((what, error.to_string()));
     }
 
     fn fail(&mut self, doc: &Document, error: &dyn std::fmt::Display) {

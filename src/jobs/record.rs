@@ -51,13 +51,14 @@ impl JobState {
 /// Counters of a job.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct JobProgress {
-    /// Documents found by the scan of all paths.
+    /// Documents in all paths: known once the job has read them all (0 until then; the scan
+    /// sizes files without parsing them, so progress and the ETA are in bytes).
     pub documents_total: u64,
     /// Documents processed in acknowledged batches.
     pub documents_done: u64,
-    /// Bytes of normalised text found by the scan.
+    /// Bytes of input (file sizes) found by the scan.
     pub bytes_total: u64,
-    /// Bytes of text processed.
+    /// Bytes of input processed in acknowledged batches.
     pub bytes_done: u64,
     /// New documents.
     pub added: u64,
@@ -80,7 +81,7 @@ pub struct JobProgress {
 pub struct Cursor {
     /// Index into [`JobSpec::paths`].
     pub path_index: usize,
-    /// Index into the documents loaded from that path, in load order.
+    /// Documents of that path already acknowledged, in load order.
     pub document_index: usize,
 }
 
@@ -152,17 +153,22 @@ impl JobRecord {
         }
     }
 
-    /// Updates the rate and ETA from `done_in_run` documents in `seconds` of this run.
-    pub fn set_rate(&mut self, done_in_run: u64, seconds: f64) {
+    /// Updates the rate and the ETA from `documents` and `bytes` of input processed in
+    /// `seconds` of this run (the ETA is in bytes: the scan sizes files without parsing them).
+    pub fn set_rate(&mut self, documents: u64, bytes: u64, seconds: f64) {
         let p = &mut self.progress;
-        p.documents_per_second = if seconds > 0.0 {
-            done_in_run as f64 / seconds
-        } else {
-            0.0
+        let per_second = |n: u64| {
+            if seconds > 0.0 {
+                n as f64 / seconds
+            } else {
+                0.0
+            }
         };
-        let left = p.documents_total.saturating_sub(p.documents_done) as f64;
-        p.eta_seconds = if p.documents_per_second > 0.0 {
-            left / p.documents_per_second
+        p.documents_per_second = per_second(documents);
+        let bytes_per_second = per_second(bytes);
+        let left = p.bytes_total.saturating_sub(p.bytes_done) as f64;
+        p.eta_seconds = if bytes_per_second > 0.0 {
+            left / bytes_per_second
         } else {
             0.0
         };

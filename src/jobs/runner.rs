@@ -1,13 +1,15 @@
 //! The body of a bulk ingestion job, run on the blocking pool.
 //!
-//! 1. **Scan** (once per job): load every path to count documents and text bytes, so progress
-//!    has totals and an ETA.
-//! 2. **Ingest**: path by path, load the documents (loaders are deterministic: same files, same
-//!    order) and, from the cursor on, ingest them in batches of `server.job_batch_documents`.
-//!    Each batch is committed by the pipeline, then the record — counters and the cursor past
-//!    the batch — is saved and flushed: that is the acknowledgement. A restart resumes at the
-//!    cursor, redoing at most the batch that was in flight, and content hashes make even that
-//!    batch add nothing twice.
+//! 1. **Scan** (once per job): size every file the job will read, reading none, so progress has
+//!    a total in bytes and an ETA from the first batch. It stops at cancel and shutdown.
+//! 2. **Ingest**: path by path, stream the documents (loaders are deterministic: same files,
+//!    same order; memory holds one batch, whatever the size of a folder or a JSONL corpus) and
+//!    ingest them in batches of at most `server.job_batch_documents` documents and
+//!    [`STREAM_BATCH_TEXT_BYTES`] of text. Each batch is committed by the pipeline, then the
+//!    record — counters, the batch's file and line errors, and the cursor past the batch — is
+//!    saved and flushed: that is the acknowledgement. A restart resumes at the cursor (skipping
+//!    the documents, and the errors among them, already acknowledged), redoing at most the
+//!    batch that was in flight, and content hashes make even that batch add nothing twice.
 //!
 //! Between batches the runner checks the cancel flag (→ `Cancelled`) and the shutdown flag
 //! (→ stays `Running`, resumed on the next start).
@@ -17,12 +19,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use index::Store;
-use ingest::{Document, Embedder, LoadOptions};
+use ingest::{Embedder, LoadOptions, Loaded};
 use tokio::sync::watch;
 
+use super::pipeline::STREAM_BATCH_TEXT_BYTES;
 use super::record::{JobRecord, JobState};
 use super::store::JobStore;
-use super::{open_or_create, Pipeline};
+use super::{open_or_create, IngestSummary, Pipeline};
 use crate::error::Result;
 
 /// What a runner needs; shared by all jobs.
@@ -38,6 +41,8 @@ pub struct RunContext {
     pub batch: usize,
     /// Largest document ingested (bytes of text).
     pub max_document_bytes: usize,
+    /// How files are read.
+    pub load: LoadOptions,
     /// Set when the server is shutting down.
     pub shutdown: Arc<AtomicBool>,
 }
@@ -90,7 +95,9 @@ fn run(
         }
     };
     if !record.scanned {
-        scan(record);
+        if let Some(s) = scan(cx, record, &stop) {
+            return Ok(Some(s));
+        }
         cx.jobs.save(record)?;
         tx.send_replace(record.clone());
     }
@@ -100,52 +107,76 @@ fn run(
         cx.embedder.clone(),
         cx.max_document_bytes,
     )?;
-    let run_start = (Instant::now(), record.progress.documents_done);
+    let run_start = (
+        Instant::now(),
+        record.progress.documents_done,
+        record.progress.bytes_done,
+    );
     while record.cursor.path_index < record.spec.paths.len() {
-        let docs = load(record);
-        while record.cursor.document_index < docs.len() {
+        let path = record.spec.paths[record.cursor.path_index].clone();
+        let items = unacknowledged(
+            ingest::stream_path(&path, &cx.load),
+            record.cursor.document_index,
+        );
+        for batch in ingest::batches(items, cx.batch, STREAM_BATCH_TEXT_BYTES) {
             if let Some(s) = stop() {
                 return Ok(Some(s));
             }
-            let from = record.cursor.document_index;
-            let batch = &docs[from..docs.len().min(from + cx.batch)];
-            let summary = pipeline.ingest(&collection, batch, |_, _| {})?;
-            let bytes = batch.iter().map(|d| d.text().len() as u64).sum();
-            record.add_batch(summary, batch.len(), bytes);
-            let done = record.progress.documents_done - run_start.1;
-            record.set_rate(done, run_start.0.elapsed().as_secs_f64());
+            let mut summary = if batch.documents.is_empty() {
+                IngestSummary::default()
+            } else {
+                pipeline.ingest(&collection, &batch.documents, |_, _| {})?
+            };
+            batch.errors.iter().for_each(|e| summary.fail_input(e));
+            record.add_batch(summary, batch.documents.len(), batch.input_bytes);
+            record.set_rate(
+                record.progress.documents_done - run_start.1,
+                record.progress.bytes_done - run_start.2,
+                run_start.0.elapsed().as_secs_f64(),
+            );
             cx.jobs.save(record)?;
             tx.send_replace(record.clone());
         }
         record.cursor.path_index += 1;
         record.cursor.document_index = 0;
+        // Saved now, so that a restart does not count the path's trailing errors again.
+        cx.jobs.save(record)?;
     }
+    record.progress.documents_total = record.progress.documents_done;
     Ok(None)
 }
 
-/// Counts documents and text bytes over every path.
-fn scan(record: &mut JobRecord) {
-    for path in &record.spec.paths {
-        let report = ingest::load_path(path, &LoadOptions::default());
-        record.progress.documents_total += report.documents.len() as u64;
-        record.progress.bytes_total += report
-            .documents
-            .iter()
-            .map(|d| d.text().len() as u64)
-            .sum::<u64>();
-    }
-    record.scanned = true;
+/// The items of a path's stream after the first `acknowledged` documents and the errors met
+/// before the last of them (all recorded by earlier batches).
+fn unacknowledged(
+    items: impl Iterator<Item = Loaded>,
+    acknowledged: usize,
+) -> impl Iterator<Item = Loaded> {
+    let mut seen = 0usize;
+    items.filter(move |item| match item {
+        Loaded::Document { .. } => {
+            seen += 1;
+            seen > acknowledged
+        }
+        Loaded::Error { .. } | Loaded::Skipped(_) => seen >= acknowledged,
+    })
 }
 
-/// Loads the cursor's path; its file errors are recorded when the path is entered first.
-fn load(record: &mut JobRecord) -> Vec<Document> {
-    let path = record.spec.paths[record.cursor.path_index].clone();
-    let report = ingest::load_path(&path, &LoadOptions::default());
-    if record.cursor.document_index == 0 {
-        for e in &report.errors {
-            record.progress.failed += 1;
-            record.push_error(path.display().to_string(), e.to_string());
+/// Sizes every path's files into `bytes_total`; stops early (leaving the job unscanned) at
+/// cancel or shutdown.
+fn scan(cx: &RunContext, record: &mut JobRecord, stop: &dyn Fn() -> Option<Stop>) -> Option<Stop> {
+    record.progress.bytes_total = 0;
+    let mut stopped = None;
+    for path in &record.spec.paths {
+        let totals = ingest::scan_path(path, &cx.load, &mut || {
+            stopped = stop();
+            stopped.is_some()
+        });
+        if stopped.is_some() {
+            return stopped;
         }
+        record.progress.bytes_total += totals.bytes;
     }
-    report.documents
+    record.scanned = true;
+    None
 }

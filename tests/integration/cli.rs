@@ -233,3 +233,52 @@ fn eval_beir_then_vectors_on_a_tiny_corpus() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("answers.jsonl"), "{err}");
 }
+
+/// `ragd ingest` streams a JSONL corpus a line at a time: a corpus larger than
+/// `ingest.max_file_bytes` loads (it used to be skipped whole with one line on stderr, and the
+/// command exited 0 having ingested nothing); the one line over `ingest.max_line_bytes` is named
+/// with its line number, everything else is ingested, and the exit status says that something
+/// failed.
+#[test]
+fn ingest_streams_a_large_jsonl_and_names_the_line_that_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut corpus = String::new();
+    for i in 1..=60 {
+        let text = if i == 31 {
+            "An oversized line. ".repeat(200)
+        } else {
+            format!("Note {i} is about pump part XJ-{i}00 and its seal.")
+        };
+        corpus.push_str(&serde_json::json!({"_id": format!("n{i}"), "text": text}).to_string());
+        corpus.push('\n');
+    }
+    assert!(corpus.len() > 8000);
+    let path = dir.path().join("notes.jsonl");
+    std::fs::write(&path, &corpus).unwrap();
+    let config = dir.path().join("ragd.toml");
+    std::fs::write(
+        &config,
+        "[ingest]\nmax_file_bytes = 2048\nmax_line_bytes = 1024\n",
+    )
+    .unwrap();
+    let out = ragd()
+        .arg("--config")
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["ingest", "--collection", "notes", "--json"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a line failed: {stderr}");
+    assert!(stderr.contains("1 of the inputs failed"), "{stderr}");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a summary");
+    assert_eq!(summary["added"], 59, "{summary}");
+    assert_eq!(summary["failed"], 1, "{summary}");
+    let error = summary["errors"][0][1].as_str().unwrap();
+    assert!(
+        error.contains("notes.jsonl:31:") && error.contains("over the limit of 1024 bytes"),
+        "{error}"
+    );
+}

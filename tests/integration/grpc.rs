@@ -346,6 +346,55 @@ async fn message_size_limit() {
     server.shutdown().await;
 }
 
+/// `ragd ingest --server` sends messages bounded by bytes, not by a count of documents: 12
+/// documents of 6 KB each go to a server whose message limit is 32 KiB (one message of all 12
+/// used to be refused whole), and one document over the client's limit fails here, by name,
+/// before anything is sent, while the rest are ingested.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cli_stream_batches_are_bounded_by_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&dir.path().join("data"), |c| {
+        c.server.max_message_bytes = 32 * 1024;
+    })
+    .await;
+    let files = dir.path().join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    for i in 0..12 {
+        let text = format!("Pump {i} manual. ") + &"The seal is checked weekly. ".repeat(220);
+        std::fs::write(files.join(format!("pump-{i:02}.txt")), text).unwrap();
+    }
+    std::fs::write(files.join("zz-huge.txt"), "Huge. ".repeat(6000)).unwrap();
+    let addr = format!("http://{}", server.addr);
+    let run = move |extra: &'static [&'static str]| {
+        let (addr, files) = (addr.clone(), files.clone());
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_ragd"))
+                .args(["ingest", "--server", &addr, "--collection", "kb", "--json"])
+                .args(extra)
+                .arg(&files)
+                .output()
+                .unwrap()
+        })
+    };
+    let out = run(&["--max-message-bytes", "24000"]).await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "one document failed: {stderr}");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a summary");
+    assert_eq!(summary["added"], 12, "{summary} {stderr}");
+    assert_eq!(summary["failed"], 1, "{summary}");
+    let error = summary["errors"][0].to_string();
+    assert!(
+        error.contains("zz-huge.txt") && error.contains("--max-message-bytes"),
+        "{error}"
+    );
+    // A client limit above the server's: the server's refusal comes with the flag to change.
+    let out = run(&[]).await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("--max-message-bytes"), "{stderr}");
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn health_and_reflection() {
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
@@ -475,11 +524,14 @@ async fn job_is_cancelled() {
     let last = last.unwrap();
     assert_eq!(state(&last), pb::JobState::Cancelled);
     let p = last.progress.unwrap();
-    assert!(
-        p.documents_done > 0 && p.documents_done < p.documents_total,
-        "{p:?}"
+    // Progress is in bytes of input: the scan sizes the corpus without parsing it.
+    assert!(p.documents_done > 0 && p.documents_done < 300, "{p:?}");
+    assert!(p.bytes_done > 0 && p.bytes_done < p.bytes_total, "{p:?}");
+    assert_eq!(p.bytes_total, std::fs::metadata(&path).unwrap().len());
+    assert_eq!(
+        p.documents_total, 0,
+        "unknown until the job has read everything"
     );
-    assert_eq!(p.documents_total, 300);
     assert_eq!(p.counts.unwrap().added, p.documents_done);
     let listed = c
         .list_ingest_jobs(pb::ListIngestJobsRequest {})

@@ -5,34 +5,18 @@
 //! - `metadata`, if an object, is flattened into the document's metadata (strings as they are,
 //!   other values as JSON); any other `metadata` value is stored as JSON under `metadata`;
 //! - blank lines are ignored; each bad line is reported with its 1-based line number and the
-//!   other lines still load.
+//!   other lines still load (the line reader is `stream::JsonlLines`).
 
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use super::{decode, LoadOptions, LoadReport, Source};
+use super::Source;
 use crate::document::{Document, SourceId};
 use crate::error::{IngestError, Result};
 
-/// Loads every line of a JSONL file into `report`.
-pub(crate) fn load(source: &Source<'_>, bytes: &[u8], opts: &LoadOptions, report: &mut LoadReport) {
-    let text = match decode(source.path, bytes, opts) {
-        Ok(t) => t,
-        Err(e) => return report.errors.push(e),
-    };
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        match parse_line(source, line, i + 1) {
-            Ok(doc) => report.documents.push(doc),
-            Err(e) => report.errors.push(e),
-        }
-    }
-}
-
-fn parse_line(source: &Source<'_>, line: &str, number: usize) -> Result<Document> {
+/// Parses one line (already checked: not blank, valid UTF-8, within the size limit).
+pub(crate) fn parse_line(source: &Source<'_>, line: &str, number: usize) -> Result<Document> {
     let path = || source.path.to_path_buf();
     let value: Value = serde_json::from_str(line).map_err(|e| IngestError::JsonlNotObject {
         path: path(),

@@ -1,14 +1,16 @@
 //! Loaders: files and directories → [`Document`]s.
 //!
-//! [`load_path`] takes a file or a directory (walked recursively, in file-name order) and
-//! returns a [`LoadReport`]: the documents, one [`IngestError`] per bad file or JSONL line, and
-//! counts of skipped entries by [`SkipReason`]. Nothing is dropped silently, and one bad file
-//! never stops the rest.
+//! [`stream_path`] takes a file or a directory (walked recursively and lazily, in file-name
+//! order) and yields [`Loaded`] items one at a time: documents, one [`IngestError`] per bad file
+//! or JSONL line, and skipped entries by [`SkipReason`]. Nothing is dropped silently, one bad
+//! file never stops the rest, and memory does not grow with the input (JSONL is read line by
+//! line). [`load_path`] collects the same stream into a [`LoadReport`], for small inputs.
 //!
 //! Each format has its own file: `text.rs` (`.txt`, `.md`/`.markdown`), `html.rs`
 //! (`.html`/`.htm`), `pdf.rs` (`.pdf`), `jsonl.rs` (`.jsonl`, BEIR corpus lines), and
-//! `walk.rs` (directories). Text formats share `decode`: size limit, binary sniffing, NUL
-//! bytes, then UTF-8 (strict, or lossy on request).
+//! `stream.rs` (walking, streaming, and the JSONL line reader). Formats read whole share
+//! `decode`: size limit, binary sniffing, NUL bytes, then UTF-8 (strict, or lossy on request);
+//! JSONL applies the same checks line by line.
 //!
 //! Ids: a file's id is its path relative to the directory given to [`load_path`], with `/`
 //! separators (for a single file, its file name); JSONL documents use their `_id`.
@@ -16,8 +18,10 @@
 mod html;
 mod jsonl;
 mod pdf;
+mod stream;
 mod text;
-mod walk;
+
+pub use stream::{batches, scan_path, stream_path, Batch, DocumentStream, Loaded, ScanTotals};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -29,11 +33,14 @@ use crate::error::{IngestError, Result};
 
 /// Options for [`load_path`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct LoadOptions {
-    /// Files larger than this many bytes are rejected with [`IngestError::TooLarge`].
-    /// Default 64 MiB.
+    /// Files read whole (every format but JSONL) larger than this many bytes are rejected with
+    /// [`IngestError::TooLarge`]. Default 64 MiB.
     pub max_file_bytes: u64,
+    /// JSONL lines (one document each) longer than this many bytes are rejected with
+    /// [`IngestError::DocumentTooLarge`]; the file itself may be any size. Default 64 MiB.
+    pub max_line_bytes: u64,
     /// Replace invalid UTF-8 with U+FFFD instead of failing. Default false.
     pub lossy_utf8: bool,
     /// Load hidden files and descend into hidden directories (names starting with `.`).
@@ -47,6 +54,7 @@ impl Default for LoadOptions {
     fn default() -> Self {
         Self {
             max_file_bytes: 64 * 1024 * 1024,
+            max_line_bytes: 64 * 1024 * 1024,
             lossy_utf8: false,
             include_hidden: false,
             follow_links: false,
@@ -130,42 +138,10 @@ impl Format {
     }
 }
 
-/// Loads a file or, recursively, a directory. See the [module docs](self).
+/// Loads a file or, recursively, a directory, all at once: [`stream_path`] collected. See the
+/// [module docs](self).
 pub fn load_path(path: &Path, opts: &LoadOptions) -> LoadReport {
-    let mut report = LoadReport::default();
-    match std::fs::metadata(path) {
-        Err(e) => report.errors.push(IngestError::io(path, e)),
-        Ok(meta) if meta.is_dir() => walk::walk(path, opts, &mut report),
-        Ok(_) => {
-            let id = path.file_name().map_or_else(
-                || path.display().to_string(),
-                |n| n.to_string_lossy().into_owned(),
-            );
-            match Format::from_path(path) {
-                Some(format) => load_file(path, format, &id, opts, &mut report),
-                None => report.errors.push(IngestError::UnsupportedType {
-                    path: path.to_path_buf(),
-                }),
-            }
-        }
-    }
-    report
-}
-
-/// Loads one file of a known format into `report`.
-fn load_file(path: &Path, format: Format, id: &str, opts: &LoadOptions, report: &mut LoadReport) {
-    match read_limited(path, opts) {
-        Ok(bytes) => {
-            let source = Source {
-                path,
-                id,
-                format,
-                source: source_name(path),
-            };
-            load_into(&source, &bytes, opts, report)
-        }
-        Err(e) => report.errors.push(e),
-    }
+    stream_path(path, opts).collect()
 }
 
 /// Loads the contents of one file, already read into memory, as `format`: what [`load_path`]
@@ -192,10 +168,17 @@ pub fn load_bytes(path: &Path, format: Format, bytes: &[u8], opts: &LoadOptions)
 }
 
 /// Loads the bytes of one file of a known format into `report`.
-fn load_into(source: &Source<'_>, bytes: &[u8], opts: &LoadOptions, report: &mut LoadReport) {
+pub(crate) fn load_into(
+    source: &Source<'_>,
+    bytes: &[u8],
+    opts: &LoadOptions,
+    report: &mut LoadReport,
+) {
     let (path, format) = (source.path, source.format);
     if format == Format::Jsonl {
-        return jsonl::load(source, bytes, opts, report);
+        let owned = stream::OwnedSource::new(path, source.id, format, source.source.clone());
+        report.extend(stream::JsonlLines::new(owned, bytes, opts));
+        return;
     }
     let loaded = match format {
         Format::Pdf => pdf::load(source, bytes),
@@ -261,7 +244,7 @@ impl Source<'_> {
 }
 
 /// Reads a file after checking its size against the limit.
-fn read_limited(path: &Path, opts: &LoadOptions) -> Result<Vec<u8>> {
+pub(crate) fn read_limited(path: &Path, opts: &LoadOptions) -> Result<Vec<u8>> {
     let size = std::fs::metadata(path)
         .map_err(|e| IngestError::io(path, e))?
         .len();

@@ -266,6 +266,109 @@ fn oversized_file_fails() {
 }
 
 #[test]
+fn jsonl_streams_past_the_file_limit_and_refuses_only_an_oversized_line() {
+    // A JSONL corpus is bounded per document, not per file: a corpus ten times the file limit
+    // loads (it used to be refused whole), and the one line over the document limit is one
+    // error naming its line, while the lines around it load.
+    let opts = LoadOptions {
+        max_file_bytes: 100,
+        max_line_bytes: 64,
+        ..LoadOptions::default()
+    };
+    let mut jsonl = String::new();
+    for i in 0..30 {
+        jsonl.push_str(&format!("{{\"_id\":\"d{i}\",\"text\":\"doc {i}\"}}\n"));
+        if i == 10 {
+            let long = "x".repeat(200);
+            jsonl.push_str(&format!("{{\"_id\":\"long\",\"text\":\"{long}\"}}\n"));
+        }
+    }
+    assert!(jsonl.len() > 1000);
+    let report = load_one_with("corpus.jsonl", jsonl.as_bytes(), &opts);
+    assert_eq!(report.documents.len(), 30);
+    assert_eq!(report.documents[11].id().as_str(), "d11");
+    let [IngestError::DocumentTooLarge {
+        line: 12,
+        size,
+        limit: 64,
+        ..
+    }] = report.errors[..]
+    else {
+        panic!("{:?}", report.errors);
+    };
+    assert_eq!(size, 200 + 25);
+    assert!(report.errors[0]
+        .to_string()
+        .contains("corpus.jsonl:12: a document of 225 bytes is over the limit of 64 bytes"));
+}
+
+#[test]
+fn jsonl_is_read_a_line_at_a_time() {
+    // An endless input: only a reader that stops at each line can hand out its first documents.
+    struct Endless(std::iter::Cycle<std::slice::Iter<'static, u8>>);
+    impl std::io::Read for Endless {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            for b in buf.iter_mut() {
+                *b = *self.0.next().unwrap();
+            }
+            Ok(buf.len())
+        }
+    }
+    let line: &'static [u8] = b"{\"text\":\"again and again\"}\n";
+    let source = stream::OwnedSource::new(
+        Path::new("endless.jsonl"),
+        "endless.jsonl",
+        Format::Jsonl,
+        "endless.jsonl".into(),
+    );
+    let reader = std::io::BufReader::new(Endless(line.iter().cycle()));
+    let lines = stream::JsonlLines::new(source, reader, &LoadOptions::default());
+    let first: Vec<Loaded> = lines.take(3).collect();
+    assert!(first.iter().all(
+        |l| matches!(l, Loaded::Document { input_bytes, .. } if *input_bytes == line.len() as u64)
+    ));
+}
+
+#[test]
+fn a_scan_sizes_exactly_what_the_stream_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.txt", b"Alpha text.");
+    write(dir.path(), "b/c.md", b"# C\n\nBody.");
+    write(
+        dir.path(),
+        "b/d.jsonl",
+        b"{\"text\":\"one\"}\n\n[1]\n{\"text\":\"two\"}\n",
+    );
+    write(dir.path(), "b/empty.txt", b"  ");
+    write(dir.path(), ".hidden.txt", b"secret");
+    write(dir.path(), "e.bin", b"\x00\x01");
+    let totals = scan_path(dir.path(), &LoadOptions::default(), &mut || false);
+    assert_eq!(totals.files, 4);
+    let items: Vec<Loaded> = stream_path(dir.path(), &LoadOptions::default()).collect();
+    let streamed: u64 = items
+        .iter()
+        .map(|l| match l {
+            Loaded::Document { input_bytes, .. } | Loaded::Error { input_bytes, .. } => {
+                *input_bytes
+            }
+            Loaded::Skipped(_) => 0,
+        })
+        .sum();
+    assert_eq!(totals.bytes, streamed);
+    let report: LoadReport = items.into_iter().collect();
+    assert_eq!(report.documents.len(), 4);
+    assert_eq!(report.errors.len(), 2, "{:?}", report.errors);
+    assert_eq!(report.skipped_total(), 2);
+    // A scan asked to stop stops.
+    let mut asked = 0;
+    let stopped = scan_path(dir.path(), &LoadOptions::default(), &mut || {
+        asked += 1;
+        asked > 2
+    });
+    assert_eq!(stopped.files, 1);
+}
+
+#[test]
 fn unknown_single_file_and_missing_path_fail() {
     let report = load_one("data.bin", b"x");
     assert!(matches!(
@@ -329,4 +432,39 @@ fn format_from_extension() {
     assert_eq!(Format::from_path(Path::new("a/B.HTM")), Some(Format::Html));
     assert_eq!(Format::from_path(Path::new("a.jsonl")), Some(Format::Jsonl));
     assert_eq!(Format::from_path(Path::new("README")), None);
+}
+
+#[test]
+fn batches_are_bounded_by_documents_and_by_text_bytes() {
+    let mut jsonl = String::new();
+    for i in 0..10 {
+        let text = if i == 4 {
+            "y".repeat(300)
+        } else {
+            format!("doc {i}")
+        };
+        jsonl.push_str(&format!("{{\"_id\":\"d{i}\",\"text\":\"{text}\"}}\n"));
+        if i == 6 {
+            jsonl.push_str("[1]\n");
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "c.jsonl", jsonl.as_bytes());
+    let sizes = |max_documents, max_bytes| -> Vec<(usize, usize)> {
+        batches(
+            stream_path(&path, &LoadOptions::default()),
+            max_documents,
+            max_bytes,
+        )
+        .map(|b| (b.documents.len(), b.errors.len()))
+        .collect()
+    };
+    // At most 3 documents a batch; the bad line travels with the batch it was met in.
+    assert_eq!(sizes(3, usize::MAX), [(3, 0), (3, 0), (3, 1), (1, 0)]);
+    // At most 100 bytes of text, but a larger document still goes, alone.
+    assert_eq!(sizes(100, 100), [(4, 0), (1, 0), (5, 1)]);
+    let bytes: u64 = batches(stream_path(&path, &LoadOptions::default()), 3, 100)
+        .map(|b| b.input_bytes)
+        .sum();
+    assert_eq!(bytes, jsonl.len() as u64);
 }
