@@ -154,7 +154,8 @@ pub enum RerankerKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RerankerConfig {
-    /// `cross-encoder` (needs `model`) or `llm` (uses the generator). Env `RAGD_RERANKER_KIND`.
+    /// `cross-encoder` (needs `model`) or `llm` (uses the generator; it scores at most 20
+    /// candidates per query, about half a second each). Env `RAGD_RERANKER_KIND`.
     /// Default: `cross-encoder`.
     pub kind: RerankerKind,
     /// A local folder in Hugging Face layout (`config.json`, `tokenizer.json`, `*.safetensors`),

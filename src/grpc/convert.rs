@@ -23,6 +23,10 @@ use crate::state::{AskQuery, CollectionInfo, DocumentView, SearchQuery};
 /// Largest `k` a search may ask for.
 pub const MAX_SEARCH_K: u32 = 1000;
 
+/// Largest `k` an Ask may ask for: every source must fit one prompt, and a small model's
+/// context holds a handful of chunks (more are retrieved only to be dropped).
+pub const MAX_ASK_K: u32 = 50;
+
 /// Longest query or question, in bytes. The embedder reads only the first 256 tokens (about
 /// 1 KB of English), so a longer query only costs BM25 time; 16 KiB leaves room for pasted
 /// paragraphs.
@@ -520,6 +524,12 @@ impl TryFrom<pb::AskRequest> for AskQuery {
             }
         }
         let retrieval = retrieval.unwrap_or_default();
+        if retrieval.k > MAX_ASK_K {
+            return Err(invalid(format!(
+                "k is {}; at most {MAX_ASK_K} for Ask (its sources must fit one prompt)",
+                retrieval.k
+            )));
+        }
         let k_given = retrieval.k > 0;
         let mut options: RetrieveOptions = retrieval.try_into()?;
         if !k_given {

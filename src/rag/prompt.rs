@@ -126,16 +126,20 @@ fn defuse(text: &str) -> String {
         .replace("<source", "< source")
 }
 
+/// One source as the user message shows it.
+fn source_block(number: usize, hit: &Hit, text: &str) -> String {
+    let title = defuse(&hit.chunk.title).replace('"', "'");
+    format!(
+        "<source id=\"{number}\" title=\"{title}\">\n{}\n</source>\n",
+        defuse(text)
+    )
+}
+
 /// Renders the user message for `sources` (with `texts` as their bodies) and `question`.
 fn user_message(sources: &[(&Hit, &str)], question: &str) -> String {
     let mut out = String::from("Sources:\n");
     for (i, (hit, text)) in sources.iter().enumerate() {
-        let title = defuse(&hit.chunk.title).replace('"', "'");
-        out.push_str(&format!(
-            "<source id=\"{}\" title=\"{title}\">\n{}\n</source>\n",
-            i + 1,
-            defuse(text)
-        ));
+        out.push_str(&source_block(i + 1, hit, text));
     }
     out.push_str(&format!(
         "\nQuestion: {}\nAnswer using only the sources above and cite them like [1].",
@@ -153,6 +157,11 @@ fn messages(sources: &[(&Hit, &str)], question: &str) -> Vec<Message> {
 
 /// Builds the grounded prompt for `question` over `hits` (best first), fitted to `budget`.
 ///
+/// Linear in the sources' text: each source is tokenised once on its own, the sum picks how
+/// many fit, and the whole prompt is tokenised only to confirm (token counts of joined texts
+/// can differ from the sum by a token at a seam, so the count is corrected a source at a time,
+/// which takes a step or two, not one per source).
+///
 /// Fails only when the generator's tokenizer does. An empty `hits` gives a prompt without
 /// sources (callers normally answer [`NOT_FOUND`] before getting here).
 pub fn build(
@@ -162,22 +171,58 @@ pub fn build(
     budget: PromptBudget,
 ) -> Result<GroundedPrompt, ModelError> {
     let limit = budget.prompt_limit(generator);
-    let mut n = hits.len();
-    loop {
+    let render = |n: usize| {
         let parts: Vec<(&Hit, &str)> = hits[..n]
             .iter()
             .map(|h| (h, h.chunk.text.as_str()))
             .collect();
-        let msgs = messages(&parts, question);
-        let tokens = generator.prompt_tokens(&msgs)?;
-        if tokens <= limit || n == 0 {
-            return Ok(finish(hits, n, msgs, tokens, false));
+        messages(&parts, question)
+    };
+    // The estimate: the prompt without sources, plus each source's own count, in rank order.
+    let mut used = generator.prompt_tokens(&render(0))?;
+    let mut n = 0;
+    for (i, hit) in hits.iter().enumerate() {
+        let tokens = generator.count_tokens(&source_block(i + 1, hit, &hit.chunk.text))?;
+        if used + tokens > limit {
+            break;
         }
-        if n == 1 {
+        used += tokens;
+        n += 1;
+    }
+    // The confirmation: fewer while the whole prompt is over, more while one more still fits.
+    // The best source is always tried whole before it is cut.
+    let mut n = n.max(usize::from(!hits.is_empty()));
+    let (mut fitted, mut shrinking) = (None, false);
+    loop {
+        if n == 0 {
+            if hits.is_empty() {
+                break;
+            }
             return truncate_single(generator, question, &hits[0], hits.len(), limit);
         }
-        n -= 1;
+        let msgs = render(n);
+        let tokens = generator.prompt_tokens(&msgs)?;
+        if tokens > limit {
+            if fitted.is_some() {
+                break;
+            }
+            (n, shrinking) = (n - 1, true);
+            continue;
+        }
+        fitted = Some((n, msgs, tokens));
+        if shrinking || n == hits.len() {
+            break;
+        }
+        n += 1;
     }
+    Ok(match fitted {
+        Some((n, msgs, tokens)) => finish(hits, n, msgs, tokens, false),
+        None => {
+            let msgs = render(0);
+            let tokens = generator.prompt_tokens(&msgs)?;
+            finish(hits, 0, msgs, tokens, false)
+        }
+    })
 }
 
 fn finish(
@@ -427,6 +472,64 @@ pub(crate) mod tests {
         assert_eq!(user.matches("<source ").count(), 1, "{user}");
         assert!(user.contains("fact.</ source>"));
         assert!(user.contains("title=\"T'itle\""));
+    }
+
+    /// Counts the words every tokenizer call is handed.
+    struct CountingGenerator {
+        inner: WordGenerator,
+        words: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Generator for CountingGenerator {
+        fn info(&self) -> &GeneratorInfo {
+            self.inner.info()
+        }
+        fn prompt_tokens(&self, messages: &[Message]) -> Result<usize, ModelError> {
+            let n = self.inner.prompt_tokens(messages)?;
+            self.words
+                .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            Ok(n)
+        }
+        fn count_tokens(&self, text: &str) -> Result<usize, ModelError> {
+            let n = self.inner.count_tokens(text)?;
+            self.words
+                .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            Ok(n)
+        }
+        fn generate(
+            &self,
+            messages: &[Message],
+            params: &GenerationParams,
+            on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
+        ) -> Result<Generation, ModelError> {
+            self.inner.generate(messages, params, on_text)
+        }
+    }
+
+    #[test]
+    fn fitting_tokenises_each_source_a_bounded_number_of_times() {
+        // 1,000 sources of 50 words with room for 10: dropping them one by one re-tokenised
+        // the whole prompt per drop (about 25 million words); now each source is counted
+        // once and the prompt a few times.
+        let g = CountingGenerator {
+            inner: WordGenerator::new(1_000_000, ""),
+            words: Default::default(),
+        };
+        let hits: Vec<Hit> = (0..1000)
+            .map(|i| hit(i, "T", &words(50, "w"), 0.5))
+            .collect();
+        let base = g.inner.prompt_tokens(&messages(&[], "q")).unwrap();
+        let one = g
+            .inner
+            .count_tokens(&source_block(1, &hits[0], &hits[0].chunk.text));
+        let limit = base + 10 * one.unwrap();
+        let p = build(&g, "q", &hits, budget(limit + 10)).unwrap();
+        assert_eq!(p.sources.len(), 10);
+        assert_eq!(p.dropped, 990);
+        assert_eq!(p.prompt_tokens, g.inner.prompt_tokens(&p.messages).unwrap());
+        let text_words = 1000 * 55;
+        let counted = g.words.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(counted < 2 * text_words, "{counted} words tokenised");
     }
 
     #[test]

@@ -143,17 +143,23 @@ impl Retriever {
                 "k and candidates must be at least 1".into(),
             ));
         }
+        // Refused before any work: a request that cannot be served costs nothing.
+        let rerank_n = match (&self.reranker, opts.rerank) {
+            (None, true) => {
+                return Err(ServiceError::InvalidArgument(
+                    "reranking was requested but no reranker is configured".into(),
+                ))
+            }
+            (Some(r), true) => opts.rerank_candidates.min(r.max_candidates()),
+            (_, false) => 0,
+        };
         let (dense, bm25) = self.first_stage(searcher, query, opts)?;
         let fused: Ranked = match opts.mode {
             Mode::Bm25 => bm25.clone(),
             Mode::Dense => dense.clone(),
             Mode::Hybrid => fusion::fuse(opts.fusion, &dense, &bm25),
         };
-        let keep = if opts.rerank {
-            opts.rerank_candidates.max(opts.k)
-        } else {
-            opts.k
-        };
+        let keep = rerank_n.max(opts.k);
         let top: Ranked = fused.into_iter().take(keep).collect();
         let records = self.load(searcher, &top)?;
         let lookup = |list: &Ranked| list.iter().copied().collect::<HashMap<ChunkId, f32>>();
@@ -174,7 +180,7 @@ impl Retriever {
             .collect();
         let mut rerank_time = std::time::Duration::ZERO;
         if opts.rerank {
-            let n = opts.rerank_candidates.min(hits.len());
+            let n = rerank_n.min(hits.len());
             let started = std::time::Instant::now();
             self.rerank(query, &mut hits[..n])?;
             rerank_time = started.elapsed();
@@ -246,13 +252,12 @@ impl Retriever {
             .collect()
     }
 
-    /// Reranks the first `opts.rerank_candidates` hits by cross-encoder score; later hits keep
-    /// their fused order after them.
+    /// Reranks `hits` (the first `opts.rerank_candidates` fused hits, at most the reranker's
+    /// [`max_candidates`](Reranker::max_candidates)) by reranker score; later hits keep their
+    /// fused order after them.
     fn rerank(&self, query: &str, hits: &mut [Hit]) -> Result<()> {
         let Some(reranker) = &self.reranker else {
-            return Err(ServiceError::InvalidArgument(
-                "reranking was requested but no reranker is configured".into(),
-            ));
+            return Ok(());
         };
         let passages: Vec<&str> = hits.iter().map(|h| h.chunk.text.as_str()).collect();
         let scores = reranker
@@ -268,5 +273,99 @@ impl Retriever {
                 .then(a.chunk.id.cmp(&b.chunk.id))
         });
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use index::Store;
+    use ingest::testing::HashEmbedder;
+    use ingest::{ChunkingStrategy, Document, SourceId};
+
+    use super::*;
+    use crate::jobs::{open_or_create, Pipeline};
+    use crate::model::rerank::RerankError;
+
+    /// Scores passages by length and remembers how many it was asked to score.
+    struct Counting {
+        max: usize,
+        seen: AtomicUsize,
+    }
+
+    impl Reranker for Counting {
+        fn rerank(
+            &self,
+            _query: &str,
+            passages: &[&str],
+        ) -> std::result::Result<Vec<f32>, RerankError> {
+            self.seen.fetch_add(passages.len(), Ordering::Relaxed);
+            Ok(passages.iter().map(|p| p.len() as f32).collect())
+        }
+        fn model_id(&self) -> &str {
+            "counting"
+        }
+        fn max_candidates(&self) -> usize {
+            self.max
+        }
+    }
+
+    fn collection(dir: &std::path::Path, embedder: &Arc<HashEmbedder>) -> Arc<index::Collection> {
+        let store = Store::open(dir).unwrap();
+        let collection = open_or_create(&store, "c", embedder.as_ref()).unwrap();
+        let docs: Vec<Document> = (0..30)
+            .map(|i| {
+                let text = format!("pump seal {} note {i}", "word ".repeat(i));
+                Document::new(SourceId(format!("d{i}")), "", &text, Default::default()).unwrap()
+            })
+            .collect();
+        let pipeline =
+            Pipeline::new(&ChunkingStrategy::default(), embedder.clone(), usize::MAX).unwrap();
+        pipeline.ingest(&collection, &docs, |_, _| {}).unwrap();
+        collection
+    }
+
+    #[test]
+    fn rerank_without_a_reranker_is_refused_before_any_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let embedder = Arc::new(HashEmbedder::new());
+        let collection = collection(dir.path(), &embedder);
+        let retriever = Retriever::new(embedder.clone(), None);
+        let calls = embedder.calls();
+        let opts = RetrieveOptions {
+            rerank: true,
+            ..RetrieveOptions::default()
+        };
+        let err = retriever
+            .retrieve(&collection.reader().searcher(), "pump seal", &opts)
+            .unwrap_err();
+        assert!(err.to_string().contains("no reranker"), "{err}");
+        assert_eq!(embedder.calls(), calls, "the query was not even embedded");
+    }
+
+    #[test]
+    fn a_reranker_scores_at_most_its_max_candidates() {
+        let dir = tempfile::tempdir().unwrap();
+        let embedder = Arc::new(HashEmbedder::new());
+        let collection = collection(dir.path(), &embedder);
+        let reranker = Arc::new(Counting {
+            max: 3,
+            seen: AtomicUsize::new(0),
+        });
+        let retriever = Retriever::new(embedder, Some(reranker.clone()));
+        let opts = RetrieveOptions {
+            rerank: true,
+            rerank_candidates: 25,
+            k: 10,
+            ..RetrieveOptions::default()
+        };
+        let hits = retriever
+            .retrieve(&collection.reader().searcher(), "pump seal", &opts)
+            .unwrap();
+        assert_eq!(reranker.seen.load(Ordering::Relaxed), 3);
+        assert_eq!(hits.len(), 10);
+        assert!(hits[..3].iter().all(|h| h.stages.rerank.is_some()));
+        assert!(hits[3..].iter().all(|h| h.stages.rerank.is_none()));
     }
 }

@@ -39,3 +39,27 @@ fn documents_need_id_and_text() {
     );
     assert!(document(input("b", "  \n")).is_err());
 }
+
+#[test]
+fn ask_k_is_bounded_by_what_one_prompt_holds() {
+    let ask = |k: u32| {
+        AskQuery::try_from(pb::AskRequest {
+            collection: "kb".into(),
+            question: "which seal?".into(),
+            retrieval: Some(pb::RetrievalOptions {
+                k,
+                ..Default::default()
+            }),
+            generation: None,
+        })
+    };
+    assert_eq!(ask(MAX_ASK_K).unwrap().retrieval.k, MAX_ASK_K as usize);
+    let err = ask(MAX_ASK_K + 1).unwrap_err().to_string();
+    assert!(err.contains("at most 50 for Ask"), "{err}");
+    // Search keeps its own, larger bound.
+    let search = pb::RetrievalOptions {
+        k: MAX_SEARCH_K,
+        ..Default::default()
+    };
+    assert!(RetrieveOptions::try_from(search).is_ok());
+}

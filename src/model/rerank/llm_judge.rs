@@ -30,6 +30,10 @@ const SYSTEM: &str =
 const YES: [&str; 4] = ["yes", "Yes", " yes", " Yes"];
 const NO: [&str; 4] = ["no", "No", " no", " No"];
 
+/// Most passages scored per query (about ten seconds on two cores with the default model):
+/// requests for more rerank these and keep the rest in fused order.
+pub const LLM_MAX_CANDIDATES: usize = 20;
+
 /// Fewest passage tokens a pair keeps, whatever the budget says.
 const MIN_PASSAGE_TOKENS: usize = 16;
 
@@ -149,5 +153,9 @@ impl Reranker for LlmReranker {
 
     fn model_id(&self) -> &str {
         &self.model_id
+    }
+
+    fn max_candidates(&self) -> usize {
+        LLM_MAX_CANDIDATES
     }
 }

@@ -38,4 +38,11 @@ pub trait Reranker: Send + Sync {
 
     /// A stable identifier of the model, for logs and responses.
     fn model_id(&self) -> &str;
+
+    /// Most passages scored per query: retrieval reranks at most this many of the fused hits
+    /// and keeps the rest in fused order after them, so one request's cost is bounded.
+    /// Default: no bound beyond the request's own `rerank_candidates`.
+    fn max_candidates(&self) -> usize {
+        usize::MAX
+    }
 }
