@@ -97,6 +97,9 @@ pub struct ServerConfig {
     /// Documents per acknowledged job batch: each batch is committed and recorded before the
     /// next starts, so a restart redoes at most one batch. Default: 64.
     pub job_batch_documents: usize,
+    /// Bulk ingestion jobs that run at once; later ones wait, `Queued`, in the order they were
+    /// started (each job already uses every core to embed). Default: 1.
+    pub max_running_jobs: usize,
     /// Seconds a shutdown waits for in-flight requests and job batches. Default: 30.
     pub shutdown_grace_seconds: u64,
     /// Largest document the server ingests, in bytes of text (streamed or read by a job); a
@@ -127,6 +130,7 @@ impl Default for ServerConfig {
             max_message_bytes: 16 * 1024 * 1024,
             allowed_roots: Vec::new(),
             job_batch_documents: 64,
+            max_running_jobs: 1,
             shutdown_grace_seconds: 30,
             max_document_bytes: 8 * 1024 * 1024,
             auth_token_file: None,
@@ -422,6 +426,7 @@ impl Config {
                 "server.job_batch_documents",
                 self.server.job_batch_documents,
             ),
+            ("server.max_running_jobs", self.server.max_running_jobs),
         ];
         let positive_bytes = [
             ("ingest.max_file_bytes", self.ingest.max_file_bytes),

@@ -5,6 +5,9 @@
 //! batch; [`JobManager::watch`] hands out receivers. Cancelling sets the job's flag, which the
 //! runner checks between batches. On shutdown every runner stops after its current batch and
 //! leaves its job `Running`, so [`JobManager::resume_all`] picks it up on the next start.
+//!
+//! At most `server.max_running_jobs` jobs run at once; the others wait `Queued`, in the order
+//! they were started (a fair semaphore), and can be cancelled while they wait.
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -46,6 +49,8 @@ pub struct JobManager {
     allowed_roots: Vec<PathBuf>,
     live: Arc<Mutex<HashMap<String, LiveJob>>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// One permit per job allowed to run at once.
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl JobManager {
@@ -66,6 +71,7 @@ impl JobManager {
             allowed_roots: config.server.allowed_roots.clone(),
             live: Arc::new(Mutex::new(HashMap::new())),
             tasks: Mutex::new(Vec::new()),
+            slots: Arc::new(tokio::sync::Semaphore::new(config.server.max_running_jobs)),
         })
     }
 
@@ -131,6 +137,7 @@ impl JobManager {
         for mut record in self.store.list()? {
             if !record.state.is_terminal() {
                 record.resumed += 1;
+                record.state = JobState::Queued;
                 tracing::info!(job = %record.id, cursor = ?record.cursor, "resuming job");
                 self.store.save(&record)?;
                 self.spawn(record);
@@ -153,7 +160,12 @@ impl JobManager {
         );
         let context = self.context.clone();
         let live = self.live.clone();
+        let slots = self.slots.clone();
         let task = tokio::spawn(async move {
+            let Some(_slot) = wait_for_slot(&slots, &context, &cancel, &tx).await else {
+                live.lock().remove(&id);
+                return;
+            };
             let run = tokio::task::spawn_blocking(move || {
                 let run = AssertUnwindSafe(|| run_job(&context, record, &cancel, &tx));
                 if let Err(panic) = std::panic::catch_unwind(run) {
@@ -225,6 +237,36 @@ impl JobManager {
         };
         if tokio::time::timeout(grace, all).await.is_err() {
             tracing::warn!("jobs did not stop within the grace period");
+        }
+    }
+}
+
+/// Waits, `Queued`, for a slot to run in. A job cancelled while it waits ends `Cancelled`
+/// without running; at shutdown it stays `Queued`, for the next start. `None` in both cases.
+async fn wait_for_slot(
+    slots: &Arc<tokio::sync::Semaphore>,
+    cx: &RunContext,
+    cancel: &AtomicBool,
+    tx: &watch::Sender<JobRecord>,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    let acquire = slots.clone().acquire_owned();
+    tokio::pin!(acquire);
+    loop {
+        tokio::select! {
+            permit = &mut acquire => return permit.ok(),
+            () = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+        if cancel.load(Ordering::SeqCst) {
+            let mut record = tx.borrow().clone();
+            record.finish(JobState::Cancelled);
+            if let Err(e) = cx.jobs.save(&record) {
+                tracing::error!(job = %record.id, error = %e, "cannot save job record");
+            }
+            tx.send_replace(record);
+            return None;
+        }
+        if cx.shutdown.load(Ordering::SeqCst) {
+            return None;
         }
     }
 }
@@ -309,6 +351,88 @@ mod tests {
             );
             self.0.embed(texts)
         }
+    }
+
+    /// An embedder that blocks every call while its gate is closed.
+    struct Gated {
+        inner: HashEmbedder,
+        open: AtomicBool,
+    }
+
+    impl Embedder for Gated {
+        fn model_id(&self) -> &str {
+            self.inner.model_id()
+        }
+        fn dimension(&self) -> usize {
+            self.inner.dimension()
+        }
+        fn max_content_tokens(&self) -> usize {
+            self.inner.max_content_tokens()
+        }
+        fn token_counter(&self) -> &dyn TokenCounter {
+            self.inner.token_counter()
+        }
+        fn embed(&self, texts: &[&str]) -> std::result::Result<Vec<Embedding>, EmbedError> {
+            while !self.open.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            self.inner.embed(texts)
+        }
+    }
+
+    async fn state_becomes(jobs: &JobManager, id: &str, want: JobState) -> JobRecord {
+        for _ in 0..600 {
+            let record = jobs.get(id).unwrap();
+            if record.state == want {
+                return record;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "job {id} never became {want:?}: {:?}",
+            jobs.get(id).unwrap()
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn jobs_over_the_limit_wait_queued_and_can_be_cancelled_while_they_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let docs = dir.path().join("docs");
+        std::fs::create_dir(&docs).unwrap();
+        std::fs::write(docs.join("a.txt"), "Pumps move water.").unwrap();
+        let mut config = Config {
+            data_dir: dir.path().join("data"),
+            ..Config::default()
+        };
+        config.server.allowed_roots = vec![docs.clone()];
+        config.server.max_running_jobs = 1;
+        let store = Arc::new(Store::open(&config.data_dir).unwrap());
+        let embedder = Arc::new(Gated {
+            inner: HashEmbedder::new(),
+            open: AtomicBool::new(false),
+        });
+        let jobs = JobManager::open(&config, store, embedder.clone()).unwrap();
+        let spec = |collection: &str| JobSpec {
+            collection: collection.into(),
+            paths: vec![docs.canonicalize().unwrap()],
+            chunker: ChunkingStrategy::default(),
+        };
+        let first = jobs.start(spec("one")).unwrap().id;
+        let second = jobs.start(spec("two")).unwrap().id;
+        let third = jobs.start(spec("three")).unwrap().id;
+        state_becomes(&jobs, &first, JobState::Running).await;
+        // The first holds the only slot (its embedder is blocked): the others wait.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(jobs.get(&second).unwrap().state, JobState::Queued);
+        assert_eq!(jobs.get(&third).unwrap().state, JobState::Queued);
+        jobs.cancel(&third).unwrap();
+        let cancelled = state_becomes(&jobs, &third, JobState::Cancelled).await;
+        assert_eq!(cancelled.progress.documents_done, 0, "it never ran");
+        embedder.open.store(true, Ordering::SeqCst);
+        state_becomes(&jobs, &first, JobState::Succeeded).await;
+        let done = state_becomes(&jobs, &second, JobState::Succeeded).await;
+        assert_eq!(done.progress.added, 1);
+        jobs.shutdown(Duration::from_secs(5)).await;
     }
 
     fn manager(config: &Config) -> JobManager {
