@@ -415,6 +415,7 @@ impl TryFrom<pb::RetrievalOptions> for RetrieveOptions {
             filter: Filter {
                 must: filter.into_iter().collect(),
             },
+            deadline: None,
         })
     }
 }
@@ -628,6 +629,7 @@ impl From<RetrieveOptions> for pb::RetrievalOptions {
             rerank_candidates,
             k,
             filter,
+            deadline: _,
         } = o;
         let mode = match mode {
             Mode::Bm25 => pb::SearchMode::Bm25,

@@ -15,7 +15,7 @@ use tracing::instrument;
 
 use super::convert::{self, IngestBatch};
 use super::pb;
-use super::{deadline, within};
+use super::{deadline, stop_at, within};
 use crate::error::{Result, ServiceError};
 use crate::jobs::{IngestSummary, JobSpec, JobWatch, Pipeline};
 use crate::model::llm::Generation;
@@ -173,7 +173,8 @@ impl pb::rag_server::Rag for RagService {
     #[instrument(skip_all, fields(collection = %req.get_ref().collection))]
     async fn search(&self, req: Request<pb::SearchRequest>) -> RpcResult<pb::SearchResponse> {
         let limit = deadline(&req);
-        let query = SearchQuery::try_from(req.into_inner())?;
+        let mut query = SearchQuery::try_from(req.into_inner())?;
+        query.options.deadline = stop_at(limit);
         let found = self.state.blocking(move |s| s.search(&query));
         let (hits, took_ms) = within(limit, found).await?;
         Ok(Response::new(convert::search_response(hits, took_ms)))
@@ -185,7 +186,8 @@ impl pb::rag_server::Rag for RagService {
     async fn ask(&self, req: Request<pb::AskRequest>) -> RpcResult<Self::AskStream> {
         let started = Instant::now();
         let limit = deadline(&req);
-        let query = AskQuery::try_from(req.into_inner())?;
+        let mut query = AskQuery::try_from(req.into_inner())?;
+        query.retrieval.deadline = stop_at(limit);
         let pool = self.state.generation()?.clone();
         let prepared = self.state.blocking(move |s| s.prepare_answer(&query));
         let (prepared, params) = within(limit, prepared).await?;

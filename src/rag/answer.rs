@@ -191,6 +191,7 @@ pub fn prepare(
         Some(best) => best >= cfg.min_relevance,
         None => !hits.is_empty(),
     };
+    cfg.retrieve.check_deadline()?;
     let prompt = if relevant {
         // A long reply never crowds out the sources: at most a quarter of the context is
         // reserved for it (generation then stops when the context is full).

@@ -54,6 +54,21 @@ pub struct RetrieveOptions {
     pub k: usize,
     /// Metadata filter applied by both retrievers.
     pub filter: Filter,
+    /// When the caller stops waiting (a call's deadline): the work stops at its next safe
+    /// point (between stages) with `DeadlineExceeded` instead of running on for nobody.
+    pub deadline: Option<std::time::Instant>,
+}
+
+impl RetrieveOptions {
+    /// `DeadlineExceeded` once [`deadline`](Self::deadline) has passed.
+    pub fn check_deadline(&self) -> Result<()> {
+        match self.deadline {
+            Some(d) if std::time::Instant::now() >= d => {
+                Err(ServiceError::DeadlineExceeded { elapsed_ms: 0 })
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 impl Default for RetrieveOptions {
@@ -66,6 +81,7 @@ impl Default for RetrieveOptions {
             rerank_candidates: 50,
             k: 10,
             filter: Filter::default(),
+            deadline: None,
         }
     }
 }
@@ -153,7 +169,9 @@ impl Retriever {
             (Some(r), true) => opts.rerank_candidates.min(r.max_candidates()),
             (_, false) => 0,
         };
+        opts.check_deadline()?;
         let (dense, bm25) = self.first_stage(searcher, query, opts)?;
+        opts.check_deadline()?;
         let fused: Ranked = match opts.mode {
             Mode::Bm25 => bm25.clone(),
             Mode::Dense => dense.clone(),
@@ -180,6 +198,7 @@ impl Retriever {
             .collect();
         let mut rerank_time = std::time::Duration::ZERO;
         if opts.rerank {
+            opts.check_deadline()?;
             let n = rerank_n.min(hits.len());
             let started = std::time::Instant::now();
             self.rerank(query, &mut hits[..n])?;
@@ -342,6 +361,33 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("no reranker"), "{err}");
         assert_eq!(embedder.calls(), calls, "the query was not even embedded");
+    }
+
+    #[test]
+    fn a_passed_deadline_stops_the_work_at_the_next_stage() {
+        let dir = tempfile::tempdir().unwrap();
+        let embedder = Arc::new(HashEmbedder::new());
+        let collection = collection(dir.path(), &embedder);
+        let reranker = Arc::new(Counting {
+            max: 50,
+            seen: AtomicUsize::new(0),
+        });
+        let retriever = Retriever::new(embedder.clone(), Some(reranker.clone()));
+        let calls = embedder.calls();
+        let opts = RetrieveOptions {
+            rerank: true,
+            deadline: Some(std::time::Instant::now()),
+            ..RetrieveOptions::default()
+        };
+        let err = retriever
+            .retrieve(&collection.reader().searcher(), "pump seal", &opts)
+            .unwrap_err();
+        assert!(
+            matches!(err, ServiceError::DeadlineExceeded { .. }),
+            "{err}"
+        );
+        assert_eq!(embedder.calls(), calls, "not embedded");
+        assert_eq!(reranker.seen.load(Ordering::Relaxed), 0, "not reranked");
     }
 
     #[test]
