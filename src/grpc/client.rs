@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use super::pb::rag_client::RagClient;
 use super::security::{self, BearerToken};
@@ -14,7 +14,9 @@ pub type Client = RagClient<InterceptedService<Channel, BearerToken>>;
 /// Connects to `url` (`http://host:port`, or `https://` for TLS; a bare `host:port` gets
 /// `http://`). The bearer token comes from `RAGD_AUTH_TOKEN` or the file named by
 /// `RAGD_AUTH_TOKEN_FILE`; `https` trusts the system roots plus the PEM CA file named by
-/// `RAGD_TLS_CA` (for a self-signed server certificate).
+/// `RAGD_TLS_CA` (for a self-signed server certificate), and presents the client certificate
+/// named by `RAGD_TLS_CLIENT_CERT` with its key `RAGD_TLS_CLIENT_KEY` when both are set (for a
+/// server that requires one: mutual TLS).
 pub async fn connect(url: &str) -> anyhow::Result<Client> {
     connect_with(url, |k| std::env::var(k).ok()).await
 }
@@ -37,6 +39,25 @@ pub async fn connect_with(
             let pem =
                 fs_err::read(&ca).with_context(|| format!("reading {}", security::TLS_CA_ENV))?;
             tls = tls.ca_certificate(Certificate::from_pem(pem));
+        }
+        match (
+            env(security::TLS_CLIENT_CERT_ENV),
+            env(security::TLS_CLIENT_KEY_ENV),
+        ) {
+            (Some(cert), Some(key)) => {
+                let read = |path: &str, var: &str| {
+                    fs_err::read(path).with_context(|| format!("reading {var}"))
+                };
+                let cert = read(&cert, security::TLS_CLIENT_CERT_ENV)?;
+                let key = read(&key, security::TLS_CLIENT_KEY_ENV)?;
+                tls = tls.identity(Identity::from_pem(cert, key));
+            }
+            (None, None) => {}
+            _ => anyhow::bail!(
+                "{} and {} go together: set both or neither",
+                security::TLS_CLIENT_CERT_ENV,
+                security::TLS_CLIENT_KEY_ENV
+            ),
         }
         endpoint = endpoint.tls_config(tls).context("TLS settings")?;
     }

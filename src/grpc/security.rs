@@ -36,6 +36,11 @@ pub const TOKEN_FILE_ENV: &str = "RAGD_AUTH_TOKEN_FILE";
 /// Environment variable naming a PEM file of CA certificates a client trusts (besides the
 /// system roots) for `https://` servers.
 pub const TLS_CA_ENV: &str = "RAGD_TLS_CA";
+/// Environment variable naming the PEM certificate (chain) a client presents, for servers that
+/// require client certificates (`server.tls_client_ca`, mutual TLS).
+pub const TLS_CLIENT_CERT_ENV: &str = "RAGD_TLS_CLIENT_CERT";
+/// Environment variable naming the PEM private key of [`TLS_CLIENT_CERT_ENV`].
+pub const TLS_CLIENT_KEY_ENV: &str = "RAGD_TLS_CLIENT_KEY";
 /// Shortest token accepted: a guessable token is no access control.
 pub const MIN_TOKEN_LEN: usize = 16;
 

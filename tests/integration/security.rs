@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ragd::grpc::pb;
-use ragd::grpc::security::{AuthToken, Authenticator, TLS_CA_ENV, TOKEN_ENV, TOKEN_FILE_ENV};
+use ragd::grpc::security::{
+    AuthToken, Authenticator, TLS_CA_ENV, TLS_CLIENT_CERT_ENV, TLS_CLIENT_KEY_ENV, TOKEN_ENV,
+    TOKEN_FILE_ENV,
+};
 use ragd::grpc::Security;
 use ragd::state::AppState;
 use tokio::sync::oneshot;
@@ -214,7 +217,7 @@ fn cli_over_tls_with_a_token() {
         c.env_remove(TOKEN_ENV).env_remove(TOKEN_FILE_ENV);
         c
     };
-    let mut server = ragd()
+    let server = ragd()
         .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
         .arg("--auth-token-file")
         .arg(&token_file)
@@ -225,33 +228,7 @@ fn cli_over_tls_with_a_token() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let stderr = server.stderr.take().unwrap();
-    let server = Kill(server);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send(line);
-        }
-    });
-    let serving = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(120))
-            .expect("server did not start");
-        if line.contains("serving on") {
-            break line;
-        }
-    };
+    let (server, serving) = started(server);
     assert!(serving.contains("https://127.0.0.1:"), "{serving}");
 
     let url = format!("https://localhost:{port}");
@@ -302,5 +279,157 @@ fn cli_over_tls_with_a_token() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("missing credentials"), "{err}");
+    drop(server);
+}
+
+/// A `ragd serve` child, killed when dropped.
+struct Kill(std::process::Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits for a spawned `ragd serve` (stderr piped) to log "serving on http…"; returns it and the line.
+fn started(mut server: std::process::Child) -> (Kill, String) {
+    let stderr = server.stderr.take().unwrap();
+    let server = Kill(server);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(120))
+            .expect("server did not start");
+        if line.contains("serving on http") {
+            return (server, line);
+        }
+    }
+}
+
+/// A CA and a client certificate it signed, as PEM files under `dir` named after `name`.
+fn client_pki(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa,
+        KeyPair,
+    };
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, format!("{name} CA"));
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let mut params = CertificateParams::new(vec![format!("{name}-client")]).unwrap();
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &ca).unwrap();
+    let paths = (
+        dir.join(format!("{name}-ca.pem")),
+        dir.join(format!("{name}-client.pem")),
+        dir.join(format!("{name}-client.key")),
+    );
+    std::fs::write(&paths.0, ca.pem()).unwrap();
+    std::fs::write(&paths.1, cert.pem()).unwrap();
+    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+    paths
+}
+
+/// Mutual TLS end to end with the binaries: `ragd serve` configured with
+/// `server.tls_client_ca` serves `ragd ingest/search --server https://…` presenting a client
+/// certificate that CA signed (`RAGD_TLS_CLIENT_CERT`/`RAGD_TLS_CLIENT_KEY`), and refuses the
+/// same commands with no client certificate or with one another CA signed.
+#[cfg(unix)]
+#[test]
+fn mutual_tls_admits_only_clients_with_a_certificate_from_the_configured_ca() {
+    use std::process::{Command, Stdio};
+
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let (ca, cert, key) = client_pki(dir.path(), "trusted");
+    let (_, rogue_cert, rogue_key) = client_pki(dir.path(), "rogue");
+    let config = dir.path().join("ragd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\ntls_cert = {:?}\ntls_key = {:?}\ntls_client_ca = {:?}\n",
+            pki.cert, pki.key, ca
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let ragd = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_ragd"));
+        c.arg("--config")
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"));
+        c.env_remove(TOKEN_ENV).env_remove(TOKEN_FILE_ENV);
+        c
+    };
+    let (server, serving) = started(
+        ragd()
+            .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    assert!(serving.contains("https://127.0.0.1:"), "{serving}");
+    let url = format!("https://localhost:{port}");
+    let kb = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/kb");
+    let ingest = |identity: Option<(&Path, &Path)>| {
+        let mut c = ragd();
+        c.env(TLS_CA_ENV, &pki.cert)
+            .env_remove(TLS_CLIENT_CERT_ENV)
+            .env_remove(TLS_CLIENT_KEY_ENV);
+        if let Some((cert, key)) = identity {
+            c.env(TLS_CLIENT_CERT_ENV, cert)
+                .env(TLS_CLIENT_KEY_ENV, key);
+        }
+        c.args(["ingest", "--server", &url, "--collection", "kb", "--json"])
+            .arg(&kb)
+            .output()
+            .unwrap()
+    };
+    let out = ingest(Some((&cert, &key)));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["added"], 6, "{summary}");
+    for (what, identity) in [
+        ("no client certificate", None),
+        (
+            "a certificate from another CA",
+            Some((rogue_cert.as_path(), rogue_key.as_path())),
+        ),
+    ] {
+        let out = ingest(identity);
+        assert!(!out.status.success(), "{what} must be refused");
+        assert!(out.stdout.is_empty(), "{what}: nothing was ingested");
+    }
+    // Half an identity is a clear client-side error.
+    let out = ragd()
+        .env(TLS_CA_ENV, &pki.cert)
+        .env(TLS_CLIENT_CERT_ENV, &cert)
+        .env_remove(TLS_CLIENT_KEY_ENV)
+        .args(["search", "--server", &url, "--collection", "kb", "seal"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("both or neither"),
+        "{err}"
+    );
     drop(server);
 }
