@@ -694,6 +694,9 @@ fn crash_kill9_during_bulk_job_and_compaction() {
     streamed.sent.store(n as u64, Ordering::SeqCst);
     let mut resumes_expected = 0;
     let mut last_resumed = 0;
+    // Trials whose kill landed while the job was running: it acknowledged batches during the
+    // trial and was not finished.
+    let (mut mid_run, mut done_before) = (0, 0);
     for (trial, &delay) in KILL_DELAYS_MS.iter().enumerate() {
         assert!(Instant::now() < deadline, "crash test over its time budget");
         let watcher = {
@@ -806,7 +809,11 @@ fn crash_kill9_during_bulk_job_and_compaction() {
         );
         if !record.state.is_terminal() {
             resumes_expected += 1;
+            if record.progress.documents_done > done_before {
+                mid_run += 1;
+            }
         }
+        done_before = record.progress.documents_done;
         server = spec.start(deadline);
         if trial % 3 == 2 {
             // Through the restarted server: the record it reports, and a sample of the
@@ -829,6 +836,17 @@ fn crash_kill9_during_bulk_job_and_compaction() {
             });
         }
     }
+
+    // Without this the trials could all have landed in startup or after the job's end, and
+    // the test would prove nothing about a kill mid-ingest.
+    println!(
+        "crash: {mid_run} of {} kills landed while the job was ingesting",
+        KILL_DELAYS_MS.len()
+    );
+    assert!(
+        mid_run >= 3,
+        "only {mid_run} kills landed mid-run; the delays no longer reach the ingest"
+    );
 
     // The job runs to its end after the last restart.
     let chunks_total = rt.block_on(async {
