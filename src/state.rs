@@ -331,7 +331,7 @@ impl AppState {
     }
 
     /// Runs a retrieval on a snapshot of the collection; returns the hits and the time taken.
-    pub fn search(&self, q: &SearchQuery) -> Result<(Vec<Hit>, f64)> {
+    pub fn search(&self, q: &SearchQuery) -> Result<(Vec<Hit>, f64, Vec<String>)> {
         let start = Instant::now();
         let searcher = self
             .inner
@@ -343,7 +343,8 @@ impl AppState {
             .inner
             .retriever
             .retrieve(&searcher, &q.query, &q.options)?;
-        Ok((hits, start.elapsed().as_secs_f64() * 1e3))
+        let notes = crate::rag::retrieve::notes(&searcher, &q.query, q.options.mode, &hits);
+        Ok((hits, start.elapsed().as_secs_f64() * 1e3, notes))
     }
 }
 

@@ -224,7 +224,7 @@ pub fn search(cfg: &Config, args: &SearchArgs) -> anyhow::Result<()> {
         },
         ..RetrieveOptions::default()
     };
-    let hits = match &args.server {
+    let (hits, notes) = match &args.server {
         Some(url) => super::remote::search(
             url,
             SearchQuery {
@@ -239,10 +239,15 @@ pub fn search(cfg: &Config, args: &SearchArgs) -> anyhow::Result<()> {
         let hits: Vec<_> = hits.iter().map(hit_json).collect();
         println!(
             "{}",
-            serde_json::json!({"query": args.query, "mode": Mode::from(args.mode), "hits": hits})
+            serde_json::json!({
+                "query": args.query, "mode": Mode::from(args.mode), "hits": hits, "notes": notes
+            })
         );
     } else {
         print_hits(&hits);
+        for note in &notes {
+            println!("  note: {note}");
+        }
     }
     Ok(())
 }
@@ -251,12 +256,15 @@ fn search_local(
     cfg: &Config,
     args: &SearchArgs,
     opts: &RetrieveOptions,
-) -> anyhow::Result<Vec<Hit>> {
+) -> anyhow::Result<(Vec<Hit>, Vec<String>)> {
     let store = Store::open(&cfg.data_dir)?;
     let collection = store.collection(&args.collection)?;
     let rerank = RerankChoice::requested(cfg, opts.rerank, args.reranker.map(Into::into));
     let retriever = Models::load(cfg, false, &rerank)?.retriever();
-    Ok(retriever.retrieve(&collection.reader().searcher(), &args.query, opts)?)
+    let searcher = collection.reader().searcher();
+    let hits = retriever.retrieve(&searcher, &args.query, opts)?;
+    let notes = crate::rag::retrieve::notes(&searcher, &args.query, opts.mode, &hits);
+    Ok((hits, notes))
 }
 
 fn hit_json(h: &Hit) -> serde_json::Value {

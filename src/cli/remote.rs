@@ -32,8 +32,11 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-/// `ragd search --server`.
-pub fn search(url: &str, query: crate::state::SearchQuery) -> anyhow::Result<Vec<Hit>> {
+/// `ragd search --server`: the hits and the server's notes.
+pub fn search(
+    url: &str,
+    query: crate::state::SearchQuery,
+) -> anyhow::Result<(Vec<Hit>, Vec<String>)> {
     runtime()?.block_on(async {
         let mut client = connect(url).await?;
         let response = client.search(tonic::Request::new(query.into())).await?;

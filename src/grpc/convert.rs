@@ -463,10 +463,11 @@ fn fusion_from(f: pb::Fusion) -> Result<Fusion> {
 }
 
 /// The search response for `hits` found in `took_ms`.
-pub fn search_response(hits: Vec<Hit>, took_ms: f64) -> pb::SearchResponse {
+pub fn search_response(hits: Vec<Hit>, took_ms: f64, notes: Vec<String>) -> pb::SearchResponse {
     pb::SearchResponse {
         hits: hits.into_iter().map(Into::into).collect(),
         took_ms,
+        notes,
     }
 }
 
@@ -663,10 +664,14 @@ impl From<RetrieveOptions> for pb::RetrievalOptions {
     }
 }
 
-/// The hits of a search response, as the local retriever returns them.
-pub fn hits(r: pb::SearchResponse) -> Vec<Hit> {
-    let pb::SearchResponse { hits, took_ms: _ } = r;
-    hits.into_iter().map(hit).collect()
+/// The hits of a search response, as the local retriever returns them, and its notes.
+pub fn hits(r: pb::SearchResponse) -> (Vec<Hit>, Vec<String>) {
+    let pb::SearchResponse {
+        hits,
+        took_ms: _,
+        notes,
+    } = r;
+    (hits.into_iter().map(hit).collect(), notes)
 }
 
 fn hit(h: pb::ScoredChunk) -> Hit {

@@ -176,8 +176,10 @@ impl pb::rag_server::Rag for RagService {
         let mut query = SearchQuery::try_from(req.into_inner())?;
         query.options.deadline = stop_at(limit);
         let found = self.state.blocking(move |s| s.search(&query));
-        let (hits, took_ms) = within(limit, found).await?;
-        Ok(Response::new(convert::search_response(hits, took_ms)))
+        let (hits, took_ms, notes) = within(limit, found).await?;
+        Ok(Response::new(convert::search_response(
+            hits, took_ms, notes,
+        )))
     }
 
     type AskStream = BoxStream<pb::AskResponse>;

@@ -37,6 +37,35 @@ pub const DEFAULT_FUSION: Fusion = Fusion::Convex {
     normalization: Normalization::ZScore,
 };
 
+/// The note a BM25-mode search gets when its query has no term BM25 can match.
+pub const NOTE_NO_TERMS_BM25: &str = "the query has no term BM25 can match (only stop words, \
+     punctuation or emoji), so BM25 mode finds nothing; search in dense or hybrid mode";
+
+/// The note a hybrid search gets when its query has no term BM25 can match.
+pub const NOTE_NO_TERMS_HYBRID: &str = "the query has no term BM25 can match (only stop words, \
+     punctuation or emoji); ranked by dense search alone";
+
+/// Remarks on how `query` was served in `mode`, for the caller to show beside `hits`: today,
+/// that BM25 had no term to match (BM25 mode then finds nothing; hybrid falls back to dense).
+/// Costs a query parse only when the BM25 leg contributed nothing.
+pub fn notes(searcher: &Searcher, query: &str, mode: Mode, hits: &[Hit]) -> Vec<String> {
+    let bm25_silent = match mode {
+        Mode::Dense => false,
+        Mode::Bm25 => hits.is_empty(),
+        Mode::Hybrid => hits.iter().all(|h| h.stages.bm25.is_none()),
+    };
+    if !bm25_silent {
+        return Vec::new();
+    }
+    match searcher.search_bm25(query, 1, &Filter::default()) {
+        Err(index::IndexError::EmptyQuery) => vec![match mode {
+            Mode::Bm25 => NOTE_NO_TERMS_BM25.to_string(),
+            _ => NOTE_NO_TERMS_HYBRID.to_string(),
+        }],
+        _ => Vec::new(),
+    }
+}
+
 /// Parameters of one retrieval.
 #[derive(Debug, Clone)]
 pub struct RetrieveOptions {

@@ -223,6 +223,17 @@ async fn collections_documents_search_and_errors() {
             && !zh.is_empty()
     );
 
+    // A query of stop words only: BM25 mode finds nothing and says why.
+    let mut stop_words = search("kb", "to be or not to be", 3);
+    stop_words.options.as_mut().unwrap().mode = pb::SearchMode::Bm25 as i32;
+    let r = c.search(stop_words).await.unwrap().into_inner();
+    assert!(r.hits.is_empty());
+    assert!(
+        r.notes.len() == 1 && r.notes[0].contains("no term BM25 can match"),
+        "{:?}",
+        r.notes
+    );
+
     // Bad requests.
     assert_eq!(
         code(c.search(search("kb", "  ", 3)).await),

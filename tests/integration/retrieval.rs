@@ -6,6 +6,7 @@ use std::sync::Arc;
 use index::Store;
 use ingest::{ChunkingStrategy, Embedder, LoadOptions};
 use ragd::jobs::{open_or_create, Pipeline};
+use ragd::rag::retrieve::{notes, NOTE_NO_TERMS_BM25, NOTE_NO_TERMS_HYBRID};
 use ragd::rag::{Mode, RetrieveOptions, Retriever};
 
 use crate::common::shared_embedder;
@@ -194,8 +195,26 @@ fn queries_without_bm25_terms_fall_back_to_dense_search() {
         let ids = |hits: &[ragd::rag::Hit]| hits.iter().map(|h| h.chunk.id).collect::<Vec<_>>();
         assert_eq!(ids(&by_hybrid), ids(&by_dense), "{query:?}");
         assert!(by_hybrid.iter().all(|h| h.stages.bm25.is_none()));
-        assert!(f.retriever.retrieve(&s, query, &bm25).unwrap().is_empty());
+        let by_bm25 = f.retriever.retrieve(&s, query, &bm25).unwrap();
+        assert!(by_bm25.is_empty());
+        // Each says why, for the caller to show.
+        let note = |mode, hits: &[ragd::rag::Hit]| notes(&s, query, mode, hits);
+        assert_eq!(
+            note(Mode::Bm25, &by_bm25),
+            [NOTE_NO_TERMS_BM25],
+            "{query:?}"
+        );
+        assert_eq!(note(Mode::Hybrid, &by_hybrid), [NOTE_NO_TERMS_HYBRID]);
+        assert!(note(Mode::Dense, &by_dense).is_empty());
     }
+    // A query BM25 can match gets no note, in any mode.
+    let bm25 = RetrieveOptions {
+        mode: Mode::Bm25,
+        ..RetrieveOptions::default()
+    };
+    let hits = f.retriever.retrieve(&s, "XJ-9000-B", &bm25).unwrap();
+    assert!(notes(&s, "XJ-9000-B", Mode::Bm25, &hits).is_empty());
+    assert!(notes(&s, "zzqx unknownword", Mode::Bm25, &[]).is_empty());
 }
 
 #[test]
