@@ -60,9 +60,9 @@ pub fn notes(searcher: &Searcher, query: &str, mode: Mode, hits: &[Hit]) -> Vec<
     match searcher.search_bm25(query, 1, &Filter::default()) {
         Err(index::IndexError::EmptyQuery) => vec![match mode {
             Mode::Bm25 => NOTE_NO_TERMS_BM25.to_string(),
-            _ => NOTE_NO_TERMS_HYBRID.to_string(),
+            Mode::Dense | Mode::Hybrid => NOTE_NO_TERMS_HYBRID.to_string(),
         }],
-        _ => Vec::new(),
+        Ok(_) | Err(_) => Vec::new(),
     }
 }
 
