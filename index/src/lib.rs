@@ -194,6 +194,9 @@ pub enum IndexError {
     /// HNSW; the writer refuses further work until the collection is reopened (which replays it).
     #[error("writer needs recovery: reopen the collection")]
     NeedsRecovery,
+    /// A background HNSW compaction found its collection closed before it could read it.
+    #[error("the HNSW compaction was abandoned: the collection was closed")]
+    CompactionAbandoned,
 }
 
 impl IndexError {

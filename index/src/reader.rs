@@ -222,6 +222,7 @@ impl Searcher {
             meta_chunks: meta.chunk_count()?,
             bm25_chunks: self.snapshot.bm25.num_docs(),
             dense_chunks: self.snapshot.dense.live(),
+            dense_points: self.snapshot.dense.graph().len() as u64,
             dense_frozen: self.snapshot.dense.is_frozen(),
             last_seq: meta.last_seq()?,
             snapshot_seq: self.snapshot.seq,

@@ -177,6 +177,9 @@ pub struct Stats {
     pub bm25_chunks: u64,
     /// Chunks visible to dense search in this snapshot.
     pub dense_chunks: u64,
+    /// Points in this snapshot's HNSW graph, deleted (tombstoned) ones included: a compaction
+    /// brings it back to `dense_chunks`.
+    pub dense_points: u64,
     /// Dense searches of this snapshot run on the frozen search copy (false until the
     /// background freeze after a commit has caught up: they then search the hnsw_rs graph).
     pub dense_frozen: bool,

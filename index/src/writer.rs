@@ -12,8 +12,10 @@
 //!    (insert, tombstones), both invisible to searchers until the next commit.
 //!
 //! [`IndexWriter::commit`] commits tantivy with payload `{"seq": last}`, publishes a new
-//! snapshot (tantivy searcher + dense view) atomically, compacts the graph when tombstones pass
-//! the configured ratio, dumps it every `dump_every_writes` writes, and prunes the op log below
+//! snapshot (tantivy searcher + dense view) atomically, starts a background compaction of the
+//! graph when tombstones pass the configured ratio (and takes the compacted graph at the commit
+//! after it is built: the rebuild runs without the writer lock, so writes go on meanwhile),
+//! dumps it every `dump_every_writes` writes, and prunes the op log below
 //! what both indexes have persisted. A crash anywhere loses nothing acknowledged: the next open
 //! replays sled's op log into whatever tantivy or the dump lack (see `recovery`).
 
@@ -22,7 +24,7 @@ use std::sync::{Arc, Weak};
 
 use parking_lot::{Mutex, MutexGuard};
 
-use crate::dense::{normalise, DenseWriter};
+use crate::dense::{normalise, CompactionState, DenseWriter};
 use crate::meta::{NewChunk, StoredChunk, StoredDoc, WritePlan};
 use crate::reader::{Shared, Snapshot};
 use crate::sparse::SparseWriter;
@@ -178,18 +180,28 @@ impl IndexWriter {
         }
         let bm25 = self.shared.sparse.reload()?;
         let maint = &self.shared.config.maintenance;
-        let compact = st
+        // A compaction rebuilds the graph in the background; a finished one is taken here.
+        let compact = st.dense.finish_compaction() == CompactionState::Replaced;
+        if st
             .dense
-            .needs_compaction(maint.compact_tombstone_ratio, maint.compact_min_tombstones);
-        if compact {
-            let started = std::time::Instant::now();
+            .needs_compaction(maint.compact_tombstone_ratio, maint.compact_min_tombstones)
+        {
             tracing::info!(seq, live = st.dense.live(), "compacting the HNSW graph");
-            let items = crate::recovery::live_vectors(&self.shared.meta)?;
-            st.dense.rebuild(&items);
-            tracing::info!(
-                seq,
-                ms = started.elapsed().as_millis() as u64,
-                "HNSW graph compacted"
+            let shared = Arc::downgrade(&self.shared);
+            let writer = (Arc::downgrade(&self.state), Arc::downgrade(&self.shared));
+            st.dense.start_compaction(
+                move || {
+                    let shared = shared.upgrade().ok_or(IndexError::CompactionAbandoned)?;
+                    crate::recovery::live_vectors(&shared.meta)
+                },
+                // Publish the new graph now rather than at the next write, which may not come.
+                move || {
+                    if let (Some(state), Some(shared)) = (writer.0.upgrade(), writer.1.upgrade()) {
+                        if let Err(e) = (IndexWriter { state, shared }).commit() {
+                            tracing::warn!("commit after the HNSW compaction failed: {e}");
+                        }
+                    }
+                },
             );
         }
         let due = seq - st.dense.dumped_seq() >= maint.dump_every_writes || st.dense.dump_lagging();
@@ -216,6 +228,18 @@ impl IndexWriter {
         // Wait outside the writer lock: writes go on meanwhile.
         let waiter = self.state.lock().dense.freeze_waiter();
         waiter.wait_idle();
+    }
+
+    /// True while the HNSW graph is being compacted in the background.
+    pub fn compacting(&self) -> bool {
+        self.state.lock().dense.compacting()
+    }
+
+    /// Makes compactions started from now on wait before they read anything (`true`), until
+    /// called with `false`: for tests that need writes to land during a compaction.
+    #[doc(hidden)]
+    pub fn hold_compactions(&self, hold: bool) {
+        self.state.lock().dense.hold_compactions(hold);
     }
 
     /// Seq of the last acknowledged write.

@@ -73,7 +73,8 @@ fn index_code(e: &IndexError) -> Code {
         | IndexError::Bm25(_)
         | IndexError::Dense { .. }
         | IndexError::Corrupt { .. }
-        | IndexError::NeedsRecovery => Code::Internal,
+        | IndexError::NeedsRecovery
+        | IndexError::CompactionAbandoned => Code::Internal,
     }
 }
 

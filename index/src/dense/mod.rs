@@ -7,7 +7,9 @@
 //! * [`DenseWriter`] is the writer's side: the current graph, its tombstones (hnsw_rs cannot
 //!   delete), the dump bookkeeping and the [`Freezer`] that refreshes the copy in the
 //!   background after commits. It compacts (rebuilds the graph without tombstoned points) once
-//!   tombstones pass a threshold.
+//!   tombstones pass a threshold, on a background thread: writes and commits go on meanwhile
+//!   on the old graph, and what they insert and delete is replayed into the new one when it
+//!   replaces the old (see [`Compaction`]).
 //! * [`DenseView`] is what a snapshot searches: a graph, the tombstones as of the snapshot and
 //!   a bound on visible chunk ids. Points inserted after the snapshot have ids `>= bound` (ids
 //!   only grow), so they stay invisible to it until the next commit publishes a new view.
@@ -180,6 +182,36 @@ impl DenseView {
     }
 }
 
+/// A graph being rebuilt from the live vectors on a background thread, and what the writer did
+/// since the rebuild started (to replay into the new graph before it replaces the old).
+///
+/// The rebuild reads the live vectors from sled while writes go on, so it may or may not see a
+/// write made after it started; the replay settles both cases by the ids the rebuild holds: a
+/// point inserted since the start is added unless the rebuild has it, and a point deleted since
+/// the start is tombstoned if the new graph has it. Chunk ids are never reused, so an id means
+/// one vector.
+struct Compaction {
+    /// The rebuilt graph and the ids it holds, once the thread has them.
+    result: Arc<parking_lot::Mutex<Option<Result<Built>>>>,
+    inserted: Vec<(u64, Vec<f32>)>,
+    removed: Vec<u64>,
+    started: std::time::Instant,
+}
+
+/// A rebuilt graph and the ids of its points.
+type Built = (Graph, HashSet<u64>);
+
+/// Where a background compaction stands, as [`DenseWriter::finish_compaction`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompactionState {
+    /// None is running.
+    Idle,
+    /// One is running.
+    Running,
+    /// One just replaced the graph.
+    Replaced,
+}
+
 /// The writer's side of the dense index.
 pub struct DenseWriter {
     config: HnswConfig,
@@ -191,6 +223,11 @@ pub struct DenseWriter {
     /// Points were added (or the graph replaced) since the last freeze request.
     changed: bool,
     freezer: Freezer,
+    /// The compaction running in the background, if any.
+    compaction: Option<Compaction>,
+    /// While set, a started compaction waits before it reads anything (tests use it to make
+    /// writes land during a compaction).
+    hold: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl DenseWriter {
@@ -209,6 +246,8 @@ impl DenseWriter {
             tombstones,
             dumped_seq,
             freezer: Freezer::start(),
+            compaction: None,
+            hold: Arc::default(),
         }
     }
 
@@ -234,11 +273,18 @@ impl DenseWriter {
         if !items.is_empty() {
             self.graph.insert(items);
             self.changed = true;
+            if let Some(c) = &mut self.compaction {
+                c.inserted.extend_from_slice(items);
+            }
         }
     }
 
     /// Marks `ids` deleted (effective for views published afterwards).
     pub fn tombstone(&mut self, ids: impl IntoIterator<Item = u64>) {
+        let ids: Vec<u64> = ids.into_iter().collect();
+        if let Some(c) = &mut self.compaction {
+            c.removed.extend_from_slice(&ids);
+        }
         self.tombstones.extend(ids);
     }
 
@@ -297,21 +343,118 @@ impl DenseWriter {
         }
     }
 
-    /// True when tombstones exceed `ratio` of the points and `min` in number.
+    /// True when tombstones exceed `ratio` of the points and `min` in number, and no
+    /// compaction is running already.
     pub fn needs_compaction(&self, ratio: f32, min: usize) -> bool {
         let t = self.tombstones.len();
-        t >= min.max(1) && t as f32 > ratio * self.graph.len() as f32
+        self.compaction.is_none() && t >= min.max(1) && t as f32 > ratio * self.graph.len() as f32
     }
 
-    /// Replaces the graph by one built from `items` (the live vectors); views already handed
-    /// out keep the old graph.
+    /// Replaces the graph by one built from `items` (the live vectors), at once; views already
+    /// handed out keep the old graph.
     pub fn rebuild(&mut self, items: &[(u64, Vec<f32>)]) {
         let graph = Graph::new(&self.config, items.len());
         graph.insert(items);
+        self.replace(graph, HashSet::new());
+    }
+
+    fn replace(&mut self, graph: Graph, tombstones: HashSet<u64>) {
         self.graph = Arc::new(graph);
-        self.tombstones.clear();
+        self.tombstones = tombstones;
         self.changed = true;
         self.dumped_points = 0;
+    }
+
+    /// Starts rebuilding the graph on a background thread from what `live` returns (the live
+    /// vectors, read when the thread runs); `done` is called on that thread when the new graph
+    /// is ready, to have the writer take it ([`Self::finish_compaction`]) without waiting for
+    /// the next write.
+    pub fn start_compaction(
+        &mut self,
+        live: impl FnOnce() -> Result<Vec<(u64, Vec<f32>)>> + Send + 'static,
+        done: impl FnOnce() + Send + 'static,
+    ) {
+        let (config, hold) = (self.config, Arc::clone(&self.hold));
+        let result = Arc::new(parking_lot::Mutex::new(None));
+        let slot = Arc::clone(&result);
+        let thread = std::thread::Builder::new()
+            .name("hnsw-compaction".into())
+            .spawn(move || {
+                while hold.load(std::sync::atomic::Ordering::SeqCst) {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                let built = live().map(|items| {
+                    let graph = Graph::new(&config, items.len());
+                    graph.insert(&items);
+                    let ids = items.into_iter().map(|(id, _)| id).collect();
+                    (graph, ids)
+                });
+                *slot.lock() = Some(built);
+                done();
+            });
+        match thread {
+            Ok(_) => {
+                self.compaction = Some(Compaction {
+                    result,
+                    inserted: Vec::new(),
+                    removed: Vec::new(),
+                    started: std::time::Instant::now(),
+                })
+            }
+            Err(e) => tracing::error!("cannot start the HNSW compaction: {e}"),
+        }
+    }
+
+    /// Takes the compacted graph if its rebuild has finished: replays the inserts and deletes
+    /// made since it started, and makes it the graph. Never blocks on the rebuild.
+    pub fn finish_compaction(&mut self) -> CompactionState {
+        let Some(c) = &self.compaction else {
+            return CompactionState::Idle;
+        };
+        let Some(result) = c.result.lock().take() else {
+            return CompactionState::Running;
+        };
+        let Some(c) = self.compaction.take() else {
+            return CompactionState::Idle;
+        };
+        let (graph, mut held) = match result {
+            Ok(built) => built,
+            Err(e) => {
+                tracing::error!("HNSW compaction failed, keeping the old graph: {e}");
+                return CompactionState::Idle;
+            }
+        };
+        // Points inserted since the start and not in the rebuild go in, unless already deleted
+        // again; points deleted since the start that the new graph holds are tombstoned.
+        let removed: HashSet<u64> = c.removed.into_iter().collect();
+        let missing: Vec<(u64, Vec<f32>)> = c
+            .inserted
+            .into_iter()
+            .filter(|(id, _)| !held.contains(id) && !removed.contains(id))
+            .collect();
+        graph.insert(&missing);
+        held.extend(missing.iter().map(|(id, _)| *id));
+        let tombstones: HashSet<u64> = removed.into_iter().filter(|id| held.contains(id)).collect();
+        tracing::info!(
+            points = graph.len(),
+            replayed_inserts = missing.len(),
+            tombstones = tombstones.len(),
+            ms = c.started.elapsed().as_millis() as u64,
+            "HNSW graph compacted"
+        );
+        self.replace(graph, tombstones);
+        CompactionState::Replaced
+    }
+
+    /// True while a compaction runs in the background.
+    pub fn compacting(&self) -> bool {
+        self.compaction.is_some()
+    }
+
+    /// Makes compactions started from now on wait (`true`) before reading anything, until
+    /// called with `false`. For tests that need writes to land during a compaction.
+    pub fn hold_compactions(&self, hold: bool) {
+        self.hold.store(hold, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Dumps the graph as of `seq` into `root` (atomically; see `dump`).
@@ -321,5 +464,49 @@ impl DenseWriter {
         self.dumped_seq = seq;
         self.dumped_points = self.graph.len();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(id: u64) -> (u64, Vec<f32>) {
+        let v = crate::testing::random_unit_vectors(1, 16, id).remove(0);
+        (id, normalise(&v, 16).unwrap())
+    }
+
+    /// Every way a point can meet a running compaction, with the rebuild's reading fixed:
+    /// it "read" ids 5..12, so it saw 10 and 11 (inserted after it started) and 9 (deleted
+    /// after it started), but not 12 (inserted after) or 13 (inserted and deleted after).
+    #[test]
+    fn a_compaction_replays_what_the_writer_did_while_it_ran() {
+        let first: Vec<_> = (0..10).map(point).collect();
+        let mut w = DenseWriter::build(HnswConfig::default(), &first);
+        w.tombstone(0..5);
+        w.hold_compactions(true);
+        let read: Vec<_> = (5..12).map(point).collect();
+        w.start_compaction(move || Ok(read), || {});
+        assert!(!w.needs_compaction(0.0, 1), "one compaction at a time");
+        w.insert(&[point(10), point(11), point(12), point(13)]);
+        w.tombstone([9, 13]);
+        assert_eq!(w.finish_compaction(), CompactionState::Running);
+        w.hold_compactions(false);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while w.finish_compaction() != CompactionState::Replaced {
+            assert!(std::time::Instant::now() < deadline, "the rebuild never ended");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        // 5..=12 once each (10 and 11 not twice, 13 never), 9 tombstoned.
+        assert_eq!(w.graph.len(), 8);
+        assert_eq!(w.tombstones, HashSet::from([9]));
+        assert_eq!(w.live(), 7);
+        let view = w.view(100);
+        for id in [5, 8, 10, 11, 12] {
+            let hits = view.search_graph(&point(id).1, 1, 32, None);
+            assert_eq!(hits[0].id, ChunkId(id));
+        }
+        let hits = view.search_graph(&point(9).1, 8, 32, None);
+        assert!(hits.iter().all(|h| h.id != ChunkId(9)));
     }
 }

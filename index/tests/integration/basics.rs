@@ -432,6 +432,72 @@ fn tombstone_compaction_keeps_results() {
     );
 }
 
+/// The compaction rebuilds the graph in the background: writes and commits go on meanwhile
+/// (inserts, and deletes of old and new points), and the compacted graph that replaces the old
+/// one has every live point once and no deleted one.
+#[test]
+fn compaction_runs_in_the_background_while_writes_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = create(dir.path(), "c");
+    let w = c.writer();
+    let ids: Vec<String> = (0..40).map(|i| format!("d{i}")).collect();
+    w.upsert_documents(ids.iter().map(|id| doc(id, 1, 2, DIM)).collect())
+        .unwrap();
+    w.commit().unwrap();
+    w.hold_compactions(true);
+    for id in &ids[..30] {
+        w.delete_document(id).unwrap();
+    }
+    w.commit().unwrap(); // 60 tombstones of 80 points: a compaction starts, and waits
+    assert!(w.compacting());
+    // Writes during the compaction: new documents, a deleted old one, a deleted new one.
+    let new: Vec<String> = (0..10).map(|i| format!("n{i}")).collect();
+    w.upsert_documents(new.iter().map(|id| doc(id, 2, 2, DIM)).collect())
+        .unwrap();
+    w.delete_document("d30").unwrap();
+    w.delete_document("n9").unwrap();
+    w.commit().unwrap();
+    let during = c.reader().searcher().stats().unwrap();
+    assert!(w.compacting(), "the commits did not wait for the rebuild");
+    assert!(during.dense_points > during.dense_chunks, "{during:?}");
+    w.hold_compactions(false);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while w.compacting() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the compaction never ended"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // Taken and published by the compaction itself: no further write was needed.
+    let s = c.reader().searcher();
+    let st = s.stats().unwrap();
+    let live = 2 * (9 + 9);
+    assert_eq!(
+        (
+            st.meta_chunks,
+            st.bm25_chunks,
+            st.dense_chunks,
+            st.dense_points
+        ),
+        (live, live, live, live),
+        "{st:?}"
+    );
+    for (id, n) in ids[31..]
+        .iter()
+        .map(|i| (i, 1))
+        .chain(new[..9].iter().map(|i| (i, 2)))
+    {
+        let q = doc(id, n, 2, DIM).chunks[0].vector.clone();
+        let hits = s.search_dense(&q, 3, &Filter::default()).unwrap();
+        let want = s.get_document(id).unwrap().unwrap().chunk_ids[0];
+        assert_eq!(hits[0].id, want, "{id}");
+    }
+    for gone in ["d0", "d30", "n9"] {
+        assert!(s.get_document(gone).unwrap().is_none());
+    }
+}
+
 #[test]
 fn concurrent_searches_while_writing() {
     let dir = tempfile::tempdir().unwrap();
