@@ -494,7 +494,10 @@ mod tests {
         w.hold_compactions(false);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         while w.finish_compaction() != CompactionState::Replaced {
-            assert!(std::time::Instant::now() < deadline, "the rebuild never ended");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the rebuild never ended"
+            );
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         // 5..=12 once each (10 and 11 not twice, 13 never), 9 tombstoned.
