@@ -330,10 +330,8 @@ mod tests {
 
     use index::Store;
     use ingest::testing::HashEmbedder;
-    use ingest::{ChunkingStrategy, Document, SourceId};
 
     use super::*;
-    use crate::jobs::{open_or_create, Pipeline};
     use crate::model::rerank::RerankError;
 
     /// Scores passages by length and remembers how many it was asked to score.
@@ -359,18 +357,29 @@ mod tests {
         }
     }
 
+    /// 30 one-chunk documents about pumps, embedded by `embedder`, written straight to the
+    /// index (the ingestion pipeline lives in a higher layer).
     fn collection(dir: &std::path::Path, embedder: &Arc<HashEmbedder>) -> Arc<index::Collection> {
         let store = Store::open(dir).unwrap();
-        let collection = open_or_create(&store, "c", embedder.as_ref()).unwrap();
-        let docs: Vec<Document> = (0..30)
-            .map(|i| {
-                let text = format!("pump seal {} note {i}", "word ".repeat(i));
-                Document::new(SourceId(format!("d{i}")), "", &text, Default::default()).unwrap()
-            })
-            .collect();
-        let pipeline =
-            Pipeline::new(&ChunkingStrategy::default(), embedder.clone(), usize::MAX).unwrap();
-        pipeline.ingest(&collection, &docs, |_, _| {}).unwrap();
+        let config = index::CollectionConfig::new("c", embedder.model_id(), embedder.dimension());
+        let collection = store.create_collection(config).unwrap();
+        let writer = collection.writer();
+        for i in 0..30 {
+            let text = format!("pump seal {} note {i}", "word ".repeat(i));
+            let vector = embedder.embed(&[text.as_str()]).unwrap().remove(0).vector;
+            let len = text.chars().count();
+            writer
+                .upsert_document(index::DocumentRecord {
+                    id: format!("d{i}"),
+                    title: String::new(),
+                    metadata: Default::default(),
+                    content_hash: format!("h{i}"),
+                    indexed_with: String::new(),
+                    chunks: vec![index::ChunkInput::new(text, 0, len, vector)],
+                })
+                .unwrap();
+        }
+        writer.commit().unwrap();
         collection
     }
 
