@@ -127,23 +127,26 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// A progress bar on stderr (hidden when stderr is not a terminal).
 pub fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new(len);
-    let style = indicatif::ProgressStyle::with_template(
+    styled_bar(
+        len,
+        what,
         "{msg} [{bar:30}] {pos}/{len} ({per_sec}, eta {eta})",
     )
-    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
-    bar.set_style(style.progress_chars("=> "));
-    bar.set_message(what.to_string());
-    bar
 }
 
 /// A progress bar counting bytes of input.
 pub fn bytes_bar(len: u64, what: &str) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new(len);
-    let style = indicatif::ProgressStyle::with_template(
+    styled_bar(
+        len,
+        what,
         "{msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})",
     )
-    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+}
+
+fn styled_bar(len: u64, what: &str, template: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len);
+    let style = indicatif::ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
     bar.set_style(style.progress_chars("=> "));
     bar.set_message(what.to_string());
     bar

@@ -328,38 +328,13 @@ mod tests {
     use ingest::testing::HashEmbedder;
     use ingest::{ChunkingStrategy, EmbedError, Embedding, TokenCounter};
 
-    /// An embedder with a bug: it panics on any text containing `POISON`.
-    struct PanicsOnPoison(HashEmbedder);
-
-    impl Embedder for PanicsOnPoison {
-        fn model_id(&self) -> &str {
-            self.0.model_id()
-        }
-        fn dimension(&self) -> usize {
-            self.0.dimension()
-        }
-        fn max_content_tokens(&self) -> usize {
-            self.0.max_content_tokens()
-        }
-        fn token_counter(&self) -> &dyn TokenCounter {
-            self.0.token_counter()
-        }
-        fn embed(&self, texts: &[&str]) -> std::result::Result<Vec<Embedding>, EmbedError> {
-            assert!(
-                !texts.iter().any(|t| t.contains("POISON")),
-                "embedder bug on a poisoned text"
-            );
-            self.0.embed(texts)
-        }
-    }
-
-    /// An embedder that blocks every call while its gate is closed.
-    struct Gated {
+    /// The hash embedder with a hook run before every call: a bug (a panic) or a gate.
+    struct Hooked {
         inner: HashEmbedder,
-        open: AtomicBool,
+        before: Box<dyn Fn(&[&str]) + Send + Sync>,
     }
 
-    impl Embedder for Gated {
+    impl Embedder for Hooked {
         fn model_id(&self) -> &str {
             self.inner.model_id()
         }
@@ -373,11 +348,16 @@ mod tests {
             self.inner.token_counter()
         }
         fn embed(&self, texts: &[&str]) -> std::result::Result<Vec<Embedding>, EmbedError> {
-            while !self.open.load(Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(5));
-            }
+            (self.before)(texts);
             self.inner.embed(texts)
         }
+    }
+
+    fn hooked(before: impl Fn(&[&str]) + Send + Sync + 'static) -> Arc<Hooked> {
+        Arc::new(Hooked {
+            inner: HashEmbedder::new(),
+            before: Box::new(before),
+        })
     }
 
     async fn state_becomes(jobs: &JobManager, id: &str, want: JobState) -> JobRecord {
@@ -407,11 +387,14 @@ mod tests {
         config.server.allowed_roots = vec![docs.clone()];
         config.server.max_running_jobs = 1;
         let store = Arc::new(Store::open(&config.data_dir).unwrap());
-        let embedder = Arc::new(Gated {
-            inner: HashEmbedder::new(),
-            open: AtomicBool::new(false),
+        let open = Arc::new(AtomicBool::new(false));
+        let gate = open.clone();
+        let embedder = hooked(move |_| {
+            while !gate.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
         });
-        let jobs = JobManager::open(&config, store, embedder.clone()).unwrap();
+        let jobs = JobManager::open(&config, store, embedder).unwrap();
         let spec = |collection: &str| JobSpec {
             collection: collection.into(),
             paths: vec![docs.canonicalize().unwrap()],
@@ -428,16 +411,23 @@ mod tests {
         jobs.cancel(&third).unwrap();
         let cancelled = state_becomes(&jobs, &third, JobState::Cancelled).await;
         assert_eq!(cancelled.progress.documents_done, 0, "it never ran");
-        embedder.open.store(true, Ordering::SeqCst);
+        open.store(true, Ordering::SeqCst);
         state_becomes(&jobs, &first, JobState::Succeeded).await;
         let done = state_becomes(&jobs, &second, JobState::Succeeded).await;
         assert_eq!(done.progress.added, 1);
         jobs.shutdown(Duration::from_secs(5)).await;
     }
 
+    /// A manager whose embedder has a bug: it panics on any text containing `POISON`.
     fn manager(config: &Config) -> JobManager {
         let store = Arc::new(Store::open(&config.data_dir).unwrap());
-        JobManager::open(config, store, Arc::new(PanicsOnPoison(HashEmbedder::new()))).unwrap()
+        let embedder = hooked(|texts| {
+            assert!(
+                !texts.iter().any(|t| t.contains("POISON")),
+                "embedder bug on a poisoned text"
+            );
+        });
+        JobManager::open(config, store, embedder).unwrap()
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
