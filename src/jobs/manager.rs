@@ -328,10 +328,13 @@ mod tests {
     use ingest::testing::HashEmbedder;
     use ingest::{ChunkingStrategy, EmbedError, Embedding, TokenCounter};
 
+    /// What [`Hooked`] runs before each call.
+    type Hook = Box<dyn Fn(&[&str]) + Send + Sync>;
+
     /// The hash embedder with a hook run before every call: a bug (a panic) or a gate.
     struct Hooked {
         inner: HashEmbedder,
-        before: Box<dyn Fn(&[&str]) + Send + Sync>,
+        before: Hook,
     }
 
     impl Embedder for Hooked {
