@@ -399,15 +399,21 @@ fn a_deletion_interrupted_by_a_crash_is_finished_on_reopen() {
     store.create_collection(test_config("gone", DIM)).unwrap();
 }
 
+/// Writes and commits documents d0..d39 of two chunks each; returns their ids.
+fn forty_documents(w: &ragd_index::IndexWriter) -> Vec<String> {
+    let ids: Vec<String> = (0..40).map(|i| format!("d{i}")).collect();
+    w.upsert_documents(ids.iter().map(|id| doc(id, 1, 2, DIM)).collect())
+        .unwrap();
+    w.commit().unwrap();
+    ids
+}
+
 #[test]
 fn tombstone_compaction_keeps_results() {
     let dir = tempfile::tempdir().unwrap();
     let c = create(dir.path(), "c");
     let w = c.writer();
-    let ids: Vec<String> = (0..40).map(|i| format!("d{i}")).collect();
-    w.upsert_documents(ids.iter().map(|id| doc(id, 1, 2, DIM)).collect())
-        .unwrap();
-    w.commit().unwrap();
+    let ids = forty_documents(&w);
     for id in &ids[..30] {
         w.delete_document(id).unwrap();
     }
@@ -440,10 +446,7 @@ fn compaction_runs_in_the_background_while_writes_go_on() {
     let dir = tempfile::tempdir().unwrap();
     let c = create(dir.path(), "c");
     let w = c.writer();
-    let ids: Vec<String> = (0..40).map(|i| format!("d{i}")).collect();
-    w.upsert_documents(ids.iter().map(|id| doc(id, 1, 2, DIM)).collect())
-        .unwrap();
-    w.commit().unwrap();
+    let ids = forty_documents(&w);
     w.hold_compactions(true);
     for id in &ids[..30] {
         w.delete_document(id).unwrap();
