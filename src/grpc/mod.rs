@@ -67,8 +67,12 @@ fn parse_timeout(value: &str) -> Option<Duration> {
 
 /// When blocking work started now for a call with `limit` should stop: when [`within`] stops
 /// waiting for it, so that nothing runs on after the caller has its DEADLINE_EXCEEDED.
-pub fn stop_at(limit: Option<Duration>) -> Option<Instant> {
-    limit.map(|l| Instant::now() + l.saturating_sub(DEADLINE_MARGIN))
+pub fn stop_at(limit: Option<Duration>) -> Option<crate::rag::retrieve::Deadline> {
+    let started = Instant::now();
+    limit.map(|l| crate::rag::retrieve::Deadline {
+        started,
+        stop: started + l.saturating_sub(DEADLINE_MARGIN),
+    })
 }
 
 /// Awaits `fut`, giving up with [`ServiceError::DeadlineExceeded`] shortly before `limit`.

@@ -71,7 +71,9 @@ impl JobManager {
             allowed_roots: config.server.allowed_roots.clone(),
             live: Arc::new(Mutex::new(HashMap::new())),
             tasks: Mutex::new(Vec::new()),
-            slots: Arc::new(tokio::sync::Semaphore::new(config.server.max_running_jobs)),
+            slots: Arc::new(tokio::sync::Semaphore::new(
+                (config.server.max_running_jobs).min(tokio::sync::Semaphore::MAX_PERMITS),
+            )),
         })
     }
 
@@ -377,17 +379,24 @@ mod tests {
         );
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn jobs_over_the_limit_wait_queued_and_can_be_cancelled_while_they_wait() {
-        let dir = tempfile::tempdir().unwrap();
-        let docs = dir.path().join("docs");
+    /// A folder `docs` under `dir` with one text file, and a config whose data folder is under
+    /// `dir` and whose jobs may read `docs`.
+    fn docs_and_config(dir: &Path) -> (PathBuf, Config) {
+        let docs = dir.join("docs");
         std::fs::create_dir(&docs).unwrap();
         std::fs::write(docs.join("a.txt"), "Pumps move water.").unwrap();
         let mut config = Config {
-            data_dir: dir.path().join("data"),
+            data_dir: dir.join("data"),
             ..Config::default()
         };
         config.server.allowed_roots = vec![docs.clone()];
+        (docs, config)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn jobs_over_the_limit_wait_queued_and_can_be_cancelled_while_they_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let (docs, mut config) = docs_and_config(dir.path());
         config.server.max_running_jobs = 1;
         let store = Arc::new(Store::open(&config.data_dir).unwrap());
         let open = Arc::new(AtomicBool::new(false));
@@ -436,15 +445,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_job_whose_runner_panics_fails_with_the_reason_and_is_not_resumed() {
         let dir = tempfile::tempdir().unwrap();
-        let docs = dir.path().join("docs");
-        std::fs::create_dir(&docs).unwrap();
-        std::fs::write(docs.join("a.txt"), "Pumps move water.").unwrap();
+        let (docs, config) = docs_and_config(dir.path());
         std::fs::write(docs.join("b.txt"), "POISON for the embedder.").unwrap();
-        let mut config = Config {
-            data_dir: dir.path().join("data"),
-            ..Config::default()
-        };
-        config.server.allowed_roots = vec![docs.clone()];
         let jobs = manager(&config);
         let spec = JobSpec {
             collection: "c".into(),

@@ -102,16 +102,27 @@ impl Pipeline {
     ) -> Result<IngestSummary> {
         let mut total = IngestSummary::default();
         for batch in ingest::batches(items, STREAM_BATCH_DOCUMENTS, STREAM_BATCH_TEXT_BYTES) {
-            for e in &batch.errors {
-                total.fail_input(e);
-            }
             batch.skipped.iter().for_each(|&r| skipped(r));
-            if !batch.documents.is_empty() {
-                total.merge(self.ingest(collection, &batch.documents, |_, _| {})?);
-            }
+            total.merge(self.ingest_batch(collection, &batch)?);
             progress(batch.input_bytes, &total);
         }
         Ok(total)
+    }
+
+    /// Ingests one batch of a loader stream and commits: its documents, plus its files and
+    /// lines that did not load, counted as failed.
+    pub fn ingest_batch(
+        &self,
+        collection: &Collection,
+        batch: &ingest::Batch,
+    ) -> Result<IngestSummary> {
+        let mut summary = if batch.documents.is_empty() {
+            IngestSummary::default()
+        } else {
+            self.ingest(collection, &batch.documents, |_, _| {})?
+        };
+        batch.errors.iter().for_each(|e| summary.fail_input(e));
+        Ok(summary)
     }
 
     /// Ingests `docs` into `collection` and commits; `progress` is called after each group of

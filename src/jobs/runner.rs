@@ -25,7 +25,7 @@ use tokio::sync::watch;
 use super::pipeline::STREAM_BATCH_TEXT_BYTES;
 use super::record::{JobRecord, JobState};
 use super::store::JobStore;
-use super::{open_or_create, IngestSummary, Pipeline};
+use super::{open_or_create, Pipeline};
 use crate::error::Result;
 
 /// What a runner needs; shared by all jobs.
@@ -122,12 +122,7 @@ fn run(
             if let Some(s) = stop() {
                 return Ok(Some(s));
             }
-            let mut summary = if batch.documents.is_empty() {
-                IngestSummary::default()
-            } else {
-                pipeline.ingest(&collection, &batch.documents, |_, _| {})?
-            };
-            batch.errors.iter().for_each(|e| summary.fail_input(e));
+            let summary = pipeline.ingest_batch(&collection, &batch)?;
             record.add_batch(summary, batch.documents.len(), batch.input_bytes);
             record.set_rate(
                 record.progress.documents_done - run_start.1,

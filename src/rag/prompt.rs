@@ -509,8 +509,8 @@ pub(crate) mod tests {
     #[test]
     fn fitting_tokenises_each_source_a_bounded_number_of_times() {
         // 1,000 sources of 50 words with room for 10: dropping them one by one re-tokenised
-        // the whole prompt per drop (about 25 million words); now each source is counted
-        // once and the prompt a few times.
+        // the whole prompt per drop (about 25 million words, by arithmetic, not run); now each
+        // source is counted once and the prompt a few times.
         let g = CountingGenerator {
             inner: WordGenerator::new(1_000_000, ""),
             words: Default::default(),

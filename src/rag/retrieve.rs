@@ -85,16 +85,25 @@ pub struct RetrieveOptions {
     pub filter: Filter,
     /// When the caller stops waiting (a call's deadline): the work stops at its next safe
     /// point (between stages) with `DeadlineExceeded` instead of running on for nobody.
-    pub deadline: Option<std::time::Instant>,
+    pub deadline: Option<Deadline>,
+}
+
+/// When a call started and when its work must stop.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline {
+    /// When the call started.
+    pub started: std::time::Instant,
+    /// When its work stops.
+    pub stop: std::time::Instant,
 }
 
 impl RetrieveOptions {
     /// `DeadlineExceeded` once [`deadline`](Self::deadline) has passed.
     pub fn check_deadline(&self) -> Result<()> {
         match self.deadline {
-            Some(d) if std::time::Instant::now() >= d => {
-                Err(ServiceError::DeadlineExceeded { elapsed_ms: 0 })
-            }
+            Some(d) if std::time::Instant::now() >= d.stop => Err(ServiceError::DeadlineExceeded {
+                elapsed_ms: d.started.elapsed().as_millis() as u64,
+            }),
             _ => Ok(()),
         }
     }
@@ -414,7 +423,10 @@ mod tests {
         let calls = embedder.calls();
         let opts = RetrieveOptions {
             rerank: true,
-            deadline: Some(std::time::Instant::now()),
+            deadline: Some(Deadline {
+                started: std::time::Instant::now(),
+                stop: std::time::Instant::now(),
+            }),
             ..RetrieveOptions::default()
         };
         let err = retriever

@@ -350,14 +350,7 @@ impl DenseWriter {
         self.compaction.is_none() && t >= min.max(1) && t as f32 > ratio * self.graph.len() as f32
     }
 
-    /// Replaces the graph by one built from `items` (the live vectors), at once; views already
-    /// handed out keep the old graph.
-    pub fn rebuild(&mut self, items: &[(u64, Vec<f32>)]) {
-        let graph = Graph::new(&self.config, items.len());
-        graph.insert(items);
-        self.replace(graph, HashSet::new());
-    }
-
+    /// Makes `graph` (with `tombstones`) the graph; views already handed out keep the old one.
     fn replace(&mut self, graph: Graph, tombstones: HashSet<u64>) {
         self.graph = Arc::new(graph);
         self.tombstones = tombstones;

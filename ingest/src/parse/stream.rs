@@ -409,13 +409,17 @@ impl<R: BufRead> Iterator for JsonlLines<R> {
         if self.done {
             return None;
         }
-        let path = self.source.path.clone();
         if !self.started {
             self.started = true;
             match self.reader.fill_buf() {
                 Ok(head) if super::looks_binary(head) => {
                     self.done = true;
-                    return Some(self.error(IngestError::Binary { path }, 0));
+                    return Some(self.error(
+                        IngestError::Binary {
+                            path: self.source.path.clone(),
+                        },
+                        0,
+                    ));
                 }
                 Ok(head) if head.starts_with(b"\xef\xbb\xbf") => {
                     self.reader.consume(3);
@@ -425,7 +429,7 @@ impl<R: BufRead> Iterator for JsonlLines<R> {
                 Ok(_) => {}
                 Err(e) => {
                     self.done = true;
-                    return Some(self.error(IngestError::io(&path, e), 0));
+                    return Some(self.error(IngestError::io(&self.source.path, e), 0));
                 }
             }
         }
@@ -439,7 +443,7 @@ impl<R: BufRead> Iterator for JsonlLines<R> {
                 Ok(read) => read,
                 Err(e) => {
                     self.done = true;
-                    return Some(self.error(IngestError::io(&path, e), 0));
+                    return Some(self.error(IngestError::io(&self.source.path, e), 0));
                 }
             };
             self.offset += consumed;
@@ -447,7 +451,7 @@ impl<R: BufRead> Iterator for JsonlLines<R> {
             let line = self.line;
             if too_long {
                 let error = IngestError::DocumentTooLarge {
-                    path,
+                    path: self.source.path.clone(),
                     line,
                     size: consumed,
                     limit: self.max_line,
@@ -456,7 +460,7 @@ impl<R: BufRead> Iterator for JsonlLines<R> {
             }
             if let Some(i) = self.buf.iter().position(|&b| b == 0) {
                 let error = IngestError::NulByte {
-                    path,
+                    path: self.source.path.clone(),
                     offset: (start as usize).saturating_add(i),
                 };
                 return Some(self.error(error, consumed));
@@ -466,7 +470,7 @@ impl<R: BufRead> Iterator for JsonlLines<R> {
                 Err(_) if self.lossy_utf8 => String::from_utf8_lossy(&self.buf),
                 Err(e) => {
                     let error = IngestError::InvalidUtf8 {
-                        path,
+                        path: self.source.path.clone(),
                         offset: (start as usize).saturating_add(e.valid_up_to()),
                     };
                     return Some(self.error(error, consumed));
