@@ -416,6 +416,32 @@ fn every_unsafe_fn_says_what_its_caller_must_uphold() {
     );
 }
 
+/// A file over this many lines keeps its unit tests in a sibling `tests.rs`, so that the code a
+/// reader came for is not buried under them.
+const INLINE_TESTS_MAX_LINES: usize = 600;
+
+#[test]
+fn long_files_keep_their_unit_tests_beside_them() {
+    let mut bad = Vec::new();
+    for krate in ["src", "index/src", "ingest/src"] {
+        let mut paths = Vec::new();
+        rust_files(&root().join(krate), &mut paths);
+        for path in paths {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let lines = text.lines().count();
+            if lines > INLINE_TESTS_MAX_LINES && text.contains("\nmod tests {") {
+                bad.push(format!("{} ({lines} lines)", path.display()));
+            }
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "files over {INLINE_TESTS_MAX_LINES} lines with inline unit tests (move them to a \
+         sibling tests.rs):\n{}",
+        bad.join("\n")
+    );
+}
+
 #[test]
 fn the_checker_sees_what_it_must() {
     // A path up the layers, a `use` group, `super`, a doc comment and a string that are not
