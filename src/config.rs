@@ -102,6 +102,10 @@ pub struct ServerConfig {
     pub max_running_jobs: usize,
     /// Seconds a shutdown waits for in-flight requests and job batches. Default: 30.
     pub shutdown_grace_seconds: u64,
+    /// A collection nobody has searched, written or listed documents of for this many seconds,
+    /// and that no job or request holds, is checkpointed and closed (its caches, readers and
+    /// graph leave memory; the next request opens it again). 0: never. Default: 600.
+    pub close_idle_collections_after_seconds: u64,
     /// Largest document the server ingests, in bytes of text (streamed or read by a job); a
     /// larger one is reported as failed and the rest of its batch goes on. Default: 8 MiB.
     pub max_document_bytes: usize,
@@ -132,6 +136,7 @@ impl Default for ServerConfig {
             job_batch_documents: 64,
             max_running_jobs: 1,
             shutdown_grace_seconds: 30,
+            close_idle_collections_after_seconds: 600,
             max_document_bytes: 8 * 1024 * 1024,
             auth_token_file: None,
             allow_unauthenticated: false,

@@ -197,14 +197,25 @@ impl AppState {
         describe(&collection)
     }
 
-    /// Every collection, sorted by name.
+    /// Every collection, sorted by name, from the manifests and the counts each commit records:
+    /// listing opens none (see [`Store::summaries`]).
     pub fn list_collections(&self) -> Result<Vec<CollectionInfo>> {
-        let store = &self.inner.store;
-        store
-            .list()?
-            .iter()
-            .map(|name| describe(store.collection(name)?.as_ref()))
-            .collect()
+        let summaries = self.inner.store.summaries()?;
+        Ok(summaries
+            .into_iter()
+            .map(|s| CollectionInfo {
+                name: s.name,
+                embedding_model: s.embedding_model,
+                dimension: s.dimension,
+                documents: s.documents,
+                chunks: s.chunks,
+            })
+            .collect())
+    }
+
+    /// Closes the collections unused for `idle` (see [`Store::close_idle`]); returns their names.
+    pub fn close_idle_collections(&self, idle: std::time::Duration) -> Vec<String> {
+        self.inner.store.close_idle(idle)
     }
 
     /// Deletes a collection (refused while a job or request holds it).

@@ -117,8 +117,10 @@ impl Collection {
             committed_seq: last,
             degraded: false,
             published: vec![(last, Arc::downgrade(&first))],
+            counted_seq: None,
         };
         let writer = IndexWriter::new(Arc::clone(&shared), state);
+        writer.record_counts();
         Ok(Self { shared, writer })
     }
 
@@ -151,6 +153,20 @@ impl Collection {
     /// [`IndexWriter::settle`]).
     pub fn settle(&self) {
         self.writer.settle();
+    }
+
+    /// Its document and chunk counts now (acknowledged writes included).
+    pub fn counts(&self) -> Result<crate::Counts> {
+        crate::Counts::of(&self.shared.meta)
+    }
+
+    /// True when nothing but this handle uses the collection: no reader, searcher or writer
+    /// clone is held and no compaction runs (see [`crate::Store::close_idle`]).
+    pub(crate) fn is_unused(&self) -> bool {
+        // `self.shared` and the writer's own reference.
+        Arc::strong_count(&self.shared) == 2
+            && self.writer.is_unshared()
+            && !self.writer.compacting()
     }
 
     /// True while a clone of the writer is held elsewhere (a write in progress).

@@ -55,6 +55,7 @@ mod recovery;
 mod retire;
 pub mod sparse;
 mod store;
+mod summary;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod types;
@@ -68,6 +69,7 @@ pub use config::{
 };
 pub use reader::{IndexReader, Searcher};
 pub use store::Store;
+pub use summary::{CollectionSummary, Counts};
 pub use types::{
     ChunkId, ChunkInput, ChunkRecord, DocumentInfo, DocumentRecord, Filter, ScoredChunk, Seq,
     Stats, UpsertOutcome, MAX_K,

@@ -55,6 +55,8 @@ pub(crate) struct WriterState {
     /// Every snapshot published (seq, handle) that may still be held: retired chunk records
     /// are purged up to the oldest one alive.
     pub published: Vec<(Seq, Weak<Snapshot>)>,
+    /// The seq of the counts last recorded for listings (see `summary`).
+    pub counted_seq: Option<Seq>,
 }
 
 /// A validated document with normalised vectors.
@@ -218,7 +220,29 @@ impl IndexWriter {
         let oldest = st.published.iter().map(|p| p.0).min().unwrap_or(seq);
         self.shared.meta.purge_retired(oldest)?;
         self.shared.meta.prune_ops(seq.min(st.dense.dumped_seq()))?;
+        if st.counted_seq != Some(seq) {
+            // A report for listings: its failure does not fail the commit, which is durable.
+            match crate::Counts::of(&self.shared.meta) {
+                Ok(counts) => {
+                    counts.store(&self.shared.dir);
+                    st.counted_seq = Some(seq);
+                }
+                Err(e) => tracing::warn!("reading the collection's counts: {e}"),
+            }
+        }
         Ok(seq)
+    }
+
+    /// Records the counts for listings (see `summary`), as an open does after recovery.
+    pub(crate) fn record_counts(&self) {
+        let mut state = self.state.lock();
+        match crate::Counts::of(&self.shared.meta) {
+            Ok(counts) => {
+                counts.store(&self.shared.dir);
+                state.counted_seq = Some(counts.seq);
+            }
+            Err(e) => tracing::warn!("reading the collection's counts: {e}"),
+        }
     }
 
     /// Blocks until the dense index's search copy has caught up with the last commit (it is

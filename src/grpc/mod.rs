@@ -125,6 +125,33 @@ impl Security {
     }
 }
 
+/// Starts the task that closes idle collections every so often (see
+/// `server.close_idle_collections_after_seconds`), unless that is 0.
+fn close_idle_collections(state: &AppState) -> Option<tokio::task::JoinHandle<()>> {
+    let idle = Duration::from_secs(state.config().server.close_idle_collections_after_seconds);
+    if idle.is_zero() {
+        return None;
+    }
+    // Look a few times per idle period (at most once a minute, at least once a second), so a
+    // collection closes no later than about a quarter past its idle time.
+    let period = (idle / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let state = state.clone();
+    Some(tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(period);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            let state = state.clone();
+            let closed =
+                tokio::task::spawn_blocking(move || state.close_idle_collections(idle)).await;
+            if let Err(e) = closed {
+                tracing::error!("closing idle collections failed: {e}");
+            }
+        }
+    }))
+}
+
 /// Serves the API on `listener` until `shutdown` resolves, then shuts down gracefully: health
 /// turns NOT_SERVING, running jobs stop after their current (committed) batch and stay
 /// resumable, in-flight requests finish, the job store is flushed, and every open collection is
@@ -164,9 +191,13 @@ pub async fn serve_with(
         tls = security.tls.is_some(),
         "serving ragd.v1.Rag"
     );
+    let closer = close_idle_collections(&state);
     let jobs = state.jobs().clone();
     let signal = async move {
         shutdown.await;
+        if let Some(closer) = closer {
+            closer.abort();
+        }
         tracing::info!("shutting down: finishing requests and job batches");
         reporter.set_not_serving::<RagServer<RagService>>().await;
         jobs.stop();

@@ -340,6 +340,53 @@ async fn collections_documents_search_and_errors() {
     server.shutdown().await;
 }
 
+/// True when the collection's files can be opened beside the server, i.e. the server has
+/// released them (sled locks its database while a collection is open).
+fn released(data: &Path, name: &str) -> bool {
+    index::Store::open(data).unwrap().collection(name).is_ok()
+}
+
+/// A collection left idle is closed (its files released); listing does not reopen it, and the
+/// next request does, with everything acknowledged before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn idle_collections_are_closed_and_reopened() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(dir.path(), |cfg| {
+        cfg.server.close_idle_collections_after_seconds = 3;
+    })
+    .await;
+    let mut c = server.client().await;
+    ingest_kb(&mut c, "kb").await;
+    assert!(!released(dir.path(), "kb"), "open while in use");
+
+    let start = std::time::Instant::now();
+    while !released(dir.path(), "kb") {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the idle collection was never closed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let listed = c
+        .list_collections(pb::ListCollectionsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let kb = &listed.collections[0];
+    assert_eq!((kb.name.as_str(), kb.documents, kb.chunks), ("kb", 4, 4));
+    assert!(released(dir.path(), "kb"), "listing reopened it");
+
+    let hits = c
+        .search(search("kb", "XJ-9000", 3))
+        .await
+        .unwrap()
+        .into_inner()
+        .hits;
+    assert_eq!(hits[0].chunk.as_ref().unwrap().document_id, "pump.md");
+    assert!(!released(dir.path(), "kb"), "the search reopened it");
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn message_size_limit() {
     let dir = tempfile::tempdir().unwrap();
