@@ -6,6 +6,7 @@ use index::IndexError;
 use ingest::{ChunkError, EmbedError};
 
 use crate::config::ConfigError;
+use crate::model::rerank::RerankError;
 use crate::model::ModelError;
 use crate::serving::Refused;
 
@@ -82,3 +83,15 @@ pub enum ServiceError {
 
 /// Result alias for the service.
 pub type Result<T> = std::result::Result<T, ServiceError>;
+
+impl From<RerankError> for ServiceError {
+    /// A reranker's threads being full or stopped is a refusal (the caller may retry); any
+    /// other reranker failure is ours.
+    fn from(e: RerankError) -> Self {
+        match e {
+            RerankError::Overloaded(name) => Self::Refused(Refused::Overloaded(name)),
+            RerankError::Stopped(name) => Self::Refused(Refused::Stopped(name)),
+            RerankError::Tokenize(_) | RerankError::Model(_) => Self::Internal(e.to_string()),
+        }
+    }
+}

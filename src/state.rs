@@ -22,7 +22,7 @@ use crate::model::llm::{GenerationParams, Generator};
 use crate::model::Reranker;
 use crate::rag::answer::{self, Prepared};
 use crate::rag::{AnswerConfig, Hit, RetrieveOptions, Retriever};
-use crate::serving::{GenerationPool, RequestGate};
+use crate::serving::{GenerationPool, PooledReranker, RequestGate};
 use crate::wiring::{self, Models, RerankChoice};
 
 /// The request gate's name in refusals: it admits every embed, search and write.
@@ -125,13 +125,21 @@ impl AppState {
         Self::with_generator(config, embedder, reranker, None)
     }
 
-    /// State over already loaded models (tests pass shared ones).
+    /// State over already loaded models (tests pass shared ones). With `reranker.kind = "llm"`
+    /// and a pool, the reranker (the LLM judge, on the generator's model) runs on the pool's
+    /// threads, within its limits ([`PooledReranker`]).
     pub fn with_generator(
         config: Config,
         embedder: Arc<dyn Embedder>,
         reranker: Option<Arc<dyn Reranker>>,
         generation: Option<GenerationPool>,
     ) -> anyhow::Result<Self> {
+        let reranker = match (reranker, &generation) {
+            (Some(judge), Some(pool)) if RerankChoice::served(&config) == RerankChoice::Llm => {
+                Some(Arc::new(PooledReranker::new(judge, pool.clone())) as Arc<dyn Reranker>)
+            }
+            (reranker, _) => reranker,
+        };
         let store = Arc::new(
             Store::open(&config.data_dir)
                 .with_context(|| format!("data folder {}", config.data_dir.display()))?

@@ -91,6 +91,7 @@ impl From<ServiceError> for tonic::Status {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::rerank::RerankError;
 
     #[test]
     fn caller_errors_are_not_internal() {
@@ -111,6 +112,13 @@ mod tests {
                 ServiceError::DeadlineExceeded { elapsed_ms: 5 },
                 Code::DeadlineExceeded,
             ),
+            // The LLM judge finding the generator's threads full is an overload, not a bug.
+            (
+                RerankError::Overloaded("generator").into(),
+                Code::ResourceExhausted,
+            ),
+            (RerankError::Stopped("generator").into(), Code::Unavailable),
+            (RerankError::Model("nan".into()).into(), Code::Internal),
             (ServiceError::Internal("bug".into()), Code::Internal),
         ];
         for (e, want) in cases {

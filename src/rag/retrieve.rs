@@ -319,7 +319,7 @@ impl Retriever {
         let passages: Vec<&str> = hits.iter().map(|h| h.chunk.text.as_str()).collect();
         let scores = reranker
             .rerank(query, &passages)
-            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+            .map_err(ServiceError::from)?;
         for (hit, s) in hits.iter_mut().zip(scores) {
             hit.stages.rerank = Some(s);
             hit.score = s;

@@ -57,10 +57,20 @@ pub struct GenerationPoolConfig {
 }
 
 struct Request {
-    messages: Vec<Message>,
-    params: GenerationParams,
-    events: mpsc::Sender<Result<GenerationEvent, ModelError>>,
+    work: Work,
     _slot: Slot,
+}
+
+/// What a pool thread does for one request.
+enum Work {
+    /// A generation streamed to `events`.
+    Generate {
+        messages: Vec<Message>,
+        params: GenerationParams,
+        events: mpsc::Sender<Result<GenerationEvent, ModelError>>,
+    },
+    /// Other work on the model (the LLM judge's scoring, see [`GenerationPool::run`]).
+    Run(Box<dyn FnOnce() + Send>),
 }
 
 /// Counts a request as accepted (queued or running) while it lives.
@@ -136,17 +146,46 @@ impl GenerationPool {
         params: GenerationParams,
     ) -> Result<GenerationStream, Refused> {
         let (events, stream) = mpsc::channel(STREAM_BUFFER);
-        let request = Request {
+        self.submit(Work::Generate {
             messages,
             params,
             events,
+        })?;
+        Ok(stream)
+    }
+
+    /// Runs `f` on a pool thread, as one request among the generations (same threads, same
+    /// queue, same refusal when full), and returns its result; a panic in `f` resumes in the
+    /// caller. For other work on the pool's model, such as the LLM judge scoring passages, so
+    /// that it never runs beside the generations the pool is sized for.
+    ///
+    /// Blocks the calling thread until `f` has run: call it from blocking code (tokio's
+    /// blocking pool), never on the async runtime.
+    pub fn run<R: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> R + Send + 'static,
+    ) -> Result<R, Refused> {
+        let (done, result) = sync_channel(1);
+        self.submit(Work::Run(Box::new(move || {
+            let _ = done.send(std::panic::catch_unwind(AssertUnwindSafe(f)));
+        })))?;
+        match result.recv() {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(panic)) => std::panic::resume_unwind(panic),
+            // The threads stopped before running it.
+            Err(_) => Err(Refused::Stopped(NAME)),
+        }
+    }
+
+    fn submit(&self, work: Work) -> Result<(), Refused> {
+        let request = Request {
+            work,
             _slot: Slot::take(&self.load),
         };
         self.tx.try_send(request).map_err(|e| match e {
             TrySendError::Full(_) => Refused::Overloaded(NAME),
             TrySendError::Disconnected(_) => Refused::Stopped(NAME),
-        })?;
-        Ok(stream)
+        })
     }
 }
 
@@ -162,12 +201,24 @@ fn serve(generator: &dyn Generator, rx: &Mutex<Receiver<Request>>) {
 }
 
 fn run(generator: &dyn Generator, request: Request) {
-    let Request {
-        messages,
-        params,
-        events,
-        _slot,
-    } = request;
+    let Request { work, _slot } = request;
+    match work {
+        Work::Generate {
+            messages,
+            params,
+            events,
+        } => generate(generator, &messages, &params, &events),
+        // `run` catches a panic and hands it to the caller.
+        Work::Run(f) => f(),
+    }
+}
+
+fn generate(
+    generator: &dyn Generator,
+    messages: &[Message],
+    params: &GenerationParams,
+    events: &mpsc::Sender<Result<GenerationEvent, ModelError>>,
+) {
     if events.is_closed() {
         return;
     }
@@ -178,7 +229,7 @@ fn run(generator: &dyn Generator, request: Request) {
         };
     // A panic ends this request's stream (without `Finished`), never the pool thread.
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        generator.generate(&messages, &params, &mut on_text)
+        generator.generate(messages, params, &mut on_text)
     }));
     let Ok(result) = result else {
         tracing::error!("a generation panicked; its stream ends without a result");

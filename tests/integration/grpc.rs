@@ -387,6 +387,57 @@ async fn idle_collections_are_closed_and_reopened() {
     server.shutdown().await;
 }
 
+/// With `reranker.kind = "llm"` the judge scores Search candidates on the generation pool's
+/// threads (serving/pooled_reranker.rs tests the queueing and refusal); its scores are the
+/// judge's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_llm_judge_reranks_through_the_generation_pool() {
+    use ragd::model::rerank::{LlmReranker, Reranker};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config();
+    cfg.data_dir = dir.path().to_path_buf();
+    cfg.reranker.kind = ragd::config::RerankerKind::Llm;
+    let judge = std::sync::Arc::new(LlmReranker::new(shared_generator(), 512).unwrap());
+    let pool = GenerationPool::new(
+        shared_generator(),
+        GenerationPoolConfig {
+            concurrency: 1,
+            queue: 1,
+        },
+    )
+    .unwrap();
+    let state =
+        AppState::with_generator(cfg, shared_embedder(), Some(judge.clone()), Some(pool)).unwrap();
+    let server = Server::serve(state).await;
+    let mut c = server.client().await;
+    ingest_kb(&mut c, "kb").await;
+
+    let query = "which seal fits the XJ-9000?";
+    let mut request = search("kb", query, 2);
+    let options = request.options.as_mut().unwrap();
+    (options.rerank, options.rerank_candidates) = (true, 2);
+    let hits = c.search(request).await.unwrap().into_inner().hits;
+    assert_eq!(hits.len(), 2);
+    let texts: Vec<String> = hits
+        .iter()
+        .map(|h| h.chunk.as_ref().unwrap().text.clone())
+        .collect();
+    let direct = tokio::task::spawn_blocking(move || {
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        judge.rerank(query, &refs).unwrap()
+    })
+    .await
+    .unwrap();
+    let served: Vec<f32> = hits
+        .iter()
+        .map(|h| h.scores.unwrap().rerank.unwrap())
+        .collect();
+    assert_eq!(served, direct);
+    assert!(served[0] >= served[1], "ordered by the judge: {served:?}");
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn message_size_limit() {
     let dir = tempfile::tempdir().unwrap();

@@ -9,7 +9,7 @@ pub use cross_encoder::{CandleCrossEncoder, CrossEncoderOptions};
 pub use llm_judge::LlmReranker;
 
 /// Errors from scoring query–passage pairs.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RerankError {
     /// The tokenizer rejected an input (not expected for valid UTF-8 text; our fault).
     #[error("tokenization failed: {0}")]
@@ -17,6 +17,13 @@ pub enum RerankError {
     /// The model failed while running (device or shape error; our fault, not the caller's).
     #[error("reranker model failed: {0}")]
     Model(String),
+    /// The threads that run the model are all busy and their queue is full (the LLM judge,
+    /// which shares the generator's threads); retry later.
+    #[error("the {0} is overloaded: too many requests are in flight; retry later")]
+    Overloaded(&'static str),
+    /// The threads that run the model have stopped.
+    #[error("the {0} has stopped")]
+    Stopped(&'static str),
 }
 
 impl From<candle_core::Error> for RerankError {
