@@ -161,12 +161,13 @@ impl Collection {
     }
 
     /// True when nothing but this handle uses the collection: no reader, searcher or writer
-    /// clone is held and no compaction runs (see [`crate::Store::close_idle`]).
+    /// clone is held and no compaction or dump runs (see [`crate::Store::close_idle`]).
     pub(crate) fn is_unused(&self) -> bool {
         // `self.shared` and the writer's own reference.
         Arc::strong_count(&self.shared) == 2
             && self.writer.is_unshared()
             && !self.writer.compacting()
+            && !self.writer.dumping()
     }
 
     /// True while a clone of the writer is held elsewhere (a write in progress).

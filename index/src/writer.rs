@@ -15,7 +15,9 @@
 //! snapshot (tantivy searcher + dense view) atomically, starts a background compaction of the
 //! graph when tombstones pass the configured ratio (and takes the compacted graph at the commit
 //! after it is built: the rebuild runs without the writer lock, so writes go on meanwhile),
-//! dumps it every `dump_every_writes` writes, and prunes the op log below
+//! dumps it every `dump_every_writes` writes (also in the background: new points wait beside
+//! the graph, searched exactly, until the dump ends; see `dense::dumping`; a checkpoint dumps
+//! at once), and prunes the op log below
 //! what both indexes have persisted. A crash anywhere loses nothing acknowledged: the next open
 //! replays sled's op log into whatever tantivy or the dump lack (see `recovery`).
 
@@ -182,7 +184,8 @@ impl IndexWriter {
         }
         let bm25 = self.shared.sparse.reload()?;
         let maint = &self.shared.config.maintenance;
-        // A compaction rebuilds the graph in the background; a finished one is taken here.
+        // Dumps and compactions run in the background; finished ones are taken here.
+        st.dense.finish_dump();
         let compact = st.dense.finish_compaction() == CompactionState::Replaced;
         if st
             .dense
@@ -207,8 +210,21 @@ impl IndexWriter {
             );
         }
         let due = seq - st.dense.dumped_seq() >= maint.dump_every_writes || st.dense.dump_lagging();
-        if (compact || due || force_dump) && st.dense.dumped_seq() != seq {
+        if force_dump {
             st.dense.dump(&self.shared.dir, seq)?;
+        } else if (compact || due) && st.dense.dumped_seq() != seq {
+            let state = Arc::downgrade(&self.state);
+            // The held-back points join the graph now rather than at the next commit (which
+            // would also publish writes nobody has committed yet).
+            st.dense.start_dump(self.shared.dir.clone(), seq, move || {
+                if let Some(state) = state.upgrade() {
+                    let mut st = state.lock();
+                    if st.dense.finish_dump() {
+                        let covers = st.next_chunk;
+                        st.dense.request_freeze(covers);
+                    }
+                }
+            });
         }
         let dense = st.dense.view(st.next_chunk);
         let snapshot = Arc::new(Snapshot { seq, bm25, dense });
@@ -245,11 +261,16 @@ impl IndexWriter {
         }
     }
 
-    /// Blocks until the dense index's search copy has caught up with the last commit (it is
-    /// refreshed in the background; until then searches use the hnsw_rs graph, slower but
-    /// exact to the same snapshot). For benchmarks and tests that measure the steady state.
+    /// Blocks until a background dump of the graph has ended and the dense index's search copy
+    /// has caught up with the last commit (it is refreshed in the background; until then
+    /// searches use the hnsw_rs graph, slower but exact to the same snapshot). For benchmarks
+    /// and tests that measure the steady state.
     pub fn settle(&self) {
-        // Wait outside the writer lock: writes go on meanwhile.
+        // Wait outside the writer lock: writes go on meanwhile. A background dump ends by
+        // putting its held-back points into the graph and asking for a new copy.
+        while self.dumping() {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         let waiter = self.state.lock().dense.freeze_waiter();
         waiter.wait_idle();
     }
@@ -257,6 +278,18 @@ impl IndexWriter {
     /// True while the HNSW graph is being compacted in the background.
     pub fn compacting(&self) -> bool {
         self.state.lock().dense.compacting()
+    }
+
+    /// True while a dump of the HNSW graph is being written in the background.
+    pub fn dumping(&self) -> bool {
+        self.state.lock().dense.dumping()
+    }
+
+    /// Makes dumps started from now on wait before they write anything (`true`), until called
+    /// with `false`: for tests that need writes to land during a dump.
+    #[doc(hidden)]
+    pub fn hold_dumps(&self, hold: bool) {
+        self.state.lock().dense.hold_dumps(hold);
     }
 
     /// Makes compactions started from now on wait before they read anything (`true`), until

@@ -53,7 +53,9 @@ pub fn write(root: &Path, seq: Seq, graph: &Graph, tombstones: Vec<u64>) -> Resu
     if tmp.exists() {
         fs::remove_dir_all(&tmp).map_err(io_err(&tmp))?;
     }
-    fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
+    // Not `create_dir_all`: a background dump of a collection deleted meanwhile must fail,
+    // not bring its folder back.
+    fs::create_dir(&tmp).map_err(io_err(&tmp))?;
     let basename = if graph.is_empty() {
         None
     } else {

@@ -28,13 +28,16 @@
 //! reported as the cosine similarity `a·b / NORM²`.
 
 mod dump;
+mod dumping;
 mod flat;
 mod freezer;
 mod graph;
 
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use dumping::Dumping;
 
 pub use dump::{remove_stale, DumpState};
 pub use flat::FlatGraph;
@@ -80,6 +83,10 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>() / (NORM * NORM)
 }
 
+/// Points inserted while the graph was being dumped, not in the graph yet (see `dumping`),
+/// in id order.
+type Pending = Arc<Vec<(u64, Vec<f32>)>>;
+
 /// An immutable view of the dense index for one snapshot.
 #[derive(Clone)]
 pub struct DenseView {
@@ -87,6 +94,8 @@ pub struct DenseView {
     bound: u64,
     tombstones: Arc<HashSet<u64>>,
     live: u64,
+    /// Points held back from the graph during a dump; searched exactly beside it.
+    pending: Pending,
 }
 
 impl DenseView {
@@ -99,9 +108,17 @@ impl DenseView {
         id < self.bound && !self.tombstones.contains(&id) && allowed.is_none_or(|a| a.contains(&id))
     }
 
+    /// Every point of the graph this view may see has an id below this (pending points, which
+    /// are newer, are not in the graph).
+    fn graph_bound(&self) -> u64 {
+        self.pending
+            .first()
+            .map_or(self.bound, |p| p.0.min(self.bound))
+    }
+
     /// True when searches of this view run on the graph's frozen copy.
     pub fn is_frozen(&self) -> bool {
-        self.graph.is_empty() || self.graph.frozen_for(self.bound).is_some()
+        self.graph.is_empty() || self.graph.frozen_for(self.graph_bound()).is_some()
     }
 
     /// The graph this view searches.
@@ -118,10 +135,40 @@ impl DenseView {
         ef: usize,
         allowed: Option<&HashSet<u64>>,
     ) -> Vec<ScoredChunk> {
-        if let Some(frozen) = self.graph.frozen_for(self.bound) {
-            return self.search_frozen(&frozen.flat, query, k, ef, allowed);
+        let hits = match self.graph.frozen_for(self.graph_bound()) {
+            Some(frozen) => self.search_frozen(&frozen.flat, query, k, ef, allowed),
+            None => self.search_graph(query, k, ef, allowed),
+        };
+        self.with_pending(hits, query, k, allowed)
+    }
+
+    /// `hits` from the graph merged with the visible pending points, best `k` first.
+    fn with_pending(
+        &self,
+        mut hits: Vec<ScoredChunk>,
+        query: &[f32],
+        k: usize,
+        allowed: Option<&HashSet<u64>>,
+    ) -> Vec<ScoredChunk> {
+        if self.pending.is_empty() {
+            return hits;
         }
-        self.search_graph(query, k, ef, allowed)
+        // Once the dump has ended the graph holds the pending points too.
+        let found: HashSet<u64> = hits.iter().map(|h| h.id.0).collect();
+        let visible = self
+            .pending
+            .iter()
+            .filter(|(id, _)| !found.contains(id) && self.visible(*id, allowed));
+        let before = hits.len();
+        hits.extend(visible.map(|(id, v)| ScoredChunk {
+            id: ChunkId(*id),
+            score: cosine(query, v),
+        }));
+        if hits.len() > before {
+            hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));
+            hits.truncate(k);
+        }
+        hits
     }
 
     /// [`Self::search`] on a frozen copy: the filter is applied inside the search; if the
@@ -228,6 +275,12 @@ pub struct DenseWriter {
     /// While set, a started compaction waits before it reads anything (tests use it to make
     /// writes land during a compaction).
     hold: Arc<std::sync::atomic::AtomicBool>,
+    /// The dump being written in the background, if any (see `dumping`).
+    dumping: Option<Dumping>,
+    /// Points held back from the graph while it is dumped.
+    pending: Pending,
+    /// While set, a started dump waits before it writes anything (for tests).
+    hold_dumps: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl DenseWriter {
@@ -248,6 +301,9 @@ impl DenseWriter {
             freezer: Freezer::start(),
             compaction: None,
             hold: Arc::default(),
+            dumping: None,
+            pending: Arc::default(),
+            hold_dumps: Arc::default(),
         }
     }
 
@@ -268,15 +324,28 @@ impl DenseWriter {
         Self::new(config, graph, HashSet::new(), 0)
     }
 
-    /// Inserts new points (visible to views whose bound exceeds their ids).
+    /// Inserts new points (visible to views whose bound exceeds their ids); while the graph
+    /// is being dumped they are held back and searched beside it (see `dumping`).
     pub fn insert(&mut self, items: &[(u64, Vec<f32>)]) {
-        if !items.is_empty() {
+        if items.is_empty() {
+            return;
+        }
+        if self.dumping_current() {
+            Arc::make_mut(&mut self.pending).extend_from_slice(items);
+        } else {
             self.graph.insert(items);
             self.changed = true;
-            if let Some(c) = &mut self.compaction {
-                c.inserted.extend_from_slice(items);
-            }
         }
+        if let Some(c) = &mut self.compaction {
+            c.inserted.extend_from_slice(items);
+        }
+    }
+
+    /// True while the current graph is being dumped.
+    fn dumping_current(&self) -> bool {
+        self.dumping
+            .as_ref()
+            .is_some_and(|d| Arc::ptr_eq(&d.graph, &self.graph))
     }
 
     /// Marks `ids` deleted (effective for views published afterwards).
@@ -288,9 +357,9 @@ impl DenseWriter {
         self.tombstones.extend(ids);
     }
 
-    /// Live points: graph points minus tombstones.
+    /// Live points: graph and pending points minus tombstones.
     pub fn live(&self) -> u64 {
-        (self.graph.len() - self.tombstones.len()) as u64
+        (self.graph.len() + self.pending.len() - self.tombstones.len()) as u64
     }
 
     /// Asks the background freezer for a search copy of the graph for views bounded by
@@ -298,6 +367,8 @@ impl DenseWriter {
     /// request. Call after publishing a view.
     pub fn request_freeze(&mut self, covers: u64) {
         if self.changed {
+            // Pending points are not in the graph: the copy covers the ids below them.
+            let covers = self.pending.first().map_or(covers, |p| p.0.min(covers));
             self.freezer.request(Arc::clone(&self.graph), covers);
             self.changed = false;
         }
@@ -340,6 +411,7 @@ impl DenseWriter {
             bound,
             tombstones: Arc::new(self.tombstones.clone()),
             live: self.live(),
+            pending: Arc::clone(&self.pending),
         }
     }
 
@@ -356,6 +428,9 @@ impl DenseWriter {
         self.tombstones = tombstones;
         self.changed = true;
         self.dumped_points = 0;
+        // The compaction's replay put the held-back points into the new graph (they were
+        // inserted after it started, or were in sled when it read).
+        self.pending = Arc::default();
     }
 
     /// Starts rebuilding the graph on a background thread from what `live` returns (the live
@@ -450,59 +525,105 @@ impl DenseWriter {
         self.hold.store(hold, std::sync::atomic::Ordering::SeqCst);
     }
 
-    /// Dumps the graph as of `seq` into `root` (atomically; see `dump`).
+    /// Dumps the graph as of `seq` into `root` (atomically; see `dump`), now: after the
+    /// background dump running, if any, has ended.
     pub fn dump(&mut self, root: &Path, seq: Seq) -> Result<()> {
+        // A failed background dump was logged; this one reports its own outcome.
+        let _ = self.wait_dump();
+        if self.dumped_seq == seq {
+            return Ok(());
+        }
         let tombstones = self.tombstones.iter().copied().collect();
         dump::write(root, seq, &self.graph, tombstones)?;
         self.dumped_seq = seq;
         self.dumped_points = self.graph.len();
         Ok(())
     }
+
+    /// Starts dumping the graph as of `seq` into `root` on a background thread (see
+    /// `dumping`) unless one is running already (then the next commit tries again); `done` is
+    /// called on that thread when the files are in place, so the writer can take the dump
+    /// ([`Self::finish_dump`]) without waiting for the next write. The graph must hold every
+    /// write up to `seq`.
+    pub fn start_dump(&mut self, root: PathBuf, seq: Seq, done: impl FnOnce() + Send + 'static) {
+        if self.dumping.is_some() {
+            return;
+        }
+        let tombstones = self.tombstones.iter().copied().collect();
+        let graph = Arc::clone(&self.graph);
+        let hold = Arc::clone(&self.hold_dumps);
+        match Dumping::start(root, seq, graph, tombstones, hold, done) {
+            Ok(d) => self.dumping = Some(d),
+            Err(e) => tracing::error!("cannot start the HNSW dump: {e}"),
+        }
+    }
+
+    /// Takes the background dump if it has ended: records it and puts the held-back points
+    /// into the graph. Never blocks on the dump; true when one ended.
+    pub fn finish_dump(&mut self) -> bool {
+        let Some(outcome) = self.dumping.as_ref().and_then(Dumping::try_take) else {
+            return false;
+        };
+        // A failed dump is logged there; it is still due, so the next commit tries again.
+        let _ = self.took_dump(outcome);
+        true
+    }
+
+    /// Waits for the background dump, if any, and takes it (see [`Self::finish_dump`]).
+    pub fn wait_dump(&mut self) -> Result<()> {
+        match self.dumping.as_ref().map(Dumping::wait) {
+            Some(outcome) => self.took_dump(outcome),
+            None => Ok(()),
+        }
+    }
+
+    fn took_dump(&mut self, outcome: Result<()>) -> Result<()> {
+        let Some(d) = self.dumping.take() else {
+            return Ok(());
+        };
+        let current = Arc::ptr_eq(&d.graph, &self.graph);
+        if current {
+            let held = std::mem::take(&mut self.pending);
+            if !held.is_empty() {
+                self.graph.insert(&held);
+                self.changed = true;
+            }
+        }
+        match outcome {
+            Ok(()) => {
+                tracing::debug!(
+                    seq = d.seq,
+                    points = d.points,
+                    ms = d.started.elapsed().as_millis() as u64,
+                    "HNSW graph dumped"
+                );
+                // A dump of a graph replaced since is still a valid start for recovery, but
+                // says nothing of how far the new graph is dumped.
+                self.dumped_seq = self.dumped_seq.max(d.seq);
+                if current {
+                    self.dumped_points = d.points;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(seq = d.seq, "HNSW dump failed: {e}");
+                Err(e)
+            }
+        }
+    }
+
+    /// True while a dump is being written in the background.
+    pub fn dumping(&self) -> bool {
+        self.dumping.is_some()
+    }
+
+    /// Makes dumps started from now on wait (`true`) before writing anything, until called
+    /// with `false`. For tests that need writes to land during a dump.
+    pub fn hold_dumps(&self, hold: bool) {
+        self.hold_dumps
+            .store(hold, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn point(id: u64) -> (u64, Vec<f32>) {
-        let v = crate::testing::random_unit_vectors(1, 16, id).remove(0);
-        (id, normalise(&v, 16).unwrap())
-    }
-
-    /// Every way a point can meet a running compaction, with the rebuild's reading fixed:
-    /// it "read" ids 5..12, so it saw 10 and 11 (inserted after it started) and 9 (deleted
-    /// after it started), but not 12 (inserted after) or 13 (inserted and deleted after).
-    #[test]
-    fn a_compaction_replays_what_the_writer_did_while_it_ran() {
-        let first: Vec<_> = (0..10).map(point).collect();
-        let mut w = DenseWriter::build(HnswConfig::default(), &first);
-        w.tombstone(0..5);
-        w.hold_compactions(true);
-        let read: Vec<_> = (5..12).map(point).collect();
-        w.start_compaction(move || Ok(read), || {});
-        assert!(!w.needs_compaction(0.0, 1), "one compaction at a time");
-        w.insert(&[point(10), point(11), point(12), point(13)]);
-        w.tombstone([9, 13]);
-        assert_eq!(w.finish_compaction(), CompactionState::Running);
-        w.hold_compactions(false);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while w.finish_compaction() != CompactionState::Replaced {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the rebuild never ended"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        // 5..=12 once each (10 and 11 not twice, 13 never), 9 tombstoned.
-        assert_eq!(w.graph.len(), 8);
-        assert_eq!(w.tombstones, HashSet::from([9]));
-        assert_eq!(w.live(), 7);
-        let view = w.view(100);
-        for id in [5, 8, 10, 11, 12] {
-            let hits = view.search_graph(&point(id).1, 1, 32, None);
-            assert_eq!(hits[0].id, ChunkId(id));
-        }
-        let hits = view.search_graph(&point(9).1, 8, 32, None);
-        assert!(hits.iter().all(|h| h.id != ChunkId(9)));
-    }
-}
+mod tests;

@@ -163,9 +163,12 @@ fn dumps_follow_the_graph_size_and_checkpoint_all_catches_up() {
     );
     w.upsert_documents(batch(1000, 1100)).unwrap();
     w.commit().unwrap();
+    // Dumps are written in the background.
+    c.settle();
     assert_eq!(dumps(&path), vec![format!("dense-{:020}", 1100)]);
     w.upsert_documents(batch(1100, 1300)).unwrap();
     w.commit().unwrap();
+    c.settle();
     assert_eq!(dumps(&path).len(), 1, "200 of 1,300: under a quarter");
     drop((w, c));
 
@@ -242,4 +245,59 @@ fn settling_never_blocks_the_writer() {
     let st = c.reader().searcher().stats().unwrap();
     assert!(st.dense_frozen);
     assert_eq!(st.dense_chunks, 400);
+}
+
+/// A commit that starts a dump returns without waiting for it: writes and commits go on while
+/// it is written, their points are found at once (exactly, beside the graph), and after the
+/// dump and a reopen everything is there.
+#[test]
+fn writes_go_on_while_the_graph_is_dumped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("d");
+    let mut cfg = ragd_index::testing::test_config("d", DIM);
+    cfg.maintenance.dump_every_writes = 20;
+    let c = ragd_index::Collection::create(&path, cfg.clone()).unwrap();
+    let w = c.writer();
+    w.hold_dumps(true);
+    for i in 0..20 {
+        w.upsert_document(doc(&format!("a{i}"), 0, 1, DIM)).unwrap();
+    }
+    w.commit().unwrap();
+    assert!(w.dumping(), "20 writes: a dump is due");
+
+    let late: Vec<_> = (0..5)
+        .map(|i| doc(&format!("late{i}"), 0, 1, DIM))
+        .collect();
+    for d in &late {
+        w.upsert_document(d.clone()).unwrap();
+        w.commit().unwrap();
+    }
+    assert!(w.dumping(), "still held");
+    let s = c.reader().searcher();
+    assert_eq!(s.stats().unwrap().dense_chunks, 25);
+    for d in &late {
+        let hit = &s
+            .search_dense(&d.chunks[0].vector, 1, &Filter::default())
+            .unwrap()[0];
+        let found = s.get_chunks(&[hit.id]).unwrap().remove(0).unwrap();
+        assert_eq!(found.doc_id, d.id);
+    }
+
+    w.hold_dumps(false);
+    c.settle();
+    assert!(!w.dumping());
+    let names = dumps(&path);
+    assert_eq!(names, vec![format!("dense-{:020}", 20)]);
+    drop((s, w, c));
+    let c = ragd_index::Collection::open(&path, cfg).unwrap();
+    let s = c.reader().searcher();
+    assert_eq!(s.stats().unwrap().dense_chunks, 25);
+    let d = &late[4];
+    let hit = &s
+        .search_dense(&d.chunks[0].vector, 1, &Filter::default())
+        .unwrap()[0];
+    assert_eq!(
+        s.get_chunks(&[hit.id]).unwrap().remove(0).unwrap().doc_id,
+        d.id
+    );
 }
