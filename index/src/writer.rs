@@ -13,8 +13,9 @@
 //!
 //! [`IndexWriter::commit`] commits tantivy with payload `{"seq": last}`, publishes a new
 //! snapshot (tantivy searcher + dense view) atomically, starts a background compaction of the
-//! graph when tombstones pass the configured ratio (and takes the compacted graph at the commit
-//! after it is built: the rebuild runs without the writer lock, so writes go on meanwhile),
+//! graph when tombstones pass the configured ratio (the rebuild runs without the writer lock,
+//! so writes go on meanwhile; when it is built the thread publishes it if no acknowledged write
+//! awaits a commit, and otherwise the next commit takes it),
 //! dumps it every `dump_every_writes` writes (also in the background: new points wait beside
 //! the graph, searched exactly, until the dump ends; see `dense::dumping`; a checkpoint dumps
 //! at once), and prunes the op log below
@@ -176,7 +177,22 @@ impl IndexWriter {
 
     fn commit_inner(&self, force_dump: bool) -> Result<Seq> {
         let mut state = self.lock()?;
-        let st = &mut *state;
+        self.commit_locked(&mut state, force_dump)
+    }
+
+    /// Publishes the compacted graph once its rebuild is done, if nothing acknowledged awaits a
+    /// commit: publishing then shows exactly what the last commit did. Otherwise the next
+    /// commit, which those writes' writer will make, takes it (publishing here would make
+    /// uncommitted writes visible early).
+    fn publish_compacted(&self) -> Result<()> {
+        let mut state = self.lock()?;
+        if state.last_seq == state.committed_seq {
+            self.commit_locked(&mut state, false)?;
+        }
+        Ok(())
+    }
+
+    fn commit_locked(&self, st: &mut WriterState, force_dump: bool) -> Result<Seq> {
         let seq = st.last_seq;
         if st.committed_seq != seq {
             st.sparse.commit(seq)?;
@@ -202,8 +218,8 @@ impl IndexWriter {
                 // Publish the new graph now rather than at the next write, which may not come.
                 move || {
                     if let (Some(state), Some(shared)) = (writer.0.upgrade(), writer.1.upgrade()) {
-                        if let Err(e) = (IndexWriter { state, shared }).commit() {
-                            tracing::warn!("commit after the HNSW compaction failed: {e}");
+                        if let Err(e) = (IndexWriter { state, shared }).publish_compacted() {
+                            tracing::warn!("publishing the compacted HNSW graph failed: {e}");
                         }
                     }
                 },

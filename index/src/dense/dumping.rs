@@ -20,6 +20,45 @@ use super::{dump, Graph};
 use crate::types::Seq;
 use crate::Result;
 
+/// One inserted batch of `(id, normalised vector)`.
+type Batch = Arc<[(u64, Vec<f32>)]>;
+
+/// Points held back from the graph during a dump, in id order: the batches as inserted, so
+/// that a writer adding to a list that published views share copies pointers, not vectors.
+#[derive(Clone, Default)]
+pub struct Pending {
+    batches: Vec<Batch>,
+    len: usize,
+}
+
+impl Pending {
+    /// Adds a batch (ids above every id held).
+    pub fn push(&mut self, items: &[(u64, Vec<f32>)]) {
+        self.len += items.len();
+        self.batches.push(items.into());
+    }
+
+    /// Number of points held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when none is held.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The smallest id held.
+    pub fn first_id(&self) -> Option<u64> {
+        self.batches.first().and_then(|b| b.first()).map(|p| p.0)
+    }
+
+    /// The points, in id order.
+    pub fn iter(&self) -> impl Iterator<Item = &(u64, Vec<f32>)> {
+        self.batches.iter().flat_map(|b| b.iter())
+    }
+}
+
 /// A dump running on its own thread.
 pub(super) struct Dumping {
     /// The graph being dumped (the writer holds inserts back while it is the current one).

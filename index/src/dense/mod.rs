@@ -37,7 +37,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use dumping::Dumping;
+use dumping::{Dumping, Pending};
 
 pub use dump::{remove_stale, DumpState};
 pub use flat::FlatGraph;
@@ -83,10 +83,6 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>() / (NORM * NORM)
 }
 
-/// Points inserted while the graph was being dumped, not in the graph yet (see `dumping`),
-/// in id order.
-type Pending = Arc<Vec<(u64, Vec<f32>)>>;
-
 /// An immutable view of the dense index for one snapshot.
 #[derive(Clone)]
 pub struct DenseView {
@@ -95,7 +91,7 @@ pub struct DenseView {
     tombstones: Arc<HashSet<u64>>,
     live: u64,
     /// Points held back from the graph during a dump; searched exactly beside it.
-    pending: Pending,
+    pending: Arc<Pending>,
 }
 
 impl DenseView {
@@ -112,8 +108,8 @@ impl DenseView {
     /// are newer, are not in the graph).
     fn graph_bound(&self) -> u64 {
         self.pending
-            .first()
-            .map_or(self.bound, |p| p.0.min(self.bound))
+            .first_id()
+            .map_or(self.bound, |id| id.min(self.bound))
     }
 
     /// True when searches of this view run on the graph's frozen copy.
@@ -229,6 +225,14 @@ impl DenseView {
     }
 }
 
+impl Drop for DenseWriter {
+    /// Waits for a running dump: it writes into the collection's folder (and removes older
+    /// dumps there), which the next open of the collection must find settled.
+    fn drop(&mut self) {
+        let _ = self.wait_dump();
+    }
+}
+
 /// A graph being rebuilt from the live vectors on a background thread, and what the writer did
 /// since the rebuild started (to replay into the new graph before it replaces the old).
 ///
@@ -278,7 +282,7 @@ pub struct DenseWriter {
     /// The dump being written in the background, if any (see `dumping`).
     dumping: Option<Dumping>,
     /// Points held back from the graph while it is dumped.
-    pending: Pending,
+    pending: Arc<Pending>,
     /// While set, a started dump waits before it writes anything (for tests).
     hold_dumps: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -331,7 +335,7 @@ impl DenseWriter {
             return;
         }
         if self.dumping_current() {
-            Arc::make_mut(&mut self.pending).extend_from_slice(items);
+            Arc::make_mut(&mut self.pending).push(items);
         } else {
             self.graph.insert(items);
             self.changed = true;
@@ -368,7 +372,7 @@ impl DenseWriter {
     pub fn request_freeze(&mut self, covers: u64) {
         if self.changed {
             // Pending points are not in the graph: the copy covers the ids below them.
-            let covers = self.pending.first().map_or(covers, |p| p.0.min(covers));
+            let covers = self.pending.first_id().map_or(covers, |id| id.min(covers));
             self.freezer.request(Arc::clone(&self.graph), covers);
             self.changed = false;
         }
@@ -585,7 +589,8 @@ impl DenseWriter {
         if current {
             let held = std::mem::take(&mut self.pending);
             if !held.is_empty() {
-                self.graph.insert(&held);
+                let points: Vec<(u64, Vec<f32>)> = held.iter().cloned().collect();
+                self.graph.insert(&points);
                 self.changed = true;
             }
         }

@@ -154,3 +154,25 @@ fn a_compaction_during_a_dump_takes_the_held_back_points() {
     // The new graph counts as not dumped at all.
     assert_eq!(w.dumped_points, 0);
 }
+
+/// Dropping the writer (closing the collection) waits for its background dump, which writes
+/// into and prunes the folder that the next open reads.
+#[test]
+fn dropping_the_writer_waits_for_its_dump() {
+    let dir = tempfile::tempdir().unwrap();
+    let first: Vec<_> = (0..10).map(point).collect();
+    let mut w = DenseWriter::build(HnswConfig::default(), &first);
+    w.hold_dumps(true);
+    w.start_dump(dir.path().to_owned(), 3, || {});
+    let hold = Arc::clone(&w.hold_dumps);
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        hold.store(false, std::sync::atomic::Ordering::SeqCst);
+    });
+    drop(w);
+    release.join().unwrap();
+    let loaded = DenseWriter::load(dir.path(), HnswConfig::default(), 3)
+        .unwrap()
+        .expect("the dump was in place when the writer was gone");
+    assert_eq!(loaded.graph.len(), 10);
+}

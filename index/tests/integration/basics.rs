@@ -438,6 +438,43 @@ fn tombstone_compaction_keeps_results() {
     );
 }
 
+/// A compaction that ends while an acknowledged write awaits its commit publishes nothing (that
+/// would show the write before its writer commits it); the commit takes the compacted graph.
+#[test]
+fn a_compaction_does_not_publish_uncommitted_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = create(dir.path(), "c");
+    let w = c.writer();
+    let ids = forty_documents(&w);
+    w.hold_compactions(true);
+    for id in &ids[..30] {
+        w.delete_document(id).unwrap();
+    }
+    w.commit().unwrap();
+    assert!(w.compacting());
+    w.upsert_document(doc("late", 1, 2, DIM)).unwrap();
+    w.delete_document("d39").unwrap();
+    let before = c.reader().searcher().stats().unwrap();
+    w.hold_compactions(false);
+    // The rebuild of 20 points takes milliseconds; nothing may be published meanwhile.
+    for _ in 0..100 {
+        let now = c.reader().searcher().stats().unwrap();
+        assert_eq!(
+            (now.snapshot_seq, now.dense_chunks, now.bm25_chunks),
+            (before.snapshot_seq, 20, 20),
+            "published without a commit"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    w.commit().unwrap();
+    assert!(!w.compacting(), "the commit takes the compacted graph");
+    let st = c.reader().searcher().stats().unwrap();
+    assert_eq!(
+        (st.dense_chunks, st.bm25_chunks, st.dense_points),
+        (20, 20, 20)
+    );
+}
+
 /// The compaction rebuilds the graph in the background: writes and commits go on meanwhile
 /// (inserts, and deletes of old and new points), and the compacted graph that replaces the old
 /// one has every live point once and no deleted one.
