@@ -42,8 +42,18 @@ impl Server {
 
     /// A server that can answer: SmolLM2 behind a pool of one thread and a queue of one.
     async fn start_answering(data: &Path) -> Self {
+        Self::start_answering_with(data, None, |_| {}).await
+    }
+
+    /// [`Self::start_answering`] with `reranker` and the config edited.
+    async fn start_answering_with(
+        data: &Path,
+        reranker: Option<std::sync::Arc<dyn ragd::model::Reranker>>,
+        edit: impl FnOnce(&mut ragd::Config),
+    ) -> Self {
         let mut cfg = config();
         cfg.data_dir = data.to_path_buf();
+        edit(&mut cfg);
         let pool = GenerationPool::new(
             shared_generator(),
             GenerationPoolConfig {
@@ -52,7 +62,7 @@ impl Server {
             },
         )
         .unwrap();
-        let state = AppState::with_generator(cfg, shared_embedder(), None, Some(pool)).unwrap();
+        let state = AppState::with_generator(cfg, shared_embedder(), reranker, Some(pool)).unwrap();
         Self::serve(state).await
     }
 
@@ -395,21 +405,11 @@ async fn the_llm_judge_reranks_through_the_generation_pool() {
     use ragd::model::rerank::{LlmReranker, Reranker};
 
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config();
-    cfg.data_dir = dir.path().to_path_buf();
-    cfg.reranker.kind = ragd::config::RerankerKind::Llm;
     let judge = std::sync::Arc::new(LlmReranker::new(shared_generator(), 512).unwrap());
-    let pool = GenerationPool::new(
-        shared_generator(),
-        GenerationPoolConfig {
-            concurrency: 1,
-            queue: 1,
-        },
-    )
-    .unwrap();
-    let state =
-        AppState::with_generator(cfg, shared_embedder(), Some(judge.clone()), Some(pool)).unwrap();
-    let server = Server::serve(state).await;
+    let server = Server::start_answering_with(dir.path(), Some(judge.clone()), |cfg| {
+        cfg.reranker.kind = ragd::config::RerankerKind::Llm;
+    })
+    .await;
     let mut c = server.client().await;
     ingest_kb(&mut c, "kb").await;
 

@@ -2,6 +2,18 @@
 
 use super::*;
 
+/// Waits until `w`'s background compaction has replaced the graph.
+fn replaced(w: &mut DenseWriter) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while w.finish_compaction() != CompactionState::Replaced {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rebuild never ended"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 fn point(id: u64) -> (u64, Vec<f32>) {
     let v = crate::testing::random_unit_vectors(1, 16, id).remove(0);
     (id, normalise(&v, 16).unwrap())
@@ -23,14 +35,7 @@ fn a_compaction_replays_what_the_writer_did_while_it_ran() {
     w.tombstone([9, 13]);
     assert_eq!(w.finish_compaction(), CompactionState::Running);
     w.hold_compactions(false);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while w.finish_compaction() != CompactionState::Replaced {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the rebuild never ended"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    replaced(&mut w);
     // 5..=12 once each (10 and 11 not twice, 13 never), 9 tombstoned.
     assert_eq!(w.graph.len(), 8);
     assert_eq!(w.tombstones, HashSet::from([9]));
@@ -132,14 +137,7 @@ fn a_compaction_during_a_dump_takes_the_held_back_points() {
     w.tombstone([0]);
     w.start_compaction(|| Ok((1..10).map(point).collect()), || {});
     w.insert(&[point(10)]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while w.finish_compaction() != CompactionState::Replaced {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the rebuild never ended"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    replaced(&mut w);
     assert!(w.pending.is_empty());
     assert_eq!(w.graph.len(), 10);
     w.insert(&[point(11)]);

@@ -399,6 +399,17 @@ fn a_deletion_interrupted_by_a_crash_is_finished_on_reopen() {
     store.create_collection(test_config("gone", DIM)).unwrap();
 }
 
+/// [`forty_documents`], then compactions held and d0..d29 deleted (uncommitted): the next
+/// commit starts a compaction that waits.
+fn forty_documents_thirty_deleted(w: &ragd_index::IndexWriter) -> Vec<String> {
+    let ids = forty_documents(w);
+    w.hold_compactions(true);
+    for id in &ids[..30] {
+        w.delete_document(id).unwrap();
+    }
+    ids
+}
+
 /// Writes and commits documents d0..d39 of two chunks each; returns their ids.
 fn forty_documents(w: &ragd_index::IndexWriter) -> Vec<String> {
     let ids: Vec<String> = (0..40).map(|i| format!("d{i}")).collect();
@@ -445,11 +456,7 @@ fn a_compaction_does_not_publish_uncommitted_writes() {
     let dir = tempfile::tempdir().unwrap();
     let c = create(dir.path(), "c");
     let w = c.writer();
-    let ids = forty_documents(&w);
-    w.hold_compactions(true);
-    for id in &ids[..30] {
-        w.delete_document(id).unwrap();
-    }
+    forty_documents_thirty_deleted(&w);
     w.commit().unwrap();
     assert!(w.compacting());
     w.upsert_document(doc("late", 1, 2, DIM)).unwrap();
@@ -483,11 +490,7 @@ fn compaction_runs_in_the_background_while_writes_go_on() {
     let dir = tempfile::tempdir().unwrap();
     let c = create(dir.path(), "c");
     let w = c.writer();
-    let ids = forty_documents(&w);
-    w.hold_compactions(true);
-    for id in &ids[..30] {
-        w.delete_document(id).unwrap();
-    }
+    let ids = forty_documents_thirty_deleted(&w);
     w.commit().unwrap(); // 60 tombstones of 80 points: a compaction starts, and waits
     assert!(w.compacting());
     // Writes during the compaction: new documents, a deleted old one, a deleted new one.
