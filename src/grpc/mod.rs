@@ -125,9 +125,19 @@ impl Security {
     }
 }
 
+/// A task aborted when this is dropped, however its owner returns.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Starts the task that closes idle collections every so often (see
-/// `server.close_idle_collections_after_seconds`), unless that is 0.
-fn close_idle_collections(state: &AppState) -> Option<tokio::task::JoinHandle<()>> {
+/// `server.close_idle_collections_after_seconds`), unless that is 0; it stops when the
+/// returned guard is dropped.
+fn close_idle_collections(state: &AppState) -> Option<AbortOnDrop> {
     let idle = Duration::from_secs(state.config().server.close_idle_collections_after_seconds);
     if idle.is_zero() {
         return None;
@@ -136,7 +146,7 @@ fn close_idle_collections(state: &AppState) -> Option<tokio::task::JoinHandle<()
     // collection closes no later than about a quarter past its idle time.
     let period = (idle / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
     let state = state.clone();
-    Some(tokio::spawn(async move {
+    Some(AbortOnDrop(tokio::spawn(async move {
         let mut ticks = tokio::time::interval(period);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticks.tick().await;
@@ -149,7 +159,7 @@ fn close_idle_collections(state: &AppState) -> Option<tokio::task::JoinHandle<()
                 tracing::error!("closing idle collections failed: {e}");
             }
         }
-    }))
+    })))
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then shuts down gracefully: health
@@ -191,13 +201,11 @@ pub async fn serve_with(
         tls = security.tls.is_some(),
         "serving ragd.v1.Rag"
     );
-    let closer = close_idle_collections(&state);
+    // Runs until serve_with returns, on any path.
+    let _closer = close_idle_collections(&state);
     let jobs = state.jobs().clone();
     let signal = async move {
         shutdown.await;
-        if let Some(closer) = closer {
-            closer.abort();
-        }
         tracing::info!("shutting down: finishing requests and job batches");
         reporter.set_not_serving::<RagServer<RagService>>().await;
         jobs.stop();
