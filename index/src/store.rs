@@ -263,17 +263,6 @@ impl Store {
         r
     }
 
-    /// Names of the open collections, sorted.
-    pub fn open_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .open_collections()
-            .iter()
-            .map(|c| c.name().to_owned())
-            .collect();
-        names.sort();
-        names
-    }
-
     /// Every collection on disk with its manifest and counts, sorted by name, without opening
     /// any: an open collection reports its live counts, a closed one the counts its last
     /// commit recorded (see `summary`). A collection written before the counts were recorded

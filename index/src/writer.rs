@@ -253,25 +253,23 @@ impl IndexWriter {
         self.shared.meta.purge_retired(oldest)?;
         self.shared.meta.prune_ops(seq.min(st.dense.dumped_seq()))?;
         if st.counted_seq != Some(seq) {
-            // A report for listings: its failure does not fail the commit, which is durable.
-            match crate::Counts::of(&self.shared.meta) {
-                Ok(counts) => {
-                    counts.store(&self.shared.dir);
-                    st.counted_seq = Some(seq);
-                }
-                Err(e) => tracing::warn!("reading the collection's counts: {e}"),
-            }
+            self.record_counts_locked(st);
         }
         Ok(seq)
     }
 
     /// Records the counts for listings (see `summary`), as an open does after recovery.
     pub(crate) fn record_counts(&self) {
-        let mut state = self.state.lock();
+        self.record_counts_locked(&mut self.state.lock());
+    }
+
+    /// A report for listings: its failure is logged and does not fail the commit, which is
+    /// durable already.
+    fn record_counts_locked(&self, st: &mut WriterState) {
         match crate::Counts::of(&self.shared.meta) {
             Ok(counts) => {
                 counts.store(&self.shared.dir);
-                state.counted_seq = Some(counts.seq);
+                st.counted_seq = Some(counts.seq);
             }
             Err(e) => tracing::warn!("reading the collection's counts: {e}"),
         }
