@@ -45,7 +45,7 @@ struct Inner {
 }
 
 /// A collection and its counts, as listed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct CollectionInfo {
     /// Its name.
     pub name: String,

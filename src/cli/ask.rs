@@ -2,8 +2,9 @@
 //!
 //! Retrieval, the relevance gate, the prompt and citation checking are [`crate::rag::answer`];
 //! this file only parses flags and prints. With `--stream` the answer is printed a sentence at a
-//! time as each passes its check against the sources; the short answer and the sources follow. `--json` prints one object with the
-//! answer, its short answer, citations and timings.
+//! time as each passes its check against the sources; the short answer and the sources follow.
+//! `--json` prints one object with the answer, its short answer, citations and timings. With
+//! `--server URL` a running `ragd serve` answers (the Ask RPC, streamed), printed the same way.
 
 use std::io::Write;
 use std::ops::ControlFlow;
@@ -13,8 +14,8 @@ use index::Store;
 
 use super::args::{ModeArg, RerankerArg};
 use crate::config::Config;
-use crate::model::llm::Generator;
 use crate::rag::answer::{self, Answer, AnswerConfig};
+use crate::state::AskQuery;
 use crate::wiring::{Models, RerankChoice};
 
 /// `ragd ask`.
@@ -50,9 +51,14 @@ pub struct AskArgs {
     /// Sampling temperature, 0 = greedy [default: generator.temperature].
     #[arg(long)]
     pub temperature: Option<f64>,
-    /// Best-chunk cosine similarity under which the answer is "not found" without the model.
+    /// Best-chunk cosine similarity under which the answer is "not found" without the model
+    /// (local only: a server applies its own).
     #[arg(long, default_value_t = answer::DEFAULT_MIN_RELEVANCE)]
     pub min_relevance: f32,
+    /// Ask this server (e.g. http://127.0.0.1:50051) instead of the local data folder; the
+    /// answer streams in as the server checks it.
+    #[arg(long, env = "RAGD_SERVER")]
+    pub server: Option<String>,
 }
 
 impl AskArgs {
@@ -73,8 +79,50 @@ impl AskArgs {
     }
 }
 
+/// Prints an answer as it streams in (with `--stream`), then the answer and its sources.
+struct Printer {
+    stream: bool,
+    streamed: String,
+}
+
+impl Printer {
+    fn new(args: &AskArgs) -> Self {
+        Self {
+            stream: args.stream && !args.json,
+            streamed: String::new(),
+        }
+    }
+
+    fn piece(&mut self, piece: &str) {
+        if self.stream {
+            self.streamed.push_str(piece);
+            let mut out = std::io::stdout().lock();
+            let _ = write!(out, "{piece}");
+            let _ = out.flush();
+        }
+    }
+
+    fn finish(self, args: &AskArgs, a: &Answer, model: &str) {
+        if args.json {
+            println!("{}", answer_json(&args.question, a, model));
+            return;
+        }
+        if !self.stream {
+            println!("{}", a.text);
+        } else if self.streamed.trim() != a.text.trim() {
+            println!("\n\nChecked against the sources:\n{}", a.text);
+        } else {
+            println!();
+        }
+        print_sources(a);
+    }
+}
+
 /// Runs `ragd ask`.
 pub fn run(cfg: &Config, args: &AskArgs) -> anyhow::Result<()> {
+    if let Some(url) = &args.server {
+        return run_remote(cfg, args, url);
+    }
     let store = Store::open(&cfg.data_dir)?;
     let collection = store.collection(&args.collection).map_err(|e| {
         anyhow::anyhow!(
@@ -92,15 +140,9 @@ pub fn run(cfg: &Config, args: &AskArgs) -> anyhow::Result<()> {
     let retriever = models.retriever();
     let searcher = collection.reader().searcher();
     let acfg = args.answer_config(cfg);
-    let stream = args.stream && !args.json;
-    let mut out = std::io::stdout().lock();
-    let mut streamed = String::new();
+    let mut printer = Printer::new(args);
     let mut sink = |piece: &str| {
-        if stream {
-            streamed.push_str(piece);
-            let _ = write!(out, "{piece}");
-            let _ = out.flush();
-        }
+        printer.piece(piece);
         ControlFlow::Continue(())
     };
     let a = answer::answer(
@@ -111,30 +153,40 @@ pub fn run(cfg: &Config, args: &AskArgs) -> anyhow::Result<()> {
         &acfg,
         &mut sink,
     )?;
-    if args.json {
-        println!("{}", answer_json(&args.question, &a, generator.as_ref()));
-        return Ok(());
-    }
-    if !stream {
-        println!("{}", a.text);
-    } else if streamed.trim() != a.text.trim() {
-        println!("\n\nChecked against the sources:\n{}", a.text);
-    } else {
-        println!();
-    }
-    print_sources(&a);
+    printer.finish(
+        args,
+        &a,
+        &crate::model::llm::Generator::info(generator.as_ref()).model_id,
+    );
+    Ok(())
+}
+
+/// `ragd ask --server`: the server's generation settings apply where no flag is given.
+fn run_remote(cfg: &Config, args: &AskArgs, url: &str) -> anyhow::Result<()> {
+    let acfg = args.answer_config(cfg);
+    let query = AskQuery {
+        collection: args.collection.clone(),
+        question: args.question.clone(),
+        retrieval: acfg.retrieve,
+        max_tokens: args.max_tokens,
+        temperature: args.temperature,
+        seed: None,
+    };
+    let mut printer = Printer::new(args);
+    let (a, model) = super::remote::ask(url, query, |piece| printer.piece(piece))?;
+    printer.finish(args, &a, &model);
     Ok(())
 }
 
 /// The `--json` object of an answer.
-pub fn answer_json(question: &str, a: &Answer, generator: &dyn Generator) -> serde_json::Value {
+pub fn answer_json(question: &str, a: &Answer, model: &str) -> serde_json::Value {
     serde_json::json!({
         "question": question,
         "answer": a.text,
         "not_found": a.not_found,
         "short_answer": a.short_answer,
         "citations": a.citations,
-        "model": generator.info().model_id,
+        "model": model,
         "timings": a.stats,
     })
 }

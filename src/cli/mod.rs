@@ -7,8 +7,10 @@ mod args;
 mod ask;
 mod bench;
 mod chunk;
+mod collections;
 mod eval;
 mod generate;
+mod jobs;
 mod kb;
 mod models;
 mod remote;
@@ -82,6 +84,12 @@ pub enum Command {
     /// Measure throughput (prints one JSON object with --json).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// List, inspect, create and delete collections (locally or with --server).
+    #[command(subcommand)]
+    Collections(collections::CollectionsCommand),
+    /// List, inspect, follow and cancel bulk ingestion jobs (locally or with --server).
+    #[command(subcommand)]
+    Jobs(jobs::JobsCommand),
 }
 
 /// `ragd embed`.
@@ -122,6 +130,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ask(args) => ask::run(&cfg, &args),
         Command::Eval(cmd) => eval::run(&cfg, cmd),
         Command::Demo(args) => kb::demo(&cfg, &args),
+        Command::Collections(cmd) => collections::run(&cfg, cmd),
+        Command::Jobs(cmd) => jobs::run(&cfg, cmd),
     }
 }
 

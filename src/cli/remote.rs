@@ -1,4 +1,5 @@
-//! `--server` variants of `ragd ingest` and `ragd search`: the same commands over gRPC.
+//! `--server` variants of the CLI's commands (`ingest`, `search`, `ask`, `collections`,
+//! `jobs`): the same commands over gRPC.
 //!
 //! `ragd ingest --server URL PATH...` reads the files here, a document at a time, and streams
 //! them to the server in messages bounded by bytes (IngestDocuments), so neither side holds
@@ -15,6 +16,7 @@ use crate::grpc::convert::{self, JobView};
 use crate::grpc::pb;
 use crate::jobs::{IngestSummary, JobState};
 use crate::rag::Hit;
+use crate::state::{AskQuery, CollectionInfo};
 
 /// Most documents per streamed message (each message is one commit on the server).
 const STREAM_BATCH: usize = 64;
@@ -41,6 +43,122 @@ pub fn search(
         let mut client = connect(url).await?;
         let response = client.search(tonic::Request::new(query.into())).await?;
         Ok(convert::hits(response.into_inner()))
+    })
+}
+
+/// Runs `f` with a client of the server at `url`, on a small runtime of its own.
+pub fn with_client<R>(
+    url: &str,
+    f: impl AsyncFnOnce(&mut Client) -> anyhow::Result<R>,
+) -> anyhow::Result<R> {
+    runtime()?.block_on(async {
+        let mut client = connect(url).await?;
+        f(&mut client).await
+    })
+}
+
+/// Every collection on the server, sorted by name.
+pub fn collections(url: &str) -> anyhow::Result<Vec<CollectionInfo>> {
+    with_client(url, async |client| {
+        let response = client
+            .list_collections(pb::ListCollectionsRequest {})
+            .await?;
+        let pb::ListCollectionsResponse { collections } = response.into_inner();
+        Ok(collections.into_iter().map(CollectionInfo::from).collect())
+    })
+}
+
+/// Creates an empty collection on the server, for its embedder.
+pub fn create_collection(url: &str, name: &str) -> anyhow::Result<CollectionInfo> {
+    with_client(url, async |client| {
+        let request = pb::CreateCollectionRequest {
+            name: name.to_string(),
+        };
+        Ok(client.create_collection(request).await?.into_inner().into())
+    })
+}
+
+/// Deletes a collection on the server.
+pub fn delete_collection(url: &str, name: &str) -> anyhow::Result<()> {
+    with_client(url, async |client| {
+        let request = pb::DeleteCollectionRequest {
+            name: name.to_string(),
+        };
+        client.delete_collection(request).await?;
+        Ok(())
+    })
+}
+
+/// Every job the server knows, newest first.
+pub fn jobs(url: &str) -> anyhow::Result<Vec<JobView>> {
+    with_client(url, async |client| {
+        let response = client
+            .list_ingest_jobs(pb::ListIngestJobsRequest {})
+            .await?;
+        let pb::ListIngestJobsResponse { jobs } = response.into_inner();
+        Ok(jobs.into_iter().map(JobView::from).collect())
+    })
+}
+
+/// One job.
+pub fn job(url: &str, id: &str) -> anyhow::Result<JobView> {
+    with_client(url, async |client| {
+        let request = pb::GetIngestJobRequest { id: id.to_string() };
+        Ok(client.get_ingest_job(request).await?.into_inner().into())
+    })
+}
+
+/// Asks the server to cancel a job; the job as it stands after the request.
+pub fn cancel_job(url: &str, id: &str) -> anyhow::Result<JobView> {
+    with_client(url, async |client| {
+        let request = pb::CancelIngestJobRequest { id: id.to_string() };
+        Ok(client.cancel_ingest_job(request).await?.into_inner().into())
+    })
+}
+
+/// Follows a job until it ends, calling `update` with each state the server sends; returns the
+/// last.
+pub fn watch_job(url: &str, id: &str, update: impl FnMut(&JobView)) -> anyhow::Result<JobView> {
+    with_client(url, async |client| watch(client, id, update).await)
+}
+
+async fn watch(
+    client: &mut Client,
+    id: &str,
+    mut update: impl FnMut(&JobView),
+) -> anyhow::Result<JobView> {
+    let request = pb::WatchIngestJobRequest { id: id.to_string() };
+    let mut updates = client.watch_ingest_job(request).await?.into_inner();
+    let mut last = None;
+    while let Some(next) = updates.next().await {
+        let view = JobView::from(next?);
+        update(&view);
+        last = Some(view);
+    }
+    match last {
+        Some(view) => Ok(view),
+        None => anyhow::bail!("the server ended the watch of job {id} without sending it"),
+    }
+}
+
+/// `ragd ask --server`: calls `piece` with each checked piece of the answer as it streams in;
+/// returns the final answer and the generator's model id.
+pub fn ask(
+    url: &str,
+    query: AskQuery,
+    mut piece: impl FnMut(&str),
+) -> anyhow::Result<(crate::rag::Answer, String)> {
+    with_client(url, async |client| {
+        let request = pb::AskRequest::from(query);
+        let mut events = client.ask(request).await?.into_inner();
+        while let Some(event) = events.next().await {
+            match event?.event {
+                Some(pb::ask_response::Event::Delta(text)) => piece(&text),
+                Some(pb::ask_response::Event::Final(f)) => return Ok(convert::answer(f)),
+                None => {}
+            }
+        }
+        anyhow::bail!("the server ended the answer without its final message")
     })
 }
 
@@ -211,14 +329,11 @@ async fn run_job(
     let job = JobView::from(client.start_ingest_job(request).await?.into_inner());
     eprintln!("started job {}", job.id);
     let bar = super::bytes_bar(0, "ingesting");
-    let watch = pb::WatchIngestJobRequest { id: job.id.clone() };
-    let mut updates = client.watch_ingest_job(watch).await?.into_inner();
-    let mut last = job;
-    while let Some(update) = updates.next().await {
-        last = JobView::from(update?);
-        bar.set_length(last.total);
-        bar.set_position(last.done);
-    }
+    let last = watch(&mut client, &job.id, |view| {
+        bar.set_length(view.bytes_total);
+        bar.set_position(view.bytes_done);
+    })
+    .await?;
     bar.finish_and_clear();
     match last.state {
         Some(JobState::Succeeded) => Ok(last.summary),

@@ -548,8 +548,8 @@ impl TryFrom<pb::AskRequest> for AskQuery {
     }
 }
 
-/// The final message of an Ask stream.
-pub fn ask_final(a: &Answer, total_ms: f64) -> pb::AskResponse {
+/// The final message of an Ask stream; `model` is the generator's id.
+pub fn ask_final(a: &Answer, total_ms: f64, model: &str) -> pb::AskResponse {
     let Answer {
         text,
         not_found,
@@ -566,6 +566,7 @@ pub fn ask_final(a: &Answer, total_ms: f64) -> pb::AskResponse {
             title: c.title.clone(),
             span_start: c.span_start as u64,
             span_end: c.span_end as u64,
+            text: c.text.clone(),
         })
         .collect();
     pb::AskResponse {
@@ -581,6 +582,7 @@ pub fn ask_final(a: &Answer, total_ms: f64) -> pb::AskResponse {
                 rerank_ms: stats.rerank_ms,
                 time_to_first_token_ms: stats.time_to_first_token_ms,
                 first_text_ms: stats.first_text_ms,
+                prompt_ms: stats.prompt_ms,
                 total_ms,
                 tokens_per_second: stats.tokens_per_second,
             }),
@@ -592,6 +594,7 @@ pub fn ask_final(a: &Answer, total_ms: f64) -> pb::AskResponse {
                 span_start: s.span_start as u64,
                 span_end: s.span_end as u64,
             }),
+            model: model.to_string(),
         })),
     }
 }
@@ -723,6 +726,134 @@ fn chunk_record(c: pb::Chunk) -> ChunkRecord {
     }
 }
 
+impl From<AskQuery> for pb::AskRequest {
+    fn from(q: AskQuery) -> Self {
+        let AskQuery {
+            collection,
+            question,
+            retrieval,
+            max_tokens,
+            temperature,
+            seed,
+        } = q;
+        Self {
+            collection,
+            question,
+            retrieval: Some(retrieval.into()),
+            generation: Some(pb::GenerationOptions {
+                max_tokens: max_tokens.map_or(0, |n| n.min(u32::MAX as usize) as u32),
+                temperature: temperature.map(|t| t as f32),
+                seed,
+            }),
+        }
+    }
+}
+
+/// The answer of an Ask stream's final message, as the local command builds it, and the
+/// generator's model id. Per-answer figures the server does not send (how many sources were
+/// used or dropped, sentences removed) are 0.
+pub fn answer(f: pb::AskFinal) -> (Answer, String) {
+    let pb::AskFinal {
+        answer,
+        citations,
+        usage,
+        timings,
+        not_found,
+        short_answer,
+        model,
+    } = f;
+    let citations = citations
+        .into_iter()
+        .map(|c| {
+            let pb::Citation {
+                source_number,
+                document_id,
+                chunk_id,
+                title,
+                span_start,
+                span_end,
+                text,
+            } = c;
+            crate::rag::answer::Citation {
+                number: source_number as usize,
+                doc_id: document_id,
+                chunk_id,
+                title,
+                span_start: span_start as usize,
+                span_end: span_end as usize,
+                text,
+            }
+        })
+        .collect();
+    let short_answer = short_answer.map(|s| {
+        let pb::ShortAnswer {
+            text,
+            source_number,
+            document_id,
+            span_start,
+            span_end,
+        } = s;
+        crate::rag::answer::ShortAnswer {
+            text,
+            number: source_number as usize,
+            doc_id: document_id,
+            span_start: span_start as usize,
+            span_end: span_end as usize,
+        }
+    });
+    let pb::Usage {
+        prompt_tokens,
+        completion_tokens,
+    } = usage.unwrap_or_default();
+    let pb::Timings {
+        retrieve_ms,
+        rerank_ms,
+        time_to_first_token_ms,
+        total_ms: _,
+        tokens_per_second,
+        first_text_ms,
+        prompt_ms,
+    } = timings.unwrap_or_default();
+    let stats = crate::rag::answer::AnswerStats {
+        retrieve_ms,
+        rerank_ms,
+        prompt_tokens: prompt_tokens as usize,
+        completion_tokens: completion_tokens as usize,
+        prompt_ms,
+        time_to_first_token_ms,
+        first_text_ms,
+        tokens_per_second,
+        ..Default::default()
+    };
+    let answer = Answer {
+        text: answer,
+        not_found,
+        citations,
+        short_answer,
+        stats,
+    };
+    (answer, model)
+}
+
+impl From<pb::Collection> for CollectionInfo {
+    fn from(c: pb::Collection) -> Self {
+        let pb::Collection {
+            name,
+            embedding_model,
+            dimension,
+            documents,
+            chunks,
+        } = c;
+        Self {
+            name,
+            embedding_model,
+            dimension: dimension as usize,
+            documents,
+            chunks,
+        }
+    }
+}
+
 /// A loaded document as a streamed-ingestion input.
 pub fn document_input(d: Document) -> pb::DocumentInput {
     pb::DocumentInput {
@@ -780,45 +911,65 @@ pub fn job_request(
     }
 }
 
-/// What a client shows of a job.
-#[derive(Debug, Clone)]
+/// What a client shows of a job: the CLI prints local job records through this same view
+/// (`JobView::from(pb::IngestJob::from(record))`), so `ragd jobs` reads the same with and
+/// without `--server`.
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct JobView {
     /// The id.
     pub id: String,
+    /// The collection it writes.
+    pub collection: String,
+    /// The files and folders it reads (on the server).
+    pub paths: Vec<String>,
     /// Its state, `None` when the server sent an unknown one.
     pub state: Option<JobState>,
+    /// Documents processed, and found (0 until the whole input has been read).
+    pub documents_done: u64,
+    /// See `documents_done`.
+    pub documents_total: u64,
     /// Bytes of input processed.
-    pub done: u64,
+    pub bytes_done: u64,
     /// Bytes of input found by the scan.
-    pub total: u64,
+    pub bytes_total: u64,
+    /// Documents per second in the current run.
+    pub documents_per_second: f64,
+    /// Seconds left at that rate (0 when unknown or done).
+    pub eta_seconds: f64,
     /// Counts and errors so far.
     pub summary: IngestSummary,
     /// Why it failed.
     pub failure: String,
+    /// Unix milliseconds.
+    pub created_unix_ms: u64,
+    /// Unix milliseconds; 0 while not finished.
+    pub finished_unix_ms: u64,
+    /// Times resumed after a server restart.
+    pub resumed: u32,
 }
 
 impl From<pb::IngestJob> for JobView {
     fn from(j: pb::IngestJob) -> Self {
         let pb::IngestJob {
             id,
-            collection: _,
-            paths: _,
+            collection,
+            paths,
             state,
             progress,
             errors,
             failure,
-            created_unix_ms: _,
-            finished_unix_ms: _,
-            resumed: _,
+            created_unix_ms,
+            finished_unix_ms,
+            resumed,
         } = j;
         let pb::JobProgress {
-            documents_total: _,
-            documents_done: _,
+            documents_total,
+            documents_done,
             bytes_total,
             bytes_done,
             counts,
-            documents_per_second: _,
-            eta_seconds: _,
+            documents_per_second,
+            eta_seconds,
         } = progress.unwrap_or_default();
         let mut summary = counts_summary(counts.unwrap_or_default());
         summary.errors = errors.into_iter().map(error_pair).collect();
@@ -832,12 +983,27 @@ impl From<pb::IngestJob> for JobView {
         };
         Self {
             id,
+            collection,
+            paths,
             state,
-            done: bytes_done,
-            total: bytes_total,
+            documents_done,
+            documents_total,
+            bytes_done,
+            bytes_total,
+            documents_per_second,
+            eta_seconds,
             summary,
             failure,
+            created_unix_ms,
+            finished_unix_ms,
+            resumed,
         }
+    }
+}
+
+impl From<JobRecord> for JobView {
+    fn from(r: JobRecord) -> Self {
+        Self::from(pb::IngestJob::from(r))
     }
 }
 

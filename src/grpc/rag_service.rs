@@ -249,7 +249,13 @@ fn answer_stream(
         }
         shorten(&prepared, &mut answer, &pool).await;
         let total_ms = started.elapsed().as_secs_f64() * 1e3;
-        let _ = tx.send(Ok(convert::ask_final(&answer, total_ms))).await;
+        let _ = tx
+            .send(Ok(convert::ask_final(
+                &answer,
+                total_ms,
+                &pool.generator().info().model_id,
+            )))
+            .await;
     });
     Box::pin(ReceiverStream::new(rx))
 }

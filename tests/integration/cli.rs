@@ -12,7 +12,17 @@ fn help_lists_every_subcommand() {
     assert!(out.status.success());
     let help = String::from_utf8(out.stdout).unwrap();
     for cmd in [
-        "serve", "ingest", "chunk", "search", "ask", "eval", "models", "demo", "embed",
+        "serve",
+        "ingest",
+        "chunk",
+        "search",
+        "ask",
+        "eval",
+        "models",
+        "demo",
+        "embed",
+        "collections",
+        "jobs",
     ] {
         assert!(
             help.lines().any(|l| l.trim_start().starts_with(cmd)),

@@ -8,6 +8,7 @@ mod embedder;
 mod fast_llama;
 mod generator;
 mod grpc;
+mod ops_cli;
 mod reliability;
 mod reranker;
 mod retrieval;

@@ -1,0 +1,215 @@
+//! `ragd collections list | info | create | delete`: the collections of the local data folder,
+//! or of a running server with `--server URL`, printed the same way either way.
+//!
+//! Listing reads the manifests and recorded counts and opens nothing, so it also works on a
+//! data folder a server is using. Deleting opens the collection first, which takes its lock:
+//! a collection a running server holds is refused here (delete it through `--server`).
+
+use std::path::Path;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use index::{CollectionConfig, Store};
+use ingest::Embedder;
+
+use crate::config::Config;
+use crate::state::CollectionInfo;
+
+/// `ragd collections`.
+#[derive(Debug, Subcommand)]
+pub enum CollectionsCommand {
+    /// List the collections with their document and chunk counts.
+    List(Target),
+    /// Show one collection (and, locally, its size on disk).
+    Info(Named),
+    /// Create an empty collection for the configured embedder.
+    Create(Named),
+    /// Delete a collection and all its data.
+    Delete(Named),
+}
+
+/// Where the collections are, and how to print them.
+#[derive(Debug, Args)]
+pub struct Target {
+    /// Ask this server (e.g. http://127.0.0.1:50051) instead of reading the local data folder.
+    #[arg(long, env = "RAGD_SERVER")]
+    pub server: Option<String>,
+    /// Print JSON (one object; `list` prints an array).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A collection by name.
+#[derive(Debug, Args)]
+pub struct Named {
+    /// The collection's name.
+    pub name: String,
+    /// Where, and how to print.
+    #[command(flatten)]
+    pub target: Target,
+}
+
+/// Runs `ragd collections ...`.
+pub fn run(cfg: &Config, cmd: CollectionsCommand) -> anyhow::Result<()> {
+    match cmd {
+        CollectionsCommand::List(t) => {
+            let list = match &t.server {
+                Some(url) => super::remote::collections(url)?,
+                None => local_list(cfg)?,
+            };
+            if t.json {
+                println!("{}", serde_json::to_string(&list)?);
+            } else if list.is_empty() {
+                println!("(no collections)");
+            } else {
+                print_table(&list);
+            }
+        }
+        CollectionsCommand::Info(n) => {
+            let (info, size) = match &n.target.server {
+                Some(url) => (find(super::remote::collections(url)?, &n.name)?, None),
+                None => {
+                    let info = find(local_list(cfg)?, &n.name)?;
+                    (info, Some(folder_size(&cfg.data_dir.join(&n.name))))
+                }
+            };
+            print_one(&info, size, n.target.json)?;
+        }
+        CollectionsCommand::Create(n) => {
+            let info = match &n.target.server {
+                Some(url) => super::remote::create_collection(url, &n.name)?,
+                None => local_create(cfg, &n.name)?,
+            };
+            if !n.target.json {
+                print!("created ");
+            }
+            print_one(&info, None, n.target.json)?;
+        }
+        CollectionsCommand::Delete(n) => {
+            match &n.target.server {
+                Some(url) => super::remote::delete_collection(url, &n.name)?,
+                None => local_delete(cfg, &n.name)?,
+            }
+            if n.target.json {
+                println!("{}", serde_json::json!({ "deleted": n.name }));
+            } else {
+                println!("deleted collection {}", n.name);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn open_store(cfg: &Config) -> anyhow::Result<Store> {
+    Store::open(&cfg.data_dir).with_context(|| format!("data folder {}", cfg.data_dir.display()))
+}
+
+fn local_list(cfg: &Config) -> anyhow::Result<Vec<CollectionInfo>> {
+    if !cfg.data_dir.exists() {
+        return Ok(Vec::new());
+    }
+    let summaries = open_store(cfg)?.summaries()?;
+    Ok(summaries
+        .into_iter()
+        .map(|s| CollectionInfo {
+            name: s.name,
+            embedding_model: s.embedding_model,
+            dimension: s.dimension,
+            documents: s.documents,
+            chunks: s.chunks,
+        })
+        .collect())
+}
+
+fn local_create(cfg: &Config, name: &str) -> anyhow::Result<CollectionInfo> {
+    index::config::validate_collection_name(name)?;
+    let embedder = crate::wiring::load_embedder(cfg)?;
+    let config = CollectionConfig::new(name, embedder.model_id(), embedder.dimension());
+    open_store(cfg)?.create_collection(config)?;
+    find(local_list(cfg)?, name)
+}
+
+/// Opens the collection before deleting it: its lock tells whether another process (a server)
+/// is using it.
+fn local_delete(cfg: &Config, name: &str) -> anyhow::Result<()> {
+    let store = open_store(cfg)?;
+    let collection = store
+        .collection(name)
+        .map_err(|e| in_use_hint(e.into(), name))?;
+    drop(collection);
+    store.delete_collection(name)?;
+    Ok(())
+}
+
+/// Adds the way out when a collection's lock is held by a server.
+fn in_use_hint(e: anyhow::Error, name: &str) -> anyhow::Error {
+    if format!("{e:#}").contains("could not acquire lock") {
+        e.context(format!(
+            "collection {name} is in use by another process (a running `ragd serve`?); \
+             manage it through that server with --server URL"
+        ))
+    } else {
+        e
+    }
+}
+
+fn find(list: Vec<CollectionInfo>, name: &str) -> anyhow::Result<CollectionInfo> {
+    list.into_iter()
+        .find(|c| c.name == name)
+        .ok_or_else(|| anyhow::anyhow!("collection {name} not found"))
+}
+
+/// Bytes of every file under `dir`.
+fn folder_size(dir: &Path) -> u64 {
+    fn walk(dir: &Path, total: &mut u64) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => walk(&entry.path(), total),
+                Ok(_) => *total += entry.metadata().map_or(0, |m| m.len()),
+                Err(_) => {}
+            }
+        }
+    }
+    let mut total = 0;
+    walk(dir, &mut total);
+    total
+}
+
+fn print_table(list: &[CollectionInfo]) {
+    let width = list.iter().map(|c| c.name.len()).max().unwrap_or(0).max(4);
+    println!(
+        "{:<width$}  {:>10}  {:>10}  {:>4}  model",
+        "name", "documents", "chunks", "dim"
+    );
+    for c in list {
+        println!(
+            "{:<width$}  {:>10}  {:>10}  {:>4}  {}",
+            c.name, c.documents, c.chunks, c.dimension, c.embedding_model
+        );
+    }
+}
+
+fn print_one(info: &CollectionInfo, size: Option<u64>, json: bool) -> anyhow::Result<()> {
+    if json {
+        let mut value = serde_json::to_value(info)?;
+        if let Some(bytes) = size {
+            value["bytes_on_disk"] = bytes.into();
+        }
+        println!("{value}");
+        return Ok(());
+    }
+    println!("collection {}", info.name);
+    println!("  documents  {}", info.documents);
+    println!("  chunks     {}", info.chunks);
+    println!(
+        "  embedder   {} ({} dimensions)",
+        info.embedding_model, info.dimension
+    );
+    if let Some(bytes) = size {
+        println!("  on disk    {}", indicatif::HumanBytes(bytes));
+    }
+    Ok(())
+}
