@@ -44,6 +44,7 @@
 
 use std::path::PathBuf;
 
+mod archive;
 mod collection;
 pub mod config;
 pub mod dense;
@@ -62,6 +63,10 @@ pub mod types;
 pub mod vecfile;
 pub mod writer;
 
+pub use archive::{
+    list_snapshots, read_snapshot_info, ArchivedFile, SnapshotFile, SnapshotInfo, SNAPSHOT_FORMAT,
+    SNAPSHOT_SUFFIX,
+};
 pub use collection::Collection;
 pub use config::{
     Bm25Analyzer, Bm25Config, CollectionConfig, Distance, HnswConfig, IndexManifest,
@@ -170,6 +175,15 @@ pub enum IndexError {
         path: PathBuf,
         /// The underlying error.
         source: std::io::Error,
+    },
+    /// A snapshot archive cannot be restored: truncated, altered, not a ragd snapshot or of
+    /// another format (the archive's fault, not the store's; nothing was restored).
+    #[error("snapshot {path}: {reason}")]
+    BadSnapshot {
+        /// The archive.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
     },
     /// The sled meta store failed (ours or the environment's).
     #[error("meta store error: {0}")]

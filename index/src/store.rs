@@ -81,6 +81,16 @@ impl Store {
         self.maintenance
     }
 
+    /// The folder of collections.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Whether collection `name` was deleted and its folder awaits the end of searches.
+    pub(crate) fn is_being_removed(&self, name: &str) -> bool {
+        self.removing.lock().contains(name)
+    }
+
     fn dir(&self, name: &str) -> Result<PathBuf> {
         validate_collection_name(name)?;
         Ok(self.root.join(name))
@@ -106,7 +116,7 @@ impl Store {
 
     /// Runs `open` in `name`'s slot unless the collection is open already, and keeps what it
     /// opens.
-    fn open_with(
+    pub(crate) fn open_with(
         &self,
         name: &str,
         if_open: impl FnOnce(&Arc<Collection>) -> Result<()>,

@@ -313,6 +313,20 @@ impl IndexWriter {
         self.state.lock().dense.hold_compactions(hold);
     }
 
+    /// Writes the store's live records to `out` (`path` names it in errors) as of the last
+    /// acknowledged write, holding the writer lock so that no write lands halfway (searches do
+    /// not wait); returns the counts the export holds. See `archive`.
+    pub fn export_store(
+        &self,
+        out: &mut impl std::io::Write,
+        path: &std::path::Path,
+    ) -> Result<crate::Counts> {
+        let _state = self.lock()?;
+        let counts = crate::Counts::of(&self.shared.meta)?;
+        self.shared.meta.export_to(out, path)?;
+        Ok(counts)
+    }
+
     /// Seq of the last acknowledged write.
     pub fn last_seq(&self) -> Seq {
         self.state.lock().last_seq

@@ -60,9 +60,9 @@ fn index_code(e: &IndexError) -> Code {
         IndexError::CollectionNotFound { .. } => Code::NotFound,
         IndexError::CollectionExists { .. } => Code::AlreadyExists,
         IndexError::CollectionBeingDeleted { .. } => Code::Unavailable,
-        IndexError::CollectionInUse { .. } | IndexError::ManifestMismatch { .. } => {
-            Code::FailedPrecondition
-        }
+        IndexError::CollectionInUse { .. }
+        | IndexError::ManifestMismatch { .. }
+        | IndexError::BadSnapshot { .. } => Code::FailedPrecondition,
         // Vectors and spans come from our own embedder and chunker, never from the caller.
         IndexError::DimensionMismatch { .. }
         | IndexError::NonFiniteVector { .. }

@@ -33,6 +33,8 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use crate::types::{ChunkId, DocumentInfo, Seq};
 use crate::{IndexError, Result};
 
+mod export;
+
 const DOC: u8 = b'd';
 const CHUNK: u8 = b'c';
 const VECTOR: u8 = b'v';

@@ -7,6 +7,7 @@ mod frozen;
 mod hnsw_filter;
 mod model;
 mod recall;
+mod snapshot;
 mod store;
 
 use std::path::Path;
