@@ -9,6 +9,7 @@
 //! | `RAGD_CONFIG` | path of the TOML file (same as `--config`) |
 //! | `RAGD_DATA_DIR` | `data_dir` |
 //! | `RAGD_MODELS_DIR` | `models_dir` |
+//! | `RAGD_SNAPSHOT_DIR` | `snapshot_dir` |
 //! | `RAGD_EMBEDDER` | `embedder.model` |
 //! | `RAGD_GENERATOR` | `generator.model` |
 //! | `RAGD_RERANKER` | `reranker.model` |
@@ -63,6 +64,9 @@ pub struct Config {
     /// Where fetched models are cached. Default: `$XDG_CACHE_HOME/ragd/models`, i.e.
     /// `~/.cache/ragd/models`.
     pub models_dir: PathBuf,
+    /// Where snapshot archives are written, listed and restored from (`ragd snapshot`, the
+    /// snapshot RPCs). Default: unset, meaning `<data_dir>/.snapshots`. Env `RAGD_SNAPSHOT_DIR`.
+    pub snapshot_dir: Option<PathBuf>,
     /// The embedding model.
     pub embedder: EmbedderConfig,
     /// The answer-writing model.
@@ -279,6 +283,16 @@ pub fn default_models_dir() -> PathBuf {
     xdg("XDG_CACHE_HOME", ".cache").join("ragd").join("models")
 }
 
+impl Config {
+    /// The snapshot folder: `snapshot_dir`, or `<data_dir>/.snapshots` (a hidden name, which no
+    /// collection can take).
+    pub fn snapshot_dir(&self) -> PathBuf {
+        self.snapshot_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join(".snapshots"))
+    }
+}
+
 /// The default data folder: `$XDG_DATA_HOME/ragd`.
 pub fn default_data_dir() -> PathBuf {
     xdg("XDG_DATA_HOME", ".local/share").join("ragd")
@@ -289,6 +303,7 @@ impl Default for Config {
         Self {
             data_dir: default_data_dir(),
             models_dir: default_models_dir(),
+            snapshot_dir: None,
             embedder: EmbedderConfig::default(),
             generator: GeneratorConfig::default(),
             reranker: RerankerConfig::default(),
@@ -359,6 +374,9 @@ impl Config {
         }
         if let Some(v) = get("RAGD_MODELS_DIR") {
             self.models_dir = v.into();
+        }
+        if let Some(v) = get("RAGD_SNAPSHOT_DIR") {
+            self.snapshot_dir = Some(v.into());
         }
         if let Some(v) = get("RAGD_EMBEDDER") {
             self.embedder.model = v;

@@ -18,6 +18,7 @@ pub mod jobs;
 pub mod model;
 pub mod rag;
 pub mod serving;
+pub mod snapshots;
 pub mod state;
 pub mod wiring;
 

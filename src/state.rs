@@ -23,6 +23,7 @@ use crate::model::Reranker;
 use crate::rag::answer::{self, Prepared};
 use crate::rag::{AnswerConfig, Hit, RetrieveOptions, Retriever};
 use crate::serving::{GenerationPool, PooledReranker, RequestGate};
+use crate::snapshots::{self, SnapshotView};
 use crate::wiring::{self, Models, RerankChoice};
 
 /// The request gate's name in refusals: it admits every embed, search and write.
@@ -259,6 +260,35 @@ impl AppState {
         pipeline.ingest(collection, docs, |_, _| {})
     }
 
+    /// Takes a snapshot of `collection` into the snapshot folder (see [`snapshots`]): writes to
+    /// it wait while its store is exported, searches do not.
+    pub fn create_snapshot(&self, collection: &str) -> Result<SnapshotView> {
+        let dir = self.inner.config.snapshot_dir();
+        snapshots::create(&self.inner.store, &dir, collection)
+    }
+
+    /// The snapshots in the snapshot folder, of `collection` only when given, newest first.
+    pub fn list_snapshots(&self, collection: Option<&str>) -> Result<Vec<SnapshotView>> {
+        snapshots::list(&self.inner.config.snapshot_dir(), collection)
+    }
+
+    /// Restores the snapshot named `snapshot` (a file in the snapshot folder) as collection
+    /// `name`, for this server's embedder.
+    pub fn restore_snapshot(
+        &self,
+        snapshot: &str,
+        name: &str,
+    ) -> Result<(CollectionInfo, SnapshotView)> {
+        let path = snapshots::resolve(&self.inner.config.snapshot_dir(), snapshot)?;
+        let e = &self.inner.embedder;
+        let embedder = snapshots::EmbedderId {
+            model: e.model_id().to_string(),
+            dimension: e.dimension(),
+        };
+        let (collection, view) = snapshots::restore(&self.inner.store, &path, name, &embedder)?;
+        Ok((describe(&collection)?, view))
+    }
+
     /// Checkpoints every open collection (see `index::Store::checkpoint_all`).
     pub fn checkpoint_all(&self) -> Result<()> {
         Ok(self.inner.store.checkpoint_all()?)
@@ -367,7 +397,8 @@ impl AppState {
     }
 }
 
-fn describe(c: &Collection) -> Result<CollectionInfo> {
+/// A collection's name, embedder and counts.
+pub fn describe(c: &Collection) -> Result<CollectionInfo> {
     let stats = c.reader().searcher().stats()?;
     let config = c.config();
     Ok(CollectionInfo {

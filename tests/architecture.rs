@@ -16,7 +16,7 @@ const LAYERS: &[&[&str]] = &[
     &["serving"],
     &["config"],
     &["error"],
-    &["jobs", "rag"],
+    &["jobs", "rag", "snapshots"],
     &["wiring", "eval"],
     &["state"],
     &["grpc"],

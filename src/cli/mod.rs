@@ -16,6 +16,7 @@ mod models;
 mod remote;
 
 mod serve;
+mod snapshot;
 
 use std::path::PathBuf;
 
@@ -90,6 +91,10 @@ pub enum Command {
     /// List, inspect, follow and cancel bulk ingestion jobs (locally or with --server).
     #[command(subcommand)]
     Jobs(jobs::JobsCommand),
+    /// Archive a collection at a point in time, list archives, restore one (locally or with
+    /// --server).
+    #[command(subcommand)]
+    Snapshot(snapshot::SnapshotCommand),
 }
 
 /// `ragd embed`.
@@ -132,6 +137,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(args) => kb::demo(&cfg, &args),
         Command::Collections(cmd) => collections::run(&cfg, cmd),
         Command::Jobs(cmd) => jobs::run(&cfg, cmd),
+        Command::Snapshot(cmd) => snapshot::run(&cfg, cmd),
     }
 }
 

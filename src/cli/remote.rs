@@ -12,7 +12,7 @@ use ingest::{ChunkingStrategy, LoadOptions};
 use tokio_stream::StreamExt;
 
 use crate::grpc::client::{connect, Client};
-use crate::grpc::convert::{self, JobView};
+use crate::grpc::convert::{self, JobView, SnapshotLine};
 use crate::grpc::pb;
 use crate::jobs::{IngestSummary, JobState};
 use crate::rag::Hit;
@@ -86,6 +86,50 @@ pub fn delete_collection(url: &str, name: &str) -> anyhow::Result<()> {
         };
         client.delete_collection(request).await?;
         Ok(())
+    })
+}
+
+/// Takes a snapshot of `collection` on the server.
+pub fn create_snapshot(url: &str, collection: &str) -> anyhow::Result<SnapshotLine> {
+    with_client(url, async |client| {
+        let request = pb::CreateSnapshotRequest {
+            collection: collection.to_string(),
+        };
+        Ok(client.create_snapshot(request).await?.into_inner().into())
+    })
+}
+
+/// The server's snapshots (of `collection` only, when given), newest first.
+pub fn snapshots(url: &str, collection: Option<&str>) -> anyhow::Result<Vec<SnapshotLine>> {
+    with_client(url, async |client| {
+        let request = pb::ListSnapshotsRequest {
+            collection: collection.unwrap_or_default().to_string(),
+        };
+        let pb::ListSnapshotsResponse { snapshots } =
+            client.list_snapshots(request).await?.into_inner();
+        Ok(snapshots.into_iter().map(SnapshotLine::from).collect())
+    })
+}
+
+/// Restores the server's snapshot `snapshot` as collection `name`.
+pub fn restore_snapshot(
+    url: &str,
+    snapshot: &str,
+    name: &str,
+) -> anyhow::Result<(CollectionInfo, SnapshotLine)> {
+    with_client(url, async |client| {
+        let request = pb::RestoreSnapshotRequest {
+            snapshot: snapshot.to_string(),
+            collection: name.to_string(),
+        };
+        let pb::RestoreSnapshotResponse {
+            collection,
+            snapshot,
+        } = client.restore_snapshot(request).await?.into_inner();
+        Ok((
+            collection.unwrap_or_default().into(),
+            snapshot.unwrap_or_default().into(),
+        ))
     })
 }
 

@@ -18,6 +18,7 @@ use crate::error::{Result, ServiceError};
 use crate::jobs::{IngestSummary, JobRecord, JobSpec, JobState};
 use crate::rag::retrieve::DEFAULT_FUSION;
 use crate::rag::{Answer, AnswerConfig, Hit, Mode, RetrieveOptions};
+use crate::snapshots::SnapshotView;
 use crate::state::{AskQuery, CollectionInfo, DocumentView, SearchQuery};
 
 /// Largest `k` a search may ask for.
@@ -106,6 +107,117 @@ pub fn list_collections(
     Ok(pb::ListCollectionsResponse {
         collections: list()?.into_iter().map(Into::into).collect(),
     })
+}
+
+/// The collection of a snapshot request.
+pub fn create_snapshot(r: pb::CreateSnapshotRequest) -> Result<String> {
+    let pb::CreateSnapshotRequest { collection } = r;
+    index::config::validate_collection_name(&collection)?;
+    Ok(collection)
+}
+
+/// The collection a snapshot listing is limited to, if any.
+pub fn list_snapshots(r: pb::ListSnapshotsRequest) -> Result<Option<String>> {
+    let pb::ListSnapshotsRequest { collection } = r;
+    if collection.is_empty() {
+        return Ok(None);
+    }
+    index::config::validate_collection_name(&collection)?;
+    Ok(Some(collection))
+}
+
+/// (snapshot name, new collection name) of a restore request.
+pub fn restore_snapshot(r: pb::RestoreSnapshotRequest) -> Result<(String, String)> {
+    let pb::RestoreSnapshotRequest {
+        snapshot,
+        collection,
+    } = r;
+    index::config::validate_collection_name(&collection)?;
+    Ok((snapshot, collection))
+}
+
+impl From<SnapshotView> for pb::Snapshot {
+    fn from(v: SnapshotView) -> Self {
+        let SnapshotView { name, bytes, info } = v;
+        let index::SnapshotInfo {
+            format: _,
+            collection,
+            seq,
+            documents,
+            chunks,
+            created_unix_ms,
+            embedding_model,
+            dimension,
+            files: _,
+        } = info;
+        Self {
+            name,
+            collection,
+            seq,
+            documents,
+            chunks,
+            created_unix_ms,
+            embedding_model,
+            dimension: dimension as u32,
+            bytes,
+        }
+    }
+}
+
+/// What a client shows of a snapshot (the CLI prints local and remote ones through it).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SnapshotLine {
+    /// The archive's file name.
+    pub name: String,
+    /// The collection it was taken of.
+    pub collection: String,
+    /// The last write it holds.
+    pub seq: u64,
+    /// Documents in it.
+    pub documents: u64,
+    /// Chunks in it.
+    pub chunks: u64,
+    /// When it was taken, Unix milliseconds.
+    pub created_unix_ms: u64,
+    /// The embedder of its vectors.
+    pub embedding_model: String,
+    /// Their dimension.
+    pub dimension: u32,
+    /// The archive's size.
+    pub bytes: u64,
+}
+
+impl From<pb::Snapshot> for SnapshotLine {
+    fn from(s: pb::Snapshot) -> Self {
+        let pb::Snapshot {
+            name,
+            collection,
+            seq,
+            documents,
+            chunks,
+            created_unix_ms,
+            embedding_model,
+            dimension,
+            bytes,
+        } = s;
+        Self {
+            name,
+            collection,
+            seq,
+            documents,
+            chunks,
+            created_unix_ms,
+            embedding_model,
+            dimension,
+            bytes,
+        }
+    }
+}
+
+impl From<SnapshotView> for SnapshotLine {
+    fn from(v: SnapshotView) -> Self {
+        pb::Snapshot::from(v).into()
+    }
 }
 
 /// A job id from a get, watch or cancel request.

@@ -56,6 +56,58 @@ impl pb::rag_server::Rag for RagService {
     }
 
     #[instrument(skip_all)]
+    async fn create_snapshot(
+        &self,
+        req: Request<pb::CreateSnapshotRequest>,
+    ) -> RpcResult<pb::Snapshot> {
+        let limit = deadline(&req);
+        let name = convert::create_snapshot(req.into_inner())?;
+        let view = within(
+            limit,
+            self.state.blocking(move |s| s.create_snapshot(&name)),
+        )
+        .await?;
+        Ok(Response::new(view.into()))
+    }
+
+    #[instrument(skip_all)]
+    async fn list_snapshots(
+        &self,
+        req: Request<pb::ListSnapshotsRequest>,
+    ) -> RpcResult<pb::ListSnapshotsResponse> {
+        let limit = deadline(&req);
+        let only = convert::list_snapshots(req.into_inner())?;
+        let list = within(
+            limit,
+            self.state
+                .unmetered(move |s| s.list_snapshots(only.as_deref())),
+        )
+        .await?;
+        Ok(Response::new(pb::ListSnapshotsResponse {
+            snapshots: list.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    #[instrument(skip_all)]
+    async fn restore_snapshot(
+        &self,
+        req: Request<pb::RestoreSnapshotRequest>,
+    ) -> RpcResult<pb::RestoreSnapshotResponse> {
+        let limit = deadline(&req);
+        let (snapshot, name) = convert::restore_snapshot(req.into_inner())?;
+        let (collection, view) = within(
+            limit,
+            self.state
+                .blocking(move |s| s.restore_snapshot(&snapshot, &name)),
+        )
+        .await?;
+        Ok(Response::new(pb::RestoreSnapshotResponse {
+            collection: Some(collection.into()),
+            snapshot: Some(view.into()),
+        }))
+    }
+
+    #[instrument(skip_all)]
     async fn list_collections(
         &self,
         req: Request<pb::ListCollectionsRequest>,

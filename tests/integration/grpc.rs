@@ -17,8 +17,8 @@ use ragd::serving::{GenerationPool, GenerationPoolConfig};
 
 use crate::common::{config, shared_embedder, shared_generator};
 
-struct Server {
-    addr: SocketAddr,
+pub(crate) struct Server {
+    pub(crate) addr: SocketAddr,
     stop: oneshot::Sender<()>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -32,7 +32,7 @@ impl Server {
         .await
     }
 
-    async fn start_with(data: &Path, edit: impl FnOnce(&mut ragd::Config)) -> Self {
+    pub(crate) async fn start_with(data: &Path, edit: impl FnOnce(&mut ragd::Config)) -> Self {
         let mut cfg = config();
         cfg.data_dir = data.to_path_buf();
         edit(&mut cfg);
@@ -82,7 +82,7 @@ impl Server {
         Self { addr, stop, task }
     }
 
-    async fn client(&self) -> RagClient<Channel> {
+    pub(crate) async fn client(&self) -> RagClient<Channel> {
         RagClient::connect(format!("http://{}", self.addr))
             .await
             .unwrap()
@@ -96,7 +96,7 @@ impl Server {
             .unwrap()
     }
 
-    async fn shutdown(self) {
+    pub(crate) async fn shutdown(self) {
         self.stop.send(()).unwrap();
         self.task.await.unwrap().unwrap();
     }

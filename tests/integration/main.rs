@@ -13,3 +13,4 @@ mod reliability;
 mod reranker;
 mod retrieval;
 mod security;
+mod snapshots;

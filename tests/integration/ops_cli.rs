@@ -200,6 +200,27 @@ fn collections_jobs_and_ask_against_a_live_server() {
     ]));
     assert!(streamed.contains("Sources:"), "{streamed}");
 
+    // Snapshots through the server: create, list, restore under a new name.
+    let snap = json(&served.remote(&["snapshot", "create", "kb", "--json"]));
+    assert_eq!(snap["collection"], "kb", "{snap}");
+    assert_eq!(snap["documents"], 6, "{snap}");
+    let name = snap["name"].as_str().unwrap().to_string();
+    let snaps = json(&served.remote(&["snapshot", "list", "--json"]));
+    assert_eq!(snaps, serde_json::json!([snap]));
+    let restored = json(&served.remote(&[
+        "snapshot",
+        "restore",
+        &name,
+        "--collection",
+        "kb-copy",
+        "--json",
+    ]));
+    assert_eq!(restored["collection"]["name"], "kb-copy", "{restored}");
+    assert_eq!(restored["collection"]["documents"], 6, "{restored}");
+    let bad = failed(&served.remote(&["snapshot", "restore", &name, "--collection", "kb"]));
+    assert!(bad.contains("already exists"), "{bad}");
+    ok(&served.remote(&["collections", "delete", "kb-copy"]));
+
     // Deleting locally a collection the server holds is refused, naming the way out.
     let refused = failed(&served.ragd(&["collections", "delete", "kb"]));
     assert!(refused.contains("--server"), "{refused}");
@@ -237,6 +258,15 @@ fn collections_jobs_and_ask_against_a_live_server() {
         local_answer["citations"][0]["doc_id"],
         remote_answer["citations"][0]["doc_id"]
     );
+
+    // The snapshot folder read locally lists the same archive, which restores here too.
+    assert_eq!(
+        json(&served.ragd(&["snapshot", "list", "--json"])),
+        serde_json::json!([snap])
+    );
+    let restored = ok(&served.ragd(&["snapshot", "restore", &name, "--collection", "kb-local"]));
+    assert!(restored.contains("6 documents"), "{restored}");
+    ok(&served.ragd(&["collections", "delete", "kb-local"]));
 
     ok(&served.ragd(&["collections", "delete", "kb"]));
     assert_eq!(ok(&served.ragd(&["collections", "list", "--json"])), "[]\n");
