@@ -63,6 +63,16 @@ impl IndexReader {
             shared: Arc::clone(&self.shared),
         }
     }
+
+    /// Calls `f` with every stored document (acknowledged writes included), in id order, for
+    /// whole-collection passes such as a folder sync. Reads the store as it goes: writes that
+    /// land meanwhile may or may not be seen.
+    pub fn for_each_document(&self, mut f: impl FnMut(DocumentInfo)) -> Result<()> {
+        for doc in self.shared.meta.documents() {
+            f(doc?);
+        }
+        Ok(())
+    }
 }
 
 /// Validates `k`: zero is an error, anything above [`MAX_K`] is clamped to it.

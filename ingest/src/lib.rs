@@ -40,8 +40,8 @@ pub use embed::{EmbedError, Embedder, Embedding, HfTokenCounter, TokenCounter};
 pub use error::{ChunkError, IngestError, Result};
 pub use normalize::normalize_text;
 pub use parse::{
-    batches, load_bytes, load_path, scan_path, stream_path, Batch, DocumentStream, Format,
-    LoadOptions, LoadReport, Loaded, ScanTotals, SkipReason,
+    batches, load_bytes, load_path, present_documents, scan_path, stream_path, Batch,
+    DocumentStream, Format, LoadOptions, LoadReport, Loaded, Present, ScanTotals, SkipReason,
 };
 
 /// Chunks a document with any chunker: ids, ordinals, texts, byte and char spans, token counts.

@@ -50,6 +50,18 @@ pub struct IngestArgs {
     /// Keep it under the server's `server.max_message_bytes` (16 MiB by default).
     #[arg(long, default_value_t = crate::cli::remote::DEFAULT_MESSAGE_BYTES, requires = "server")]
     pub max_message_bytes: usize,
+    /// Keep the collection in step with PATHs: after ingesting them (changed files replaced,
+    /// unchanged ones skipped), delete the documents whose files under PATHs are gone. With
+    /// --server it needs --job (the server must read the folder to see what is gone).
+    #[arg(long)]
+    pub sync: bool,
+    /// Keep syncing: after the first pass, watch PATHs and sync again whenever files are
+    /// created, changed, renamed or deleted (debounced), until stopped (Ctrl-C). Local only.
+    #[arg(long, conflicts_with = "server")]
+    pub watch: bool,
+    /// With --watch: how long the folder must be quiet before a sync starts, in milliseconds.
+    #[arg(long, default_value_t = 1000, requires = "watch")]
+    pub debounce_ms: u64,
 }
 
 /// `ragd search`.
@@ -156,8 +168,30 @@ fn ingest_paths(
     Ok(summary)
 }
 
+/// Ingests `paths` into the local collection and, with `sync`, deletes the documents whose
+/// files under them are gone.
+fn ingest_local(
+    cfg: &Config,
+    kb: &Kb,
+    args: &IngestArgs,
+    sync: bool,
+) -> anyhow::Result<crate::jobs::IngestSummary> {
+    let mut s = ingest_paths(cfg, kb, &args.paths, &args.chunker)?;
+    if sync {
+        for path in &args.paths {
+            s.deleted += crate::jobs::sync::remove_gone(&kb.collection, path, &cfg.ingest)?;
+        }
+    }
+    Ok(s)
+}
+
 /// `ragd ingest`.
 pub fn ingest(cfg: &Config, args: &IngestArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !(args.sync && args.server.is_some() && !args.job),
+        "--sync with --server needs --job: the server must read the folder itself to see which \
+         files are gone"
+    );
     let started = std::time::Instant::now();
     let s = match &args.server {
         Some(url) => super::remote::ingest(
@@ -167,25 +201,90 @@ pub fn ingest(cfg: &Config, args: &IngestArgs) -> anyhow::Result<()> {
                 paths: &args.paths,
                 chunker: &args.chunker,
                 job: args.job,
+                sync: args.sync,
                 load: &cfg.ingest,
                 max_message_bytes: args.max_message_bytes,
             },
         )?,
-        None => ingest_paths(
-            cfg,
-            &open_kb(cfg, &args.collection)?,
-            &args.paths,
-            &args.chunker,
-        )?,
+        None if args.watch => return watch(cfg, args),
+        None => ingest_local(cfg, &open_kb(cfg, &args.collection)?, args, args.sync)?,
     };
-    let seconds = started.elapsed().as_secs_f64();
+    report(args, &s, started.elapsed().as_secs_f64())
+}
+
+/// `ragd ingest --watch`: a first sync, then one after every quiet spell following changes
+/// under the paths. Each pass reads the folder again: unchanged files cost a content-hash
+/// lookup, not an embedding. A pass that fails is reported and the watch goes on.
+fn watch(cfg: &Config, args: &IngestArgs) -> anyhow::Result<()> {
+    use notify_debouncer_full::notify::RecursiveMode;
+
+    let kb = open_kb(cfg, &args.collection)?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut debouncer = notify_debouncer_full::new_debouncer(
+        std::time::Duration::from_millis(args.debounce_ms),
+        None,
+        move |events| {
+            let _ = tx.send(events);
+        },
+    )
+    .context("starting the file watcher")?;
+    for path in &args.paths {
+        debouncer
+            .watch(path, RecursiveMode::Recursive)
+            .with_context(|| format!("watching {}", path.display()))?;
+    }
+    if !args.json {
+        eprintln!(
+            "watching {} for changes (Ctrl-C stops)",
+            args.paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let pass = || {
+        let started = std::time::Instant::now();
+        match ingest_local(cfg, &kb, args, true) {
+            Ok(s) => {
+                if let Err(e) = report(args, &s, started.elapsed().as_secs_f64()) {
+                    eprintln!("{e:#}");
+                }
+            }
+            Err(e) => eprintln!("sync failed (the watch goes on): {e:#}"),
+        }
+    };
+    pass();
+    for events in rx {
+        match events {
+            // Only events of files: a read of the folder itself is no change.
+            Ok(events) if events.iter().all(|e| e.kind.is_access()) => continue,
+            Ok(_) => {}
+            Err(errors) => {
+                for e in errors {
+                    eprintln!("file watcher: {e}");
+                }
+            }
+        }
+        pass();
+    }
+    Ok(())
+}
+
+/// Prints an ingest's counts; an ingest with failures fails the command.
+fn report(args: &IngestArgs, s: &crate::jobs::IngestSummary, seconds: f64) -> anyhow::Result<()> {
     if args.json {
         println!("{}", serde_json::to_string(&s)?);
     } else {
         let docs = s.added + s.updated + s.unchanged + s.failed;
+        let deleted = if args.sync || args.watch {
+            format!(", {} deleted", s.deleted)
+        } else {
+            String::new()
+        };
         println!(
-            "collection {}: {} added, {} updated, {} unchanged, {} failed; {} chunks written \
-             ({docs} documents in {seconds:.1} s, {:.0}/s)",
+            "collection {}: {} added, {} updated, {} unchanged, {} failed{deleted}; {} chunks \
+             written ({docs} documents in {seconds:.1} s, {:.0}/s)",
             args.collection,
             s.added,
             s.updated,

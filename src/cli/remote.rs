@@ -216,6 +216,8 @@ pub struct Upload<'a> {
     pub chunker: &'a ChunkingStrategy,
     /// Let the server read the paths (a job) instead of streaming them from here.
     pub job: bool,
+    /// With `job`: delete the documents whose files under the paths are gone.
+    pub sync: bool,
     /// How files are read here.
     pub load: &'a LoadOptions,
     /// The largest message sent.
@@ -369,7 +371,7 @@ async fn run_job(
         .iter()
         .map(|p| std::path::absolute(p).map(|p| p.display().to_string()))
         .collect::<std::io::Result<Vec<_>>>()?;
-    let request = convert::job_request(args.collection.to_string(), paths, chunker);
+    let request = convert::job_request(args.collection.to_string(), paths, chunker, args.sync);
     let job = JobView::from(client.start_ingest_job(request).await?.into_inner());
     eprintln!("started job {}", job.id);
     let bar = super::bytes_bar(0, "ingesting");

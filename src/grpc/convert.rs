@@ -326,6 +326,7 @@ impl From<IngestSummary> for pb::IngestDocumentsResponse {
             unchanged,
             failed,
             chunks,
+            deleted,
             errors,
         } = s;
         Self {
@@ -335,6 +336,7 @@ impl From<IngestSummary> for pb::IngestDocumentsResponse {
                 unchanged: unchanged as u64,
                 failed: failed as u64,
                 chunks: chunks as u64,
+                deleted: deleted as u64,
             }),
             errors: errors.into_iter().map(doc_error).collect(),
         }
@@ -356,11 +358,13 @@ impl TryFrom<pb::StartIngestJobRequest> for JobSpec {
             collection,
             paths,
             chunker: strategy,
+            sync,
         } = r;
         Ok(Self {
             collection,
             paths: paths.into_iter().map(PathBuf::from).collect(),
             chunker: chunker(&strategy)?,
+            sync,
         })
     }
 }
@@ -401,6 +405,7 @@ impl From<JobRecord> for pb::IngestJob {
                 unchanged: p.unchanged,
                 failed: p.failed,
                 chunks: p.chunks,
+                deleted: p.deleted,
             }),
             documents_per_second: p.documents_per_second,
             eta_seconds: p.eta_seconds,
@@ -991,6 +996,7 @@ fn counts_summary(c: pb::IngestCounts) -> IngestSummary {
         unchanged,
         failed,
         chunks,
+        deleted,
     } = c;
     IngestSummary {
         added: added as usize,
@@ -998,6 +1004,7 @@ fn counts_summary(c: pb::IngestCounts) -> IngestSummary {
         unchanged: unchanged as usize,
         failed: failed as usize,
         chunks: chunks as usize,
+        deleted: deleted as usize,
         errors: Vec::new(),
     }
 }
@@ -1015,11 +1022,13 @@ pub fn job_request(
     collection: String,
     paths: Vec<String>,
     chunker: String,
+    sync: bool,
 ) -> pb::StartIngestJobRequest {
     pb::StartIngestJobRequest {
         collection,
         paths,
         chunker,
+        sync,
     }
 }
 

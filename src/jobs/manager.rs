@@ -411,6 +411,7 @@ mod tests {
             collection: collection.into(),
             paths: vec![docs.canonicalize().unwrap()],
             chunker: ChunkingStrategy::default(),
+            sync: false,
         };
         let first = jobs.start(spec("one")).unwrap().id;
         let second = jobs.start(spec("two")).unwrap().id;
@@ -452,6 +453,7 @@ mod tests {
             collection: "c".into(),
             paths: vec![docs.canonicalize().unwrap()],
             chunker: ChunkingStrategy::default(),
+            sync: false,
         };
         let id = jobs.start(spec).unwrap().id;
         let ended = async {

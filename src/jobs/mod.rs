@@ -8,6 +8,7 @@ pub mod pipeline;
 pub mod record;
 pub mod runner;
 pub mod store;
+pub mod sync;
 
 pub use manager::{JobManager, JobWatch};
 pub use pipeline::{open_or_create, IngestSummary, Pipeline};

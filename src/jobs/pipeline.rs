@@ -29,6 +29,8 @@ pub struct IngestSummary {
     pub failed: usize,
     /// Chunks written.
     pub chunks: usize,
+    /// Documents deleted by a sync (their files are gone).
+    pub deleted: usize,
     /// Per-document errors: (document id, message).
     pub errors: Vec<(String, String)>,
 }
@@ -241,6 +243,7 @@ impl IngestSummary {
         self.unchanged += other.unchanged;
         self.failed += other.failed;
         self.chunks += other.chunks;
+        self.deleted += other.deleted;
         self.errors.extend(other.errors);
     }
 

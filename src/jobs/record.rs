@@ -20,6 +20,9 @@ pub struct JobSpec {
     pub paths: Vec<PathBuf>,
     /// How documents are split.
     pub chunker: ChunkingStrategy,
+    /// Delete, once all paths are ingested, the documents whose files under them are gone.
+    #[serde(default)]
+    pub sync: bool,
 }
 
 /// Where a job is in its life.
@@ -70,6 +73,9 @@ pub struct JobProgress {
     pub failed: u64,
     /// Chunks written.
     pub chunks: u64,
+    /// Documents deleted by a sync.
+    #[serde(default)]
+    pub deleted: u64,
     /// Documents per second in the current run.
     pub documents_per_second: f64,
     /// Seconds left at that rate (0 when unknown or done).
@@ -145,6 +151,7 @@ impl JobRecord {
         p.unchanged += s.unchanged as u64;
         p.failed += s.failed as u64;
         p.chunks += s.chunks as u64;
+        p.deleted += s.deleted as u64;
         p.documents_done += documents as u64;
         p.bytes_done += bytes;
         self.cursor.document_index += documents;

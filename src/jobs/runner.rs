@@ -11,6 +11,9 @@
 //!    the documents, and the errors among them, already acknowledged), redoing at most the
 //!    batch that was in flight, and content hashes make even that batch add nothing twice.
 //!
+//! 3. **Sync** (jobs with `sync`): once every path is ingested, delete the documents whose
+//!    files under the paths are gone (see [`super::sync`]).
+//!
 //! Between batches the runner checks the cancel flag (→ `Cancelled`) and the shutdown flag
 //! (→ stays `Running`, resumed on the next start).
 
@@ -138,6 +141,18 @@ fn run(
         cx.jobs.save(record)?;
     }
     record.progress.documents_total = record.progress.documents_done;
+    if record.spec.sync {
+        // Idempotent: a restart during it finds the cursor at the end and syncs again.
+        for path in &record.spec.paths {
+            if let Some(s) = stop() {
+                return Ok(Some(s));
+            }
+            let deleted = super::sync::remove_gone(&collection, path, &cx.load)?;
+            record.progress.deleted += deleted as u64;
+            cx.jobs.save(record)?;
+            tx.send_replace(record.clone());
+        }
+    }
     Ok(None)
 }
 

@@ -349,6 +349,7 @@ async fn bad_input_table() {
         collection: "jobs".into(),
         paths,
         chunker: String::new(),
+        sync: false,
     };
     let p = |path: &Path| path.display().to_string();
     let start_job = |paths: Vec<String>| {

@@ -326,6 +326,7 @@ async fn collections_documents_search_and_errors() {
         collection: "kb".into(),
         paths: vec!["/etc".into()],
         chunker: String::new(),
+        sync: false,
     };
     assert_eq!(code(c.start_ingest_job(job).await), Code::PermissionDenied);
     let r = c
@@ -555,6 +556,7 @@ fn job_request(path: &Path) -> pb::StartIngestJobRequest {
         collection: "bulk".into(),
         paths: vec![path.display().to_string()],
         chunker: String::new(),
+        sync: false,
     }
 }
 

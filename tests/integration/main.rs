@@ -14,3 +14,4 @@ mod reranker;
 mod retrieval;
 mod security;
 mod snapshots;
+mod sync_cli;

@@ -6,24 +6,26 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-struct Served {
-    dir: tempfile::TempDir,
+pub(crate) struct Served {
+    pub(crate) dir: tempfile::TempDir,
     config: PathBuf,
     server: Child,
     addr: String,
 }
 
 impl Served {
-    /// Starts `ragd serve` on a free port, with the examples folder as an allowed job root.
-    fn start() -> Self {
+    /// Starts `ragd serve` on a free port, with the examples folder and its own temporary
+    /// folder as allowed job roots.
+    pub(crate) fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
         let config = dir.path().join("ragd.toml");
         std::fs::write(
             &config,
             format!(
-                "[server]\nallowed_roots = [{:?}]\n",
-                examples.display().to_string()
+                "[server]\nallowed_roots = [{:?}, {:?}]\n",
+                examples.display().to_string(),
+                dir.path().canonicalize().unwrap().display().to_string()
             ),
         )
         .unwrap();
@@ -57,7 +59,7 @@ impl Served {
     }
 
     /// `ragd ARGS` on the same data folder and configuration.
-    fn ragd(&self, args: &[&str]) -> Output {
+    pub(crate) fn ragd(&self, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_ragd"))
             .arg("--config")
             .arg(&self.config)
@@ -70,7 +72,7 @@ impl Served {
     }
 
     /// `ragd ARGS --server URL`.
-    fn remote(&self, args: &[&str]) -> Output {
+    pub(crate) fn remote(&self, args: &[&str]) -> Output {
         let mut all = args.to_vec();
         all.extend(["--server", &self.addr]);
         self.ragd(&all)
@@ -92,7 +94,7 @@ impl Drop for Served {
     }
 }
 
-fn ok(out: &Output) -> String {
+pub(crate) fn ok(out: &Output) -> String {
     assert!(
         out.status.success(),
         "failed: {}\n{}",
@@ -102,7 +104,7 @@ fn ok(out: &Output) -> String {
     String::from_utf8(out.stdout.clone()).unwrap()
 }
 
-fn json(out: &Output) -> serde_json::Value {
+pub(crate) fn json(out: &Output) -> serde_json::Value {
     serde_json::from_str(&ok(out)).unwrap()
 }
 
@@ -287,6 +289,7 @@ fn a_local_cancel_keeps_an_interrupted_job_from_resuming() {
             collection: "kb".into(),
             paths: vec![PathBuf::from("/nowhere")],
             chunker: ingest::ChunkingStrategy::default(),
+            sync: false,
         };
         let mut record = ragd::jobs::JobRecord::new(store.next_id().unwrap(), spec);
         record.state = ragd::jobs::JobState::Running;

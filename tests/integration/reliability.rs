@@ -701,6 +701,7 @@ fn crash_kill9_during_bulk_job_and_compaction() {
                 collection: name.into(),
                 paths: vec![corpus.display().to_string()],
                 chunker: String::new(),
+                sync: false,
             }))
             .await
             .unwrap()
@@ -943,6 +944,7 @@ fn crash_kill9_during_bulk_job_and_compaction() {
                 collection: name.into(),
                 paths: vec![corpus.display().to_string()],
                 chunker: String::new(),
+                sync: false,
             }))
             .await
             .unwrap()
@@ -1231,6 +1233,7 @@ fn load_16_searchers_during_bulk_ingest_and_ask_overload() {
             collection: collection.into(),
             paths: vec![path.display().to_string()],
             chunker: String::new(),
+            sync: false,
         };
         rt.block_on(c.start_ingest_job(req(r)))
             .unwrap()

@@ -18,9 +18,11 @@
 mod html;
 mod jsonl;
 mod pdf;
+mod present;
 mod stream;
 mod text;
 
+pub use present::{present_documents, Present};
 pub use stream::{batches, scan_path, stream_path, Batch, DocumentStream, Loaded, ScanTotals};
 
 use std::collections::BTreeMap;

@@ -169,7 +169,7 @@ impl DocumentStream {
 }
 
 /// A file to load, an entry skipped, or a listing error.
-enum FileItem {
+pub(crate) enum FileItem {
     File {
         path: PathBuf,
         id: String,
@@ -180,7 +180,7 @@ enum FileItem {
 }
 
 /// The files under a path, lazily: a single file, or a directory walk.
-enum Files {
+pub(crate) enum Files {
     Done,
     One(PathBuf),
     Walk {
@@ -191,7 +191,7 @@ enum Files {
 }
 
 impl Files {
-    fn new(path: &Path, opts: &LoadOptions) -> Self {
+    pub(crate) fn new(path: &Path, opts: &LoadOptions) -> Self {
         match std::fs::metadata(path) {
             Ok(meta) if meta.is_dir() => Self::Walk {
                 root: path.to_path_buf(),
