@@ -21,7 +21,7 @@ pub struct EmbedderId {
 }
 
 /// A snapshot as listed: its file name in the snapshot folder, size and contents.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct SnapshotView {
     /// The archive's file name (what restore takes).
     pub name: String,
@@ -30,11 +30,18 @@ pub struct SnapshotView {
     /// What it holds.
     #[serde(flatten)]
     pub info: SnapshotInfo,
+    /// How long writes waited for the export when it was taken here (0 when listed).
+    pub export_ms: f64,
 }
 
 impl From<SnapshotFile> for SnapshotView {
     fn from(f: SnapshotFile) -> Self {
-        let SnapshotFile { path, bytes, info } = f;
+        let SnapshotFile {
+            path,
+            bytes,
+            info,
+            export_ms,
+        } = f;
         Self {
             name: path
                 .file_name()
@@ -42,6 +49,7 @@ impl From<SnapshotFile> for SnapshotView {
                 .unwrap_or_default(),
             bytes,
             info,
+            export_ms,
         }
     }
 }
@@ -117,6 +125,7 @@ pub fn restore(
             .unwrap_or_default(),
         bytes,
         info,
+        export_ms: 0.0,
     };
     Ok((collection, view))
 }

@@ -82,7 +82,7 @@ pub struct ArchivedFile {
 }
 
 /// A snapshot archive on disk.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SnapshotFile {
     /// Its path.
     pub path: PathBuf,
@@ -90,6 +90,9 @@ pub struct SnapshotFile {
     pub bytes: u64,
     /// What it holds.
     pub info: SnapshotInfo,
+    /// How long the store's export took, in ms: the writer lock is held for it, so writes to
+    /// the collection waited at most this long (0 when the archive was only read).
+    pub export_ms: f64,
 }
 
 fn bad(path: &Path, reason: impl Into<String>) -> IndexError {
@@ -150,6 +153,7 @@ impl Collection {
         store_tmp: &Path,
         created: u64,
     ) -> Result<SnapshotFile> {
+        let export_started = std::time::Instant::now();
         let counts = {
             let file = File::create(store_tmp).map_err(|e| IndexError::io(store_tmp, e))?;
             let mut out = BufWriter::new(file);
@@ -157,6 +161,7 @@ impl Collection {
             out.flush().map_err(|e| IndexError::io(store_tmp, e))?;
             counts
         };
+        let export_ms = export_started.elapsed().as_secs_f64() * 1e3;
         let manifest_path = self.dir().join(MANIFEST);
         let manifest =
             std::fs::read(&manifest_path).map_err(|e| IndexError::io(&manifest_path, e))?;
@@ -197,7 +202,19 @@ impl Collection {
         let bytes = std::fs::metadata(&path)
             .map_err(|e| IndexError::io(&path, e))?
             .len();
-        Ok(SnapshotFile { path, bytes, info })
+        tracing::info!(
+            collection = %info.collection,
+            seq = info.seq,
+            export_ms,
+            bytes,
+            "snapshot written"
+        );
+        Ok(SnapshotFile {
+            path,
+            bytes,
+            info,
+            export_ms,
+        })
     }
 }
 
@@ -337,7 +354,12 @@ pub fn list_snapshots(dir: &Path) -> Result<Vec<SnapshotFile>> {
         match read_snapshot_info(&path) {
             Ok(info) => {
                 let bytes = std::fs::metadata(&path).map_or(0, |m| m.len());
-                out.push(SnapshotFile { path, bytes, info });
+                out.push(SnapshotFile {
+                    path,
+                    bytes,
+                    info,
+                    export_ms: 0.0,
+                });
             }
             Err(e) => tracing::warn!(path = %path.display(), "not a readable snapshot: {e}"),
         }

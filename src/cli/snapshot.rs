@@ -88,14 +88,16 @@ pub fn run(cfg: &Config, cmd: SnapshotCommand) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string(&line)?);
             } else {
                 println!(
-                    "snapshot {} of {}: {} documents, {} chunks up to write {}, {} in {:.1} s",
+                    "snapshot {} of {}: {} documents, {} chunks up to write {}, {} in {:.1} s \
+                     (writes waited {:.0} ms)",
                     line.name,
                     line.collection,
                     line.documents,
                     line.chunks,
                     line.seq,
                     indicatif::HumanBytes(line.bytes),
-                    started.elapsed().as_secs_f64()
+                    started.elapsed().as_secs_f64(),
+                    line.export_ms
                 );
             }
         }

@@ -138,7 +138,12 @@ pub fn restore_snapshot(r: pb::RestoreSnapshotRequest) -> Result<(String, String
 
 impl From<SnapshotView> for pb::Snapshot {
     fn from(v: SnapshotView) -> Self {
-        let SnapshotView { name, bytes, info } = v;
+        let SnapshotView {
+            name,
+            bytes,
+            info,
+            export_ms,
+        } = v;
         let index::SnapshotInfo {
             format: _,
             collection,
@@ -160,12 +165,13 @@ impl From<SnapshotView> for pb::Snapshot {
             embedding_model,
             dimension: dimension as u32,
             bytes,
+            export_ms,
         }
     }
 }
 
 /// What a client shows of a snapshot (the CLI prints local and remote ones through it).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct SnapshotLine {
     /// The archive's file name.
     pub name: String,
@@ -185,6 +191,8 @@ pub struct SnapshotLine {
     pub dimension: u32,
     /// The archive's size.
     pub bytes: u64,
+    /// When just taken: how long writes waited for the store's export, in ms.
+    pub export_ms: f64,
 }
 
 impl From<pb::Snapshot> for SnapshotLine {
@@ -199,6 +207,7 @@ impl From<pb::Snapshot> for SnapshotLine {
             embedding_model,
             dimension,
             bytes,
+            export_ms,
         } = s;
         Self {
             name,
@@ -210,6 +219,7 @@ impl From<pb::Snapshot> for SnapshotLine {
             embedding_model,
             dimension,
             bytes,
+            export_ms,
         }
     }
 }
