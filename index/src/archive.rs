@@ -5,23 +5,29 @@
 //! this order:
 //!
 //! ```text
-//! snapshot.json   SnapshotInfo: the collection, its last write (seq), counts, embedder, and
-//!                 the size and sha256 of each file below (first, so listing reads only it)
-//! manifest.json   the collection's manifest (embedder, dimension, HNSW and BM25 settings)
-//! store.kv        the meta store's live records (see `meta::export`)
+//! snapshot.json        SnapshotInfo: the collection, its last write (seq), counts, embedder,
+//!                      and the size and sha256 of each file below (first, so listing reads
+//!                      only it)
+//! manifest.json        the collection's manifest (embedder, dimension, HNSW and BM25 settings)
+//! store.kv             the meta store's records and op log (see `meta::export`)
+//! dense-<seq>/...      the newest HNSW dump at or before the store's last write, if any
 //! ```
 //!
-//! **Consistency.** The store is exported under the collection's writer lock, so the archive
+//! **Consistency.** The store is exported, and the dump's files hard-linked into a staging
+//! folder inside the collection's folder, under the collection's writer lock, so the archive
 //! holds exactly the writes acknowledged up to one seq: writes wait for the export (a
 //! sequential read of sled into a temporary file), searches do not wait at all, and the
-//! compression runs after the lock is released.
+//! compression runs after the lock is released. The dump may be older than the store; the op
+//! log in the store covers the difference, as it does for crash recovery.
 //!
 //! **Restore** checks everything before the collection exists: the archive must decompress to
 //! the end, hold exactly these files with the recorded sizes and checksums, and its embedder
 //! must be accepted by the caller. It is unpacked into a hidden staging folder that is renamed
 //! into place last, so a failed or interrupted restore leaves no collection behind. Opening the
-//! restored collection rebuilds tantivy and the HNSW from the store (see `recovery`), then
-//! checkpoints them so that later opens replay nothing.
+//! restored collection loads the archived graph and replays the writes after its dump, and
+//! rebuilds tantivy from the store (see `recovery`: BM25 scores depend only on the chunks), then
+//! checkpoints them so that later opens replay nothing. With a dump at the store's last write,
+//! the restored graph is the one the source searched.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -132,6 +138,25 @@ impl<R: Read> Read for Hashing<R> {
     }
 }
 
+/// Prefix of the staging folders snapshots use inside a collection's folder (same file system,
+/// so the graph dump is hard-linked, not copied); left over only by a crash, removed on open.
+pub(crate) const STAGING_PREFIX: &str = ".snapshot-";
+
+/// Removes the staging folders a snapshot interrupted by a crash left in a collection's folder.
+pub(crate) fn remove_staging(dir: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(dir).map_err(|e| IndexError::io(dir, e))? {
+        let path = entry.map_err(|e| IndexError::io(dir, e))?.path();
+        let staging = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(STAGING_PREFIX));
+        if staging {
+            std::fs::remove_dir_all(&path).map_err(|e| IndexError::io(&path, e))?;
+        }
+    }
+    Ok(())
+}
+
 impl Collection {
     /// Writes a snapshot of the collection as of its last acknowledged write into `dir`
     /// (created if missing), as `<name>-<seq>-<unix ms>.ragd-snapshot.tar.zst`. Writes wait
@@ -139,33 +164,50 @@ impl Collection {
     pub fn write_snapshot(&self, dir: &Path) -> Result<SnapshotFile> {
         std::fs::create_dir_all(dir).map_err(|e| IndexError::io(dir, e))?;
         let created = unix_ms();
-        let stem = format!("{}-{created}", self.name());
-        let store_tmp = dir.join(format!(".{stem}.kv.tmp"));
-        let result = self.write_snapshot_via(dir, &stem, &store_tmp, created);
-        let _ = std::fs::remove_file(&store_tmp);
+        let staging = self
+            .dir()
+            .join(format!("{STAGING_PREFIX}{created}-{}", std::process::id()));
+        std::fs::create_dir(&staging).map_err(|e| IndexError::io(&staging, e))?;
+        let result = self.write_snapshot_via(dir, &staging, created);
+        let _ = std::fs::remove_dir_all(&staging);
         result
     }
 
-    fn write_snapshot_via(
-        &self,
-        dir: &Path,
-        stem: &str,
-        store_tmp: &Path,
-        created: u64,
-    ) -> Result<SnapshotFile> {
+    fn write_snapshot_via(&self, dir: &Path, staging: &Path, created: u64) -> Result<SnapshotFile> {
+        let store_tmp = staging.join(STORE);
         let export_started = std::time::Instant::now();
-        let counts = {
-            let file = File::create(store_tmp).map_err(|e| IndexError::io(store_tmp, e))?;
+        let (counts, dump) = {
+            let file = File::create(&store_tmp).map_err(|e| IndexError::io(&store_tmp, e))?;
             let mut out = BufWriter::new(file);
-            let counts = self.writer().export_store(&mut out, store_tmp)?;
-            out.flush().map_err(|e| IndexError::io(store_tmp, e))?;
-            counts
+            let exported = self.writer().export_store(&mut out, &store_tmp, staging)?;
+            out.flush().map_err(|e| IndexError::io(&store_tmp, e))?;
+            exported
         };
         let export_ms = export_started.elapsed().as_secs_f64() * 1e3;
         let manifest_path = self.dir().join(MANIFEST);
         let manifest =
             std::fs::read(&manifest_path).map_err(|e| IndexError::io(&manifest_path, e))?;
-        let (store_sha, store_bytes) = digest_file(store_tmp)?;
+        let mut files = vec![ArchivedFile {
+            name: MANIFEST.to_string(),
+            bytes: manifest.len() as u64,
+            sha256: hex::encode(Sha256::digest(&manifest)),
+        }];
+        // The store, then the graph dump's files: (name in the archive, path here).
+        let mut sources = vec![(STORE.to_string(), store_tmp)];
+        if let Some((seq, names)) = dump {
+            let folder = crate::dense::dump_name(seq);
+            for name in names {
+                sources.push((format!("{folder}/{name}"), staging.join(&folder).join(name)));
+            }
+        }
+        for (name, path) in &sources {
+            let (sha256, bytes) = digest_file(path)?;
+            files.push(ArchivedFile {
+                name: name.clone(),
+                bytes,
+                sha256,
+            });
+        }
         let config = self.config();
         let info = SnapshotInfo {
             format: SNAPSHOT_FORMAT,
@@ -176,23 +218,12 @@ impl Collection {
             created_unix_ms: created,
             embedding_model: config.embedding_model.clone(),
             dimension: config.dimension,
-            files: vec![
-                ArchivedFile {
-                    name: MANIFEST.to_string(),
-                    bytes: manifest.len() as u64,
-                    sha256: hex::encode(Sha256::digest(&manifest)),
-                },
-                ArchivedFile {
-                    name: STORE.to_string(),
-                    bytes: store_bytes,
-                    sha256: store_sha,
-                },
-            ],
+            files,
         };
         let name = format!("{}-{}-{created}{SNAPSHOT_SUFFIX}", config.name, counts.seq);
         let path = dir.join(&name);
-        let tmp = dir.join(format!(".{stem}.tar.zst.tmp"));
-        let written = write_archive(&tmp, &info, &manifest, store_tmp);
+        let tmp = dir.join(format!(".{name}.tmp"));
+        let written = write_archive(&tmp, &info, &manifest, &sources);
         if let Err(e) = written {
             let _ = std::fs::remove_file(&tmp);
             return Err(e);
@@ -218,7 +249,12 @@ impl Collection {
     }
 }
 
-fn write_archive(path: &Path, info: &SnapshotInfo, manifest: &[u8], store: &Path) -> Result<()> {
+fn write_archive(
+    path: &Path,
+    info: &SnapshotInfo,
+    manifest: &[u8],
+    sources: &[(String, PathBuf)],
+) -> Result<()> {
     let io = |e: std::io::Error| IndexError::io(path, e);
     let file = File::create(path).map_err(io)?;
     let mut zstd = zstd::stream::write::Encoder::new(BufWriter::new(file), 3).map_err(io)?;
@@ -242,9 +278,10 @@ fn write_archive(path: &Path, info: &SnapshotInfo, manifest: &[u8], store: &Path
         &mut &manifest[..],
     )
     .map_err(io)?;
-    let mut store_file = File::open(store).map_err(|e| IndexError::io(store, e))?;
-    let store_len = info.files[1].bytes;
-    append(&mut tar, STORE, store_len, &mut store_file).map_err(io)?;
+    for ((name, source), listed) in sources.iter().zip(&info.files[1..]) {
+        let mut file = File::open(source).map_err(|e| IndexError::io(source, e))?;
+        append(&mut tar, name, listed.bytes, &mut file).map_err(io)?;
+    }
     let zstd = tar.into_inner().map_err(io)?;
     let mut out = zstd.finish().map_err(io)?;
     out.flush().map_err(io)?;
@@ -316,10 +353,25 @@ fn parse_info(path: &Path, bytes: &[u8]) -> Result<SnapshotInfo> {
         ));
     }
     let names: Vec<&str> = info.files.iter().map(|f| f.name.as_str()).collect();
-    if names != [MANIFEST, STORE] {
+    if names.get(..2) != Some(&[MANIFEST, STORE][..]) || !names[2..].iter().all(|n| is_dump_file(n))
+    {
         return Err(bad(path, format!("unexpected file list {names:?}")));
     }
     Ok(info)
+}
+
+/// Whether `name` is `dense-<digits>/<plain file name>`: all an archive may hold besides the
+/// manifest and the store, and nothing that can point outside the staging folder.
+fn is_dump_file(name: &str) -> bool {
+    let Some((folder, file)) = name.split_once('/') else {
+        return false;
+    };
+    let digits = folder.strip_prefix("dense-").unwrap_or_default();
+    !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !file.is_empty()
+        && !file.starts_with('.')
+        && !file.contains(['/', '\\'])
 }
 
 /// What the snapshot at `path` holds, from its first entry (the rest is not read).
@@ -425,10 +477,28 @@ fn unpack(
         check(&info.files[1], hex::encode(hasher.finalize()), bytes)?;
         imported.map_err(|e| bad(path, e.to_string()))?;
     }
+    for file in &info.files[2..] {
+        let entry = expect_entry(path, &mut entries, &file.name)?;
+        let target = staging.join(&file.name);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| IndexError::io(parent, e))?;
+        }
+        let mut hashing = Hashing {
+            inner: entry,
+            hasher: Sha256::new(),
+            bytes: 0,
+        };
+        let mut out = File::create(&target).map_err(|e| IndexError::io(&target, e))?;
+        std::io::copy(&mut hashing, &mut out)
+            .map_err(|e| bad(path, format!("truncated or damaged: {e}")))?;
+        out.sync_all().map_err(|e| IndexError::io(&target, e))?;
+        let Hashing { hasher, bytes, .. } = hashing;
+        check(file, hex::encode(hasher.finalize()), bytes)?;
+    }
     match entries.next() {
         None => {}
-        Some(Err(e)) => return Err(bad(path, format!("damaged after {STORE}: {e}"))),
-        Some(Ok(_)) => return Err(bad(path, format!("unexpected entries after {STORE}"))),
+        Some(Err(e)) => return Err(bad(path, format!("damaged after its files: {e}"))),
+        Some(Ok(_)) => return Err(bad(path, "unexpected entries after its files")),
     }
     // Reading on to the end of the zstd stream checks its frame checksum.
     std::io::copy(&mut archive.into_inner(), &mut std::io::sink())

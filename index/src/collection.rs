@@ -7,6 +7,7 @@
 //! <dir>/meta/                sled database (source of truth, see `meta`)
 //! <dir>/bm25/                tantivy index (commit payload = last seq contained)
 //! <dir>/dense-<seq>/         newest HNSW dump (graph, data, state.json)
+//! <dir>/.snapshot-<ms>-<pid>/ a snapshot being written (see `archive`)
 //! ```
 //!
 //! Opening runs recovery (see `recovery`) before the collection is handed out, so the first
@@ -82,6 +83,8 @@ impl Collection {
 
     fn open_checked(dir: &Path, config: CollectionConfig) -> Result<Self> {
         let meta = MetaStore::open(&dir.join("meta"), config.maintenance.sled_cache_bytes)?;
+        // sled's lock is ours: no snapshot of this collection is being written.
+        crate::archive::remove_staging(dir)?;
         let sparse = SparseIndex::open(&dir.join("bm25"), config.bm25, &config.name)?;
         let last = meta.last_seq()?;
         let next_chunk = meta.next_chunk_id()?;

@@ -313,18 +313,21 @@ impl IndexWriter {
         self.state.lock().dense.hold_compactions(hold);
     }
 
-    /// Writes the store's live records to `out` (`path` names it in errors) as of the last
-    /// acknowledged write, holding the writer lock so that no write lands halfway (searches do
-    /// not wait); returns the counts the export holds. See `archive`.
-    pub fn export_store(
+    /// Writes the store's records to `out` (`path` names it in errors) as of the last
+    /// acknowledged write and links the newest HNSW dump at or before it into `dumps_into`,
+    /// holding the writer lock so that no write lands halfway (searches do not wait); returns
+    /// the counts the export holds and the dump linked (its seq and file names). See `archive`.
+    pub(crate) fn export_store(
         &self,
         out: &mut impl std::io::Write,
         path: &std::path::Path,
-    ) -> Result<crate::Counts> {
+        dumps_into: &std::path::Path,
+    ) -> Result<(crate::Counts, Option<crate::dense::LinkedDump>)> {
         let _state = self.lock()?;
         let counts = crate::Counts::of(&self.shared.meta)?;
         self.shared.meta.export_to(out, path)?;
-        Ok(counts)
+        let dump = crate::dense::link_latest(&self.shared.dir, counts.seq, dumps_into)?;
+        Ok((counts, dump))
     }
 
     /// Seq of the last acknowledged write.

@@ -257,7 +257,7 @@ fn watch(cfg: &Config, args: &IngestArgs) -> anyhow::Result<()> {
     pass();
     for events in rx {
         match events {
-            // Only events of files: a read of the folder itself is no change.
+            // Reads change nothing.
             Ok(events) if events.iter().all(|e| e.kind.is_access()) => continue,
             Ok(_) => {}
             Err(errors) => {

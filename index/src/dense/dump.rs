@@ -115,6 +115,53 @@ pub fn remove_stale(root: &Path, keep: Option<Seq>) -> Result<()> {
     Ok(())
 }
 
+/// A dump linked into another folder: its seq and its files' names.
+pub type LinkedDump = (Seq, Vec<String>);
+
+/// Links the files of the newest finished dump with seq `<= max_seq` into `into/dense-<seq>/`
+/// (hard links, so the dump may be removed once linked; a copy where links cannot be made);
+/// returns its seq and the files' names, or `None` when there is no such dump. Dump files are
+/// never changed once written, but a newer background dump removes the older ones: a dump
+/// removed while it was being linked is given up for the newer one.
+pub fn link_latest(root: &Path, max_seq: Seq, into: &Path) -> Result<Option<LinkedDump>> {
+    let mut tries = 0;
+    loop {
+        let Some((seq, path)) = list(root)?.into_iter().rev().find(|(s, _)| *s <= max_seq) else {
+            return Ok(None);
+        };
+        match link_dump(seq, &path, into) {
+            Ok(names) => return Ok(Some((seq, names))),
+            Err(_) if tries < 3 && !path.exists() => {
+                let _ = fs::remove_dir_all(dump_dir(into, seq));
+                tries += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn link_dump(seq: Seq, path: &Path, into: &Path) -> Result<Vec<String>> {
+    let target = dump_dir(into, seq);
+    fs::create_dir_all(&target).map_err(io_err(&target))?;
+    let mut names = Vec::new();
+    for entry in fs::read_dir(path).map_err(io_err(path))? {
+        let entry = entry.map_err(io_err(path))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let (from, to) = (entry.path(), target.join(&name));
+        if fs::hard_link(&from, &to).is_err() {
+            fs::copy(&from, &to).map_err(io_err(&to))?;
+        }
+        names.push(name);
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// The folder name of the dump for `seq`.
+pub fn dump_name(seq: Seq) -> String {
+    format!("{PREFIX}{seq:020}")
+}
+
 /// Loads the newest dump with seq `<= max_seq`; `None` when there is none or it is unreadable.
 pub fn load_latest(
     root: &Path,

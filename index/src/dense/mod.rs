@@ -39,7 +39,7 @@ use std::sync::Arc;
 
 use dumping::{Dumping, Pending};
 
-pub use dump::{remove_stale, DumpState};
+pub use dump::{dump_name, link_latest, remove_stale, DumpState, LinkedDump};
 pub use flat::FlatGraph;
 pub use freezer::{FreezeWaiter, Freezer};
 pub use graph::{Frozen, Graph};

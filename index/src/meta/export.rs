@@ -1,10 +1,11 @@
 //! The meta store as a byte stream, for snapshots (see `archive`): what is needed to bring the
 //! collection back, and nothing a restore can rebuild.
 //!
-//! Exported: documents, chunks, vectors and the counters (last seq, next chunk id, counts).
-//! Left out: the op log and the retired records (a restored collection has no older
-//! snapshots to serve). The import marks the op log pruned up to the last seq, so opening the
-//! restored collection rebuilds tantivy and the HNSW from the live chunks (see `recovery`).
+//! Exported: documents, chunks, vectors, the op log (only what checkpoints have not pruned) and
+//! the counters (last seq, next chunk id, counts, pruned log). Left out: the retired records (a
+//! restored collection has no older snapshots to serve). With the op log, opening the restored
+//! collection replays into an HNSW dump archived beside the store what it lacks, as recovery
+//! does after a crash; without a dump it builds the graph from the vectors (see `recovery`).
 //!
 //! Stream: `MAGIC`, then records `[u32 LE key length][key][u32 LE value length][value]`, then
 //! `u32::MAX` and the record count as u64 LE, so a stream cut short is told apart from a
@@ -14,8 +15,8 @@ use std::io::{Read, Write};
 use std::path::Path;
 
 use super::{
-    open_sled, MetaStore, CHUNK, CHUNK_COUNT, DOC, DOC_COUNT, LAST_SEQ, NEXT_CHUNK, PRUNED_UPTO,
-    VECTOR,
+    open_sled, MetaStore, CHUNK, CHUNK_COUNT, DOC, DOC_COUNT, LAST_SEQ, NEXT_CHUNK, OP,
+    PRUNED_UPTO, VECTOR,
 };
 use crate::{IndexError, Result};
 
@@ -26,8 +27,8 @@ const IMPORT_BATCH: usize = 4096;
 
 fn exported(key: &[u8]) -> bool {
     match key.first() {
-        Some(&DOC | &CHUNK | &VECTOR) => true,
-        _ => [LAST_SEQ, NEXT_CHUNK, DOC_COUNT, CHUNK_COUNT].contains(&key),
+        Some(&DOC | &CHUNK | &VECTOR | &OP) => true,
+        _ => [LAST_SEQ, NEXT_CHUNK, DOC_COUNT, CHUNK_COUNT, PRUNED_UPTO].contains(&key),
     }
 }
 
@@ -93,7 +94,6 @@ impl MetaStore {
             Ok(v)
         };
         let (mut records, mut batch, mut in_batch) = (0u64, sled::Batch::default(), 0usize);
-        let mut last_seq = None;
         loop {
             let klen = read_u32(input)?;
             if klen == END {
@@ -104,9 +104,6 @@ impl MetaStore {
             let value = read_bytes(input, vlen)?;
             if !exported(&key) {
                 return Err(bad("an unexpected record kind"));
-            }
-            if key == LAST_SEQ {
-                last_seq = Some(value.clone());
             }
             batch.insert(key, value);
             (records, in_batch) = (records + 1, in_batch + 1);
@@ -122,8 +119,6 @@ impl MetaStore {
         if u64::from_le_bytes(count) != records {
             return Err(bad("the record count does not match (damaged)"));
         }
-        // No op log came along: opening rebuilds the indexes from the live chunks.
-        batch.insert(PRUNED_UPTO, last_seq.unwrap_or_else(|| vec![0; 8]));
         db.apply_batch(batch)?;
         db.flush()?;
         Ok(records)
