@@ -117,15 +117,11 @@ pub fn restore(
         }
         Ok(())
     })?;
-    let bytes = std::fs::metadata(path).map_or(0, |m| m.len());
-    let view = SnapshotView {
-        name: path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        bytes,
+    let view = SnapshotView::from(SnapshotFile {
+        path: path.to_path_buf(),
+        bytes: std::fs::metadata(path).map_or(0, |m| m.len()),
         info,
         export_ms: 0.0,
-    };
+    });
     Ok((collection, view))
 }

@@ -60,6 +60,26 @@ pub struct CollectionInfo {
     pub chunks: u64,
 }
 
+impl From<index::CollectionSummary> for CollectionInfo {
+    fn from(s: index::CollectionSummary) -> Self {
+        let index::CollectionSummary {
+            name,
+            embedding_model,
+            dimension,
+            documents,
+            chunks,
+            open: _,
+        } = s;
+        Self {
+            name,
+            embedding_model,
+            dimension,
+            documents,
+            chunks,
+        }
+    }
+}
+
 /// What a search request asks for.
 #[derive(Debug, Clone)]
 pub struct SearchQuery {
@@ -210,16 +230,7 @@ impl AppState {
     /// listing opens none (see [`Store::summaries`]).
     pub fn list_collections(&self) -> Result<Vec<CollectionInfo>> {
         let summaries = self.inner.store.summaries()?;
-        Ok(summaries
-            .into_iter()
-            .map(|s| CollectionInfo {
-                name: s.name,
-                embedding_model: s.embedding_model,
-                dimension: s.dimension,
-                documents: s.documents,
-                chunks: s.chunks,
-            })
-            .collect())
+        Ok(summaries.into_iter().map(CollectionInfo::from).collect())
     }
 
     /// Closes the collections unused for `idle` (see [`Store::close_idle`]); returns their names.

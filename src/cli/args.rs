@@ -1,10 +1,22 @@
 //! Command-line spellings of domain choices: clap's `ValueEnum` lives here, so the domain types
-//! ([`Mode`], [`RerankerKind`]) know nothing of the command line.
+//! ([`Mode`], [`RerankerKind`]) know nothing of the command line. Also [`Target`], the options
+//! every operator command shares.
 
-use clap::ValueEnum;
+use clap::{Args, ValueEnum};
 
 use crate::config::RerankerKind;
 use crate::rag::Mode;
+
+/// Where an operator command (`collections`, `jobs`, `snapshot`) works, and how it prints.
+#[derive(Debug, Args)]
+pub struct Target {
+    /// Use this server (e.g. http://127.0.0.1:50051) instead of the local data folder.
+    #[arg(long, env = "RAGD_SERVER")]
+    pub server: Option<String>,
+    /// Print JSON (one object; a listing prints an array).
+    #[arg(long)]
+    pub json: bool,
+}
 
 /// `--mode`: which first-stage retrievers run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

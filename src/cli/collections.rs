@@ -9,6 +9,8 @@ use std::path::Path;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+
+use super::args::Target;
 use index::{CollectionConfig, Store};
 use ingest::Embedder;
 
@@ -26,17 +28,6 @@ pub enum CollectionsCommand {
     Create(Named),
     /// Delete a collection and all its data.
     Delete(Named),
-}
-
-/// Where the collections are, and how to print them.
-#[derive(Debug, Args)]
-pub struct Target {
-    /// Ask this server (e.g. http://127.0.0.1:50051) instead of reading the local data folder.
-    #[arg(long, env = "RAGD_SERVER")]
-    pub server: Option<String>,
-    /// Print JSON (one object; `list` prints an array).
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// A collection by name.
@@ -109,16 +100,7 @@ fn local_list(cfg: &Config) -> anyhow::Result<Vec<CollectionInfo>> {
         return Ok(Vec::new());
     }
     let summaries = open_store(cfg)?.summaries()?;
-    Ok(summaries
-        .into_iter()
-        .map(|s| CollectionInfo {
-            name: s.name,
-            embedding_model: s.embedding_model,
-            dimension: s.dimension,
-            documents: s.documents,
-            chunks: s.chunks,
-        })
-        .collect())
+    Ok(summaries.into_iter().map(CollectionInfo::from).collect())
 }
 
 fn local_create(cfg: &Config, name: &str) -> anyhow::Result<CollectionInfo> {

@@ -9,6 +9,7 @@
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
+use super::args::Target;
 use crate::config::Config;
 use crate::grpc::convert::JobView;
 use crate::jobs::store::JobStore;
@@ -25,17 +26,6 @@ pub enum JobsCommand {
     Watch(ById),
     /// Cancel a job: it stops after its current batch (everything before it stays ingested).
     Cancel(ById),
-}
-
-/// Where the jobs are, and how to print them.
-#[derive(Debug, Args)]
-pub struct Target {
-    /// Ask this server (e.g. http://127.0.0.1:50051) instead of the local data folder.
-    #[arg(long, env = "RAGD_SERVER")]
-    pub server: Option<String>,
-    /// Print JSON (`list` prints an array).
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// A job by id.

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+
+use super::args::Target;
 use index::Store;
 use ingest::Embedder;
 
@@ -23,17 +25,6 @@ pub enum SnapshotCommand {
     List(ListArgs),
     /// Restore an archive as a new collection (the name must be free).
     Restore(RestoreArgs),
-}
-
-/// Where, and how to print.
-#[derive(Debug, Args)]
-pub struct Target {
-    /// Ask this server (e.g. http://127.0.0.1:50051): its snapshot folder, its collections.
-    #[arg(long, env = "RAGD_SERVER")]
-    pub server: Option<String>,
-    /// Print JSON (`list` prints an array).
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// `ragd snapshot create`.

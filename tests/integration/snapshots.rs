@@ -5,7 +5,6 @@
 use std::path::Path;
 
 use ragd::grpc::pb;
-use tokio_stream::StreamExt;
 use tonic::Code;
 
 use crate::grpc::Server;
@@ -178,25 +177,13 @@ async fn a_snapshot_taken_during_an_ingest_restores_elsewhere_as_it_was() {
     assert_eq!(listed, vec![snap.clone()]);
 
     // The source as it was at the snapshot: the same documents, ingested the same way.
-    let mut reference = tokio_stream::iter(
-        (0..held)
-            .step_by(PER_MESSAGE)
-            .map(|s| message("reference", s..s + PER_MESSAGE))
-            .collect::<Vec<_>>(),
-    );
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    let ingest = {
-        let mut c = a.clone();
-        tokio::spawn(async move {
-            c.ingest_documents(tokio_stream::wrappers::ReceiverStream::new(rx))
-                .await
-        })
-    };
-    while let Some(m) = reference.next().await {
-        tx.send(m).await.unwrap();
-    }
-    drop(tx);
-    ingest.await.unwrap().unwrap();
+    let reference: Vec<_> = (0..held)
+        .step_by(PER_MESSAGE)
+        .map(|s| message("reference", s..s + PER_MESSAGE))
+        .collect();
+    a.ingest_documents(tokio_stream::iter(reference))
+        .await
+        .unwrap();
     let expected = answers(&mut a, "reference").await;
     source.shutdown().await;
 

@@ -67,6 +67,29 @@ pub struct StoredDoc {
     pub seq: Seq,
 }
 
+impl StoredDoc {
+    /// The document `id` as readers see it.
+    fn info(self, id: String) -> DocumentInfo {
+        let Self {
+            title,
+            metadata,
+            content_hash,
+            indexed_with,
+            chunk_ids,
+            seq,
+        } = self;
+        DocumentInfo {
+            id,
+            title,
+            metadata,
+            content_hash,
+            indexed_with,
+            chunk_ids,
+            seq,
+        }
+    }
+}
+
 /// A chunk as stored (its vector is kept under its own key).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredChunk {
@@ -283,15 +306,7 @@ impl MetaStore {
 
     /// The stored document `id` as a [`DocumentInfo`].
     pub fn document_info(&self, id: &str) -> Result<Option<DocumentInfo>> {
-        Ok(self.get_doc(id)?.map(|d| DocumentInfo {
-            id: id.to_owned(),
-            title: d.title,
-            metadata: d.metadata,
-            content_hash: d.content_hash,
-            indexed_with: d.indexed_with,
-            chunk_ids: d.chunk_ids,
-            seq: d.seq,
-        }))
+        Ok(self.get_doc(id)?.map(|d| d.info(id.to_owned())))
     }
 
     /// The stored chunk `id`.
@@ -460,15 +475,7 @@ impl MetaStore {
             let id = String::from_utf8(k[1..].to_vec())
                 .map_err(|_| IndexError::corrupt("document id", "not UTF-8"))?;
             let d: StoredDoc = decode("document", &v)?;
-            Ok(DocumentInfo {
-                id,
-                title: d.title,
-                metadata: d.metadata,
-                content_hash: d.content_hash,
-                indexed_with: d.indexed_with,
-                chunk_ids: d.chunk_ids,
-                seq: d.seq,
-            })
+            Ok(d.info(id))
         })
     }
 
