@@ -79,7 +79,12 @@ pub(crate) fn recover_sparse(
             }
         }
         None => {
-            tracing::warn!(committed, last, "op log does not cover tantivy: rebuilding");
+            if committed == 0 {
+                // An empty index (a restored snapshot brings none): building it is the plan.
+                tracing::info!(last, "building the BM25 index from sled");
+            } else {
+                tracing::warn!(committed, last, "op log does not cover tantivy: rebuilding");
+            }
             writer.delete_all()?;
             for id in meta.live_chunk_ids() {
                 add_if_live(meta, &writer, &mut docs, id?)?;
