@@ -39,7 +39,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::IndexManifest;
 use crate::meta::MetaStore;
-use crate::retire::MANIFEST;
+use crate::retire::{MANIFEST, STAGING_PREFIX};
 use crate::types::Seq;
 use crate::{Collection, IndexError, Result, Store};
 
@@ -136,25 +136,6 @@ impl<R: Read> Read for Hashing<R> {
         self.bytes += n as u64;
         Ok(n)
     }
-}
-
-/// Prefix of the staging folders snapshots use inside a collection's folder (same file system,
-/// so the graph dump is hard-linked, not copied); left over only by a crash, removed on open.
-pub(crate) const STAGING_PREFIX: &str = ".snapshot-";
-
-/// Removes the staging folders a snapshot interrupted by a crash left in a collection's folder.
-pub(crate) fn remove_staging(dir: &Path) -> Result<()> {
-    for entry in std::fs::read_dir(dir).map_err(|e| IndexError::io(dir, e))? {
-        let path = entry.map_err(|e| IndexError::io(dir, e))?.path();
-        let staging = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with(STAGING_PREFIX));
-        if staging {
-            std::fs::remove_dir_all(&path).map_err(|e| IndexError::io(&path, e))?;
-        }
-    }
-    Ok(())
 }
 
 impl Collection {

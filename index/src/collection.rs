@@ -84,7 +84,7 @@ impl Collection {
     fn open_checked(dir: &Path, config: CollectionConfig) -> Result<Self> {
         let meta = MetaStore::open(&dir.join("meta"), config.maintenance.sled_cache_bytes)?;
         // sled's lock is ours: no snapshot of this collection is being written.
-        crate::archive::remove_staging(dir)?;
+        crate::retire::remove_staging(dir)?;
         let sparse = SparseIndex::open(&dir.join("bm25"), config.bm25, &config.name)?;
         let last = meta.last_seq()?;
         let next_chunk = meta.next_chunk_id()?;

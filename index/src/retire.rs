@@ -7,7 +7,8 @@
 //! closes ([`RemoveOnClose`], the last field of the shared state, so it runs after sled, tantivy
 //! and the dense index have closed). Until then the name cannot be created again. A crash
 //! between retiring and removing leaves a folder holding only the retired manifest, which the
-//! next [`crate::Store::open`] removes ([`sweep`]).
+//! next [`crate::Store::open`] removes ([`sweep`]). Likewise the staging folder of a snapshot a
+//! crash interrupted is removed when its collection next opens ([`remove_staging`]).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -117,4 +118,23 @@ pub(crate) fn sweep(root: &Path) -> Result<usize> {
         }
     }
     Ok(removed)
+}
+
+/// Prefix of the staging folders snapshots use inside a collection's folder (same file system,
+/// so the graph dump is hard-linked, not copied); left over only by a crash, removed on open.
+pub(crate) const STAGING_PREFIX: &str = ".snapshot-";
+
+/// Removes the staging folders a snapshot interrupted by a crash left in a collection's folder.
+pub(crate) fn remove_staging(dir: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(dir).map_err(|e| IndexError::io(dir, e))? {
+        let path = entry.map_err(|e| IndexError::io(dir, e))?.path();
+        let staging = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(STAGING_PREFIX));
+        if staging {
+            std::fs::remove_dir_all(&path).map_err(|e| IndexError::io(&path, e))?;
+        }
+    }
+    Ok(())
 }
