@@ -722,6 +722,10 @@ pub fn ask_final(a: &Answer, total_ms: f64, model: &str) -> pb::AskResponse {
                 span_end: s.span_end as u64,
             }),
             model: model.to_string(),
+            sources_used: stats.sources_used as u32,
+            sources_dropped: stats.sources_dropped as u32,
+            unsupported_removed: stats.unsupported_removed as u32,
+            extractive: stats.extractive,
         })),
     }
 }
@@ -877,8 +881,7 @@ impl From<AskQuery> for pb::AskRequest {
 }
 
 /// The answer of an Ask stream's final message, as the local command builds it, and the
-/// generator's model id. Per-answer figures the server does not send (how many sources were
-/// used or dropped, sentences removed) are 0.
+/// generator's model id.
 pub fn answer(f: pb::AskFinal) -> (Answer, String) {
     let pb::AskFinal {
         answer,
@@ -888,6 +891,10 @@ pub fn answer(f: pb::AskFinal) -> (Answer, String) {
         not_found,
         short_answer,
         model,
+        sources_used,
+        sources_dropped,
+        unsupported_removed,
+        extractive,
     } = f;
     let citations = citations
         .into_iter()
@@ -950,7 +957,10 @@ pub fn answer(f: pb::AskFinal) -> (Answer, String) {
         time_to_first_token_ms,
         first_text_ms,
         tokens_per_second,
-        ..Default::default()
+        sources_used: sources_used as usize,
+        sources_dropped: sources_dropped as usize,
+        unsupported_removed: unsupported_removed as usize,
+        extractive,
     };
     let answer = Answer {
         text: answer,

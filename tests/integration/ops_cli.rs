@@ -191,6 +191,7 @@ fn collections_jobs_and_ask_against_a_live_server() {
         "{remote_answer}"
     );
     assert!(remote_answer["timings"]["prompt_tokens"].as_u64().unwrap() > 0);
+    assert!(remote_answer["timings"]["sources_used"].as_u64().unwrap() > 0);
     let streamed = ok(&served.remote(&[
         "ask",
         question,
@@ -258,6 +259,14 @@ fn collections_jobs_and_ask_against_a_live_server() {
             .collect::<Vec<String>>()
     };
     assert_eq!(keys(&local_answer), keys(&remote_answer));
+    assert_eq!(
+        keys(&local_answer["timings"]),
+        keys(&remote_answer["timings"])
+    );
+    assert_eq!(
+        local_answer["timings"]["sources_used"],
+        remote_answer["timings"]["sources_used"]
+    );
     assert_eq!(
         local_answer["citations"][0]["doc_id"],
         remote_answer["citations"][0]["doc_id"]
