@@ -18,6 +18,19 @@ pub struct EmbedderId {
     pub model: String,
     /// Its vector dimension.
     pub dimension: usize,
+    /// Its fingerprint (`ingest::Embedder::fingerprint`).
+    pub fingerprint: String,
+}
+
+impl EmbedderId {
+    /// The identity of `embedder`.
+    pub fn of(embedder: &dyn ingest::Embedder) -> Self {
+        Self {
+            model: embedder.model_id().to_string(),
+            dimension: embedder.dimension(),
+            fingerprint: embedder.fingerprint(),
+        }
+    }
 }
 
 /// A snapshot as listed: its file name in the snapshot folder, size and contents.
@@ -113,6 +126,14 @@ pub fn restore(
                      configured",
                     embedder.model, embedder.dimension
                 ),
+            });
+        }
+        let stored = &manifest.embedder_fingerprint;
+        if !stored.is_empty() && *stored != embedder.fingerprint {
+            return Err(IndexError::EmbedderMismatch {
+                collection: info.collection.clone(),
+                stored: stored.clone(),
+                requested: embedder.fingerprint.clone(),
             });
         }
         Ok(())

@@ -220,8 +220,7 @@ impl AppState {
 
     /// Creates an empty collection for the server's embedder.
     pub fn create_collection(&self, name: &str) -> Result<CollectionInfo> {
-        let e = &self.inner.embedder;
-        let config = index::CollectionConfig::new(name, e.model_id(), e.dimension());
+        let config = crate::jobs::collection_config(name, self.inner.embedder.as_ref());
         let collection = self.inner.store.create_collection(config)?;
         describe(&collection)
     }
@@ -291,11 +290,7 @@ impl AppState {
         name: &str,
     ) -> Result<(CollectionInfo, SnapshotView)> {
         let path = snapshots::resolve(&self.inner.config.snapshot_dir(), snapshot)?;
-        let e = &self.inner.embedder;
-        let embedder = snapshots::EmbedderId {
-            model: e.model_id().to_string(),
-            dimension: e.dimension(),
-        };
+        let embedder = snapshots::EmbedderId::of(self.inner.embedder.as_ref());
         let (collection, view) = snapshots::restore(&self.inner.store, &path, name, &embedder)?;
         Ok((describe(&collection)?, view))
     }
@@ -374,12 +369,7 @@ impl AppState {
         g.max_tokens = q.max_tokens.unwrap_or(g.max_tokens);
         g.temperature = q.temperature.unwrap_or(g.temperature);
         g.seed = q.seed.unwrap_or(g.seed);
-        let searcher = self
-            .inner
-            .store
-            .collection(&q.collection)?
-            .reader()
-            .searcher();
+        let searcher = self.searcher(&q.collection)?;
         let prepared = answer::prepare(
             &self.inner.retriever,
             &searcher,
@@ -390,15 +380,18 @@ impl AppState {
         Ok((prepared, cfg.generation))
     }
 
+    /// A searcher of `collection`, refused when the collection was made with another embedder
+    /// than the server's (its queries would not be comparable to its vectors).
+    fn searcher(&self, collection: &str) -> Result<index::Searcher> {
+        let c = self.inner.store.collection(collection)?;
+        crate::jobs::check_embedder(&c, self.inner.embedder.as_ref())?;
+        Ok(c.reader().searcher())
+    }
+
     /// Runs a retrieval on a snapshot of the collection; returns the hits and the time taken.
     pub fn search(&self, q: &SearchQuery) -> Result<(Vec<Hit>, f64, Vec<String>)> {
         let start = Instant::now();
-        let searcher = self
-            .inner
-            .store
-            .collection(&q.collection)?
-            .reader()
-            .searcher();
+        let searcher = self.searcher(&q.collection)?;
         let hits = self
             .inner
             .retriever

@@ -118,11 +118,21 @@ pub fn load_embedder(cfg: &Config) -> Result<CandleEmbedder, ModelError> {
     let dir = source.materialize(&cfg.models_dir)?;
     let device = parse_device(&cfg.embedder.device)?;
     let limits = batch_limits(cfg, &device);
+    // A catalogue model's weights were checked against their sha256 when fetched.
+    let weights_sha256 = match &source {
+        ModelSource::Catalog(spec) => spec
+            .files
+            .iter()
+            .find(|f| f.name == "model.safetensors")
+            .map(|f| f.sha256.to_string()),
+        ModelSource::Path(_) => None,
+    };
     let options = EmbedderOptions {
         model_id: source.id(),
         batch_tokens: limits.tokens,
         max_batch: limits.inputs,
         precision: cfg.embedder.precision,
+        weights_sha256,
     };
     CandleEmbedder::load(&dir, &device, options)
 }

@@ -72,6 +72,7 @@ impl Collection {
             name: m.name,
             embedding_model: m.embedding_model,
             dimension: m.dimension,
+            embedder_fingerprint: m.embedder_fingerprint,
             distance: m.distance,
             hnsw: m.hnsw,
             bm25: m.bm25,

@@ -167,6 +167,11 @@ pub struct CollectionConfig {
     pub embedding_model: String,
     /// Vector dimension.
     pub dimension: usize,
+    /// Everything that decides the vectors, as the embedder states it (model, weights' digest,
+    /// dimension, precision); opaque here, compared for equality. Empty: unknown (collections
+    /// made before it was recorded), which any embedder of the same model and dimension may use.
+    #[serde(default)]
+    pub embedder_fingerprint: String,
     /// Dense similarity.
     #[serde(default)]
     pub distance: Distance,
@@ -192,6 +197,7 @@ impl CollectionConfig {
             name: name.into(),
             embedding_model: embedding_model.into(),
             dimension,
+            embedder_fingerprint: String::new(),
             distance: Distance::default(),
             hnsw: HnswConfig::default(),
             bm25: Bm25Config::default(),
@@ -211,6 +217,9 @@ pub struct IndexManifest {
     pub embedding_model: String,
     /// Vector dimension.
     pub dimension: usize,
+    /// See [`CollectionConfig::embedder_fingerprint`]; empty in manifests written before it.
+    #[serde(default)]
+    pub embedder_fingerprint: String,
     /// Dense similarity.
     pub distance: Distance,
     /// HNSW parameters as created (`ef_search` is informational).
@@ -227,6 +236,7 @@ impl IndexManifest {
             name: config.name.clone(),
             embedding_model: config.embedding_model.clone(),
             dimension: config.dimension,
+            embedder_fingerprint: config.embedder_fingerprint.clone(),
             distance: config.distance,
             hnsw: config.hnsw,
             bm25: config.bm25,
@@ -253,6 +263,14 @@ impl IndexManifest {
             &requested.embedding_model,
         )?;
         cmp("dimension", &self.dimension, &requested.dimension)?;
+        let (stored, wanted) = (&self.embedder_fingerprint, &requested.embedder_fingerprint);
+        if !stored.is_empty() && !wanted.is_empty() && stored != wanted {
+            return Err(IndexError::EmbedderMismatch {
+                collection: self.name.clone(),
+                stored: stored.clone(),
+                requested: wanted.clone(),
+            });
+        }
         cmp("distance", &self.distance, &requested.distance)?;
         cmp("hnsw.m", &self.hnsw.m, &requested.hnsw.m)?;
         cmp(
@@ -366,5 +384,29 @@ mod tests {
         let mut c = a.clone();
         c.hnsw.ef_search = 999;
         a.check_compatible(&c).unwrap();
+    }
+
+    #[test]
+    fn fingerprints_must_match_where_recorded() {
+        let old = IndexManifest::from_config(&CollectionConfig::new("c", "m1", 8));
+        let with = |f: &str| IndexManifest {
+            embedder_fingerprint: f.into(),
+            ..old.clone()
+        };
+        // A collection from before fingerprints accepts any embedder of its model and dimension.
+        old.check_compatible(&with("model=m1 precision=q8"))
+            .unwrap();
+        with("model=m1 precision=q8")
+            .check_compatible(&with("model=m1 precision=q8"))
+            .unwrap();
+        let err = with("model=m1 precision=f32")
+            .check_compatible(&with("model=m1 precision=q8"))
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, IndexError::EmbedderMismatch { .. }), "{msg}");
+        assert!(
+            msg.contains("precision=f32") && msg.contains("precision=q8"),
+            "{msg}"
+        );
     }
 }

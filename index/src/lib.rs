@@ -133,6 +133,21 @@ pub enum IndexError {
         /// The value the caller asked for.
         requested: String,
     },
+    /// A collection is used with another embedder than the one its vectors were made with
+    /// (caller's fault; nothing is changed): its queries would not be comparable.
+    #[error(
+        "collection {collection:?} was made with the embedder [{stored}], and this one is \
+         [{requested}]: configure the embedder it was made with (embedder.model, \
+         embedder.precision), or ingest its documents into a new collection"
+    )]
+    EmbedderMismatch {
+        /// The collection.
+        collection: String,
+        /// The fingerprint it was made with.
+        stored: String,
+        /// The fingerprint of the embedder in use.
+        requested: String,
+    },
     /// A vector (chunk or query) has the wrong number of components (caller's fault).
     #[error("vector dimension mismatch: expected {expected}, got {got}")]
     DimensionMismatch {

@@ -57,6 +57,13 @@ pub trait Embedder: Send + Sync {
     /// Length of every vector this embedder returns.
     fn dimension(&self) -> usize;
 
+    /// Everything that decides this embedder's vectors, as one string recorded with each
+    /// collection (model, weights' digest, dimension, precision): two embedders with the same
+    /// fingerprint make the same vectors. The default names only the model and the dimension.
+    fn fingerprint(&self) -> String {
+        format!("model={} dim={}", self.model_id(), self.dimension())
+    }
+
     /// The most content tokens (excluding special tokens) one input may have without truncation.
     fn max_content_tokens(&self) -> usize;
 

@@ -136,6 +136,7 @@ pub fn run(cfg: &Config, args: &AskArgs) -> anyhow::Result<()> {
         args.reranker.map(Into::into),
     );
     let models = Models::load(cfg, true, &rerank)?;
+    crate::jobs::check_embedder(&collection, models.embedder.as_ref())?;
     let generator = models.generator()?.clone();
     let retriever = models.retriever();
     let searcher = collection.reader().searcher();

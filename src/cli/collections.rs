@@ -11,8 +11,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use super::args::Target;
-use index::{CollectionConfig, Store};
-use ingest::Embedder;
+use index::Store;
 
 use crate::config::Config;
 use crate::state::CollectionInfo;
@@ -106,7 +105,7 @@ fn local_list(cfg: &Config) -> anyhow::Result<Vec<CollectionInfo>> {
 fn local_create(cfg: &Config, name: &str) -> anyhow::Result<CollectionInfo> {
     index::config::validate_collection_name(name)?;
     let embedder = crate::wiring::load_embedder(cfg)?;
-    let config = CollectionConfig::new(name, embedder.model_id(), embedder.dimension());
+    let config = crate::jobs::collection_config(name, &embedder);
     open_store(cfg)?.create_collection(config)?;
     find(local_list(cfg)?, name)
 }

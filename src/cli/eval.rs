@@ -254,7 +254,9 @@ fn run_answers(cfg: &Config, args: &AnswersArgs) -> anyhow::Result<()> {
     let models = Models::load(cfg, true, &RerankChoice::None)?;
     let generator = models.generator()?.clone();
     let store = index::Store::open(&cfg.data_dir)?;
-    let searcher = store.collection(&args.collection)?.reader().searcher();
+    let collection = store.collection(&args.collection)?;
+    crate::jobs::check_embedder(&collection, models.embedder.as_ref())?;
+    let searcher = collection.reader().searcher();
     let retriever = models.retriever();
     let acfg = args.answering.config(cfg);
     let r = crate::eval::answers::run(
@@ -412,9 +414,11 @@ fn run_gate(cfg: &Config, args: &GateArgs) -> anyhow::Result<()> {
             .collect(),
         (None, None) => anyhow::bail!("give the answerable questions with --dir or --questions"),
     };
-    let retriever = Models::load(cfg, false, &RerankChoice::None)?.retriever();
+    let models = Models::load(cfg, false, &RerankChoice::None)?;
+    let retriever = models.retriever();
     let store = index::Store::open(&cfg.data_dir)?;
     let collection = store.collection(&args.collection)?;
+    crate::jobs::check_embedder(&collection, models.embedder.as_ref())?;
     let searcher = collection.reader().searcher();
     let opts = RetrieveOptions {
         k: args.k,

@@ -359,7 +359,9 @@ fn search_local(
     let store = Store::open(&cfg.data_dir)?;
     let collection = store.collection(&args.collection)?;
     let rerank = RerankChoice::requested(cfg, opts.rerank, args.reranker.map(Into::into));
-    let retriever = Models::load(cfg, false, &rerank)?.retriever();
+    let models = Models::load(cfg, false, &rerank)?;
+    crate::jobs::check_embedder(&collection, models.embedder.as_ref())?;
+    let retriever = models.retriever();
     let searcher = collection.reader().searcher();
     let hits = retriever.retrieve(&searcher, &args.query, opts)?;
     let notes = crate::rag::retrieve::notes(&searcher, &args.query, opts.mode, &hits);

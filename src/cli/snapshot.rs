@@ -9,7 +9,6 @@ use clap::{Args, Subcommand};
 
 use super::args::Target;
 use index::Store;
-use ingest::Embedder;
 
 use crate::config::Config;
 use crate::grpc::convert::SnapshotLine;
@@ -177,11 +176,7 @@ fn archive_path(cfg: &Config, given: &str) -> anyhow::Result<PathBuf> {
 
 fn restore_local(cfg: &Config, a: &RestoreArgs) -> anyhow::Result<(CollectionInfo, SnapshotLine)> {
     let path = archive_path(cfg, &a.snapshot)?;
-    let embedder = crate::wiring::load_embedder(cfg)?;
-    let id = EmbedderId {
-        model: embedder.model_id().to_string(),
-        dimension: embedder.dimension(),
-    };
+    let id = EmbedderId::of(&crate::wiring::load_embedder(cfg)?);
     let store = open_store(cfg)?;
     let (collection, view) = snapshots::restore(&store, &path, &a.collection, &id)?;
     Ok((describe(&collection)?, view.into()))

@@ -62,6 +62,7 @@ fn index_code(e: &IndexError) -> Code {
         IndexError::CollectionBeingDeleted { .. } => Code::Unavailable,
         IndexError::CollectionInUse { .. }
         | IndexError::ManifestMismatch { .. }
+        | IndexError::EmbedderMismatch { .. }
         | IndexError::BadSnapshot { .. } => Code::FailedPrecondition,
         // Vectors and spans come from our own embedder and chunker, never from the caller.
         IndexError::DimensionMismatch { .. }

@@ -11,5 +11,5 @@ pub mod store;
 pub mod sync;
 
 pub use manager::{JobManager, JobWatch};
-pub use pipeline::{open_or_create, IngestSummary, Pipeline};
+pub use pipeline::{check_embedder, collection_config, open_or_create, IngestSummary, Pipeline};
 pub use record::{JobProgress, JobRecord, JobSpec, JobState};

@@ -278,21 +278,36 @@ pub fn open_or_create(
     name: &str,
     embedder: &dyn Embedder,
 ) -> index::Result<Arc<Collection>> {
-    let mut wanted = CollectionConfig::new(name, embedder.model_id(), embedder.dimension());
-    wanted.maintenance = store.maintenance();
     match store.collection(name) {
         Ok(existing) => {
-            let stored = existing.config();
-            let mut requested = stored.clone();
-            requested
-                .embedding_model
-                .clone_from(&wanted.embedding_model);
-            requested.dimension = wanted.dimension;
-            index::IndexManifest::from_config(stored)
-                .check_compatible(&index::IndexManifest::from_config(&requested))?;
+            check_embedder(&existing, embedder)?;
             Ok(existing)
         }
-        Err(IndexError::CollectionNotFound { .. }) => store.create_collection(wanted),
+        Err(IndexError::CollectionNotFound { .. }) => {
+            let mut wanted = collection_config(name, embedder);
+            wanted.maintenance = store.maintenance();
+            store.create_collection(wanted)
+        }
         Err(e) => Err(e),
     }
+}
+
+/// The configuration of a new collection `name` for `embedder`: its model, dimension and
+/// fingerprint recorded in the manifest.
+pub fn collection_config(name: &str, embedder: &dyn Embedder) -> CollectionConfig {
+    let mut config = CollectionConfig::new(name, embedder.model_id(), embedder.dimension());
+    config.embedder_fingerprint = embedder.fingerprint();
+    config
+}
+
+/// Refuses to use `collection` with an embedder other than the one its vectors were made with
+/// (another model or dimension, or another fingerprint where the collection recorded one).
+pub fn check_embedder(collection: &Collection, embedder: &dyn Embedder) -> index::Result<()> {
+    let stored = collection.config();
+    let mut requested = stored.clone();
+    requested.embedding_model = embedder.model_id().to_string();
+    requested.dimension = embedder.dimension();
+    requested.embedder_fingerprint = embedder.fingerprint();
+    index::IndexManifest::from_config(stored)
+        .check_compatible(&index::IndexManifest::from_config(&requested))
 }

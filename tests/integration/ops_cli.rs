@@ -331,3 +331,40 @@ fn a_local_cancel_keeps_an_interrupted_job_from_resuming() {
     let record = store.get(&id).unwrap().unwrap();
     assert_eq!(record.state, ragd::jobs::JobState::Cancelled);
 }
+
+/// A collection records its embedder's fingerprint: searching, asking or ingesting it with an
+/// embedder that makes other vectors (here: another precision policy) is refused, naming both.
+#[test]
+fn a_collection_refuses_another_embedder() {
+    let dir = tempfile::tempdir().unwrap();
+    let kb = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/kb");
+    let ragd = |precision: &str, args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_ragd"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(args)
+            .env("RAGD_EMBEDDER_PRECISION", precision)
+            .env_remove("RAGD_SERVER")
+            .output()
+            .unwrap()
+    };
+    ok(&ragd(
+        "f32",
+        &["ingest", "--collection", "kb", kb.to_str().unwrap()],
+    ));
+    let search = ["search", "XJ-9000 seal", "--collection", "kb", "--json"];
+    let found = json(&ragd("f32", &search));
+    assert_eq!(found["hits"][0]["doc_id"], "parts-catalog.md", "{found}");
+    for args in [
+        &search[..],
+        &["ingest", "--collection", "kb", kb.to_str().unwrap()],
+    ] {
+        let refused = failed(&ragd("q8", args));
+        assert!(
+            refused.contains("precision=f32")
+                && refused.contains("precision=q8")
+                && refused.contains("configure the embedder it was made with"),
+            "{refused}"
+        );
+    }
+}

@@ -240,6 +240,7 @@ async fn a_snapshot_taken_during_an_ingest_restores_elsewhere_as_it_was() {
     let other = ragd::snapshots::EmbedderId {
         model: "another-embedder".into(),
         dimension: 768,
+        fingerprint: "model=another-embedder dim=768".into(),
     };
     let e = ragd::snapshots::restore(&store, &snapshots.join(&snap.name), "kb", &other)
         .err()

@@ -31,6 +31,9 @@ pub struct EmbedderOptions {
     pub max_batch: usize,
     /// Arithmetic of the dense layers.
     pub precision: Precision,
+    /// sha256 of `model.safetensors` when already known (a catalogue model, verified when it
+    /// was fetched); computed at load otherwise.
+    pub weights_sha256: Option<String>,
 }
 
 impl Default for EmbedderOptions {
@@ -42,6 +45,7 @@ impl Default for EmbedderOptions {
             batch_tokens: limits.tokens,
             max_batch: limits.inputs,
             precision: Precision::Auto,
+            weights_sha256: None,
         }
     }
 }
@@ -112,6 +116,8 @@ pub struct CandleEmbedder {
     pooling: Pooling,
     max_tokens: usize,
     options: EmbedderOptions,
+    /// See [`Embedder::fingerprint`].
+    fingerprint: String,
 }
 
 fn require(dir: &Path, name: &str) -> Result<PathBuf, ModelError> {
@@ -136,7 +142,7 @@ impl CandleEmbedder {
         let pooling = Self::pooling(dir)?;
         // SAFETY: the weights file is memory-mapped read-only; ragd never writes model files
         // while they are loaded (fetch writes `.part` files and renames them into place).
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DTYPE, device)? };
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DTYPE, device)? };
         let mut encoder = BertEncoder::load(bert_root(&vb), &cfg)?;
         encoder.set_precision(options.precision)?;
         let mut tokenizer = Tokenizer::from_file(&tok_path)
@@ -150,6 +156,24 @@ impl CandleEmbedder {
                 ..Default::default()
             }))
             .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+        let weights_sha256 = match &options.weights_sha256 {
+            Some(known) => known.clone(),
+            None => {
+                crate::model::source::sha256_file(&weights).map_err(|source| ModelError::Io {
+                    path: weights.clone(),
+                    source,
+                })?
+            }
+        };
+        let fingerprint = format!(
+            "model={} weights=sha256:{weights_sha256} dim={} precision={}",
+            options.model_id,
+            encoder.hidden_size(),
+            serde_json::to_value(options.precision)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        );
         Ok(Self {
             encoder,
             tokenizer,
@@ -157,6 +181,7 @@ impl CandleEmbedder {
             pooling,
             max_tokens,
             options,
+            fingerprint,
         })
     }
 
@@ -258,6 +283,10 @@ impl Embedder for CandleEmbedder {
 
     fn dimension(&self) -> usize {
         self.encoder.hidden_size()
+    }
+
+    fn fingerprint(&self) -> String {
+        self.fingerprint.clone()
     }
 
     fn max_content_tokens(&self) -> usize {
