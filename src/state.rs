@@ -54,6 +54,8 @@ pub struct CollectionInfo {
     pub embedding_model: String,
     /// Vector dimension.
     pub dimension: usize,
+    /// The embedder's fingerprint it was made with (empty when not recorded).
+    pub embedder_fingerprint: String,
     /// Documents stored.
     pub documents: u64,
     /// Chunks stored.
@@ -66,6 +68,7 @@ impl From<index::CollectionSummary> for CollectionInfo {
             name,
             embedding_model,
             dimension,
+            embedder_fingerprint,
             documents,
             chunks,
             open: _,
@@ -74,6 +77,7 @@ impl From<index::CollectionSummary> for CollectionInfo {
             name,
             embedding_model,
             dimension,
+            embedder_fingerprint,
             documents,
             chunks,
         }
@@ -409,6 +413,7 @@ pub fn describe(c: &Collection) -> Result<CollectionInfo> {
         name: config.name.clone(),
         embedding_model: config.embedding_model.clone(),
         dimension: config.dimension,
+        embedder_fingerprint: config.embedder_fingerprint.clone(),
         documents: stats.documents,
         chunks: stats.meta_chunks,
     })

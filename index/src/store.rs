@@ -310,6 +310,7 @@ impl Store {
                 name,
                 embedding_model: manifest.embedding_model,
                 dimension: manifest.dimension,
+                embedder_fingerprint: manifest.embedder_fingerprint,
                 documents: counts.documents,
                 chunks: counts.chunks,
                 open: is_open,

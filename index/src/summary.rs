@@ -24,6 +24,8 @@ pub struct CollectionSummary {
     pub embedding_model: String,
     /// Vector dimension.
     pub dimension: usize,
+    /// The fingerprint of the embedder it was made with (empty when not recorded).
+    pub embedder_fingerprint: String,
     /// Documents stored.
     pub documents: u64,
     /// Chunks stored.

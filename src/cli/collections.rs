@@ -189,6 +189,9 @@ fn print_one(info: &CollectionInfo, size: Option<u64>, json: bool) -> anyhow::Re
         "  embedder   {} ({} dimensions)",
         info.embedding_model, info.dimension
     );
+    if !info.embedder_fingerprint.is_empty() {
+        println!("             {}", info.embedder_fingerprint);
+    }
     if let Some(bytes) = size {
         println!("  on disk    {}", indicatif::HumanBytes(bytes));
     }

@@ -315,6 +315,7 @@ impl From<CollectionInfo> for pb::Collection {
             name,
             embedding_model,
             dimension,
+            embedder_fingerprint,
             documents,
             chunks,
         } = c;
@@ -322,6 +323,7 @@ impl From<CollectionInfo> for pb::Collection {
             name,
             embedding_model,
             dimension: dimension as u32,
+            embedder_fingerprint,
             documents,
             chunks,
         }
@@ -980,11 +982,13 @@ impl From<pb::Collection> for CollectionInfo {
             dimension,
             documents,
             chunks,
+            embedder_fingerprint,
         } = c;
         Self {
             name,
             embedding_model,
             dimension: dimension as usize,
+            embedder_fingerprint,
             documents,
             chunks,
         }

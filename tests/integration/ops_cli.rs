@@ -352,6 +352,12 @@ fn a_collection_refuses_another_embedder() {
         "f32",
         &["ingest", "--collection", "kb", kb.to_str().unwrap()],
     ));
+    let info = json(&ragd("f32", &["collections", "info", "kb", "--json"]));
+    let fingerprint = info["embedder_fingerprint"].as_str().unwrap();
+    assert!(
+        fingerprint.contains("weights=sha256:") && fingerprint.contains("precision=f32"),
+        "{info}"
+    );
     let search = ["search", "XJ-9000 seal", "--collection", "kb", "--json"];
     let found = json(&ragd("f32", &search));
     assert_eq!(found["hits"][0]["doc_id"], "parts-catalog.md", "{found}");

@@ -18,6 +18,7 @@ fn summary(name: &str, documents: u64, chunks: u64, open: bool) -> CollectionSum
         name: name.into(),
         embedding_model: c.embedding_model,
         dimension: DIM,
+        embedder_fingerprint: String::new(),
         documents,
         chunks,
         open,
