@@ -456,7 +456,9 @@ fn unpack(
             .map_err(|e| bad(path, format!("truncated or damaged: {e}")))?;
         let Hashing { hasher, bytes, .. } = hashing;
         check(&info.files[1], hex::encode(hasher.finalize()), bytes)?;
-        imported.map_err(|e| bad(path, e.to_string()))?;
+        // The store's bytes are the ones written: an import that failed anyway failed here
+        // (a full disk, say), not in the archive, and keeps its own error.
+        imported?;
     }
     for file in &info.files[2..] {
         let entry = expect_entry(path, &mut entries, &file.name)?;

@@ -7,11 +7,9 @@
 
 use std::path::Path;
 
-use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use super::args::Target;
-use index::Store;
 
 use crate::config::Config;
 use crate::state::CollectionInfo;
@@ -90,15 +88,11 @@ pub fn run(cfg: &Config, cmd: CollectionsCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn open_store(cfg: &Config) -> anyhow::Result<Store> {
-    Store::open(&cfg.data_dir).with_context(|| format!("data folder {}", cfg.data_dir.display()))
-}
-
 fn local_list(cfg: &Config) -> anyhow::Result<Vec<CollectionInfo>> {
     if !cfg.data_dir.exists() {
         return Ok(Vec::new());
     }
-    let summaries = open_store(cfg)?.summaries()?;
+    let summaries = super::open_store(cfg)?.summaries()?;
     Ok(summaries.into_iter().map(CollectionInfo::from).collect())
 }
 
@@ -106,32 +100,20 @@ fn local_create(cfg: &Config, name: &str) -> anyhow::Result<CollectionInfo> {
     index::config::validate_collection_name(name)?;
     let embedder = crate::wiring::load_embedder(cfg)?;
     let config = crate::jobs::collection_config(name, &embedder);
-    open_store(cfg)?.create_collection(config)?;
+    super::open_store(cfg)?.create_collection(config)?;
     find(local_list(cfg)?, name)
 }
 
 /// Opens the collection before deleting it: its lock tells whether another process (a server)
 /// is using it.
 fn local_delete(cfg: &Config, name: &str) -> anyhow::Result<()> {
-    let store = open_store(cfg)?;
+    let store = super::open_store(cfg)?;
     let collection = store
         .collection(name)
-        .map_err(|e| in_use_hint(e.into(), name))?;
+        .map_err(|e| super::in_use_hint(e.into(), name, "manage it"))?;
     drop(collection);
     store.delete_collection(name)?;
     Ok(())
-}
-
-/// Adds the way out when a collection's lock is held by a server.
-fn in_use_hint(e: anyhow::Error, name: &str) -> anyhow::Error {
-    if format!("{e:#}").contains("could not acquire lock") {
-        e.context(format!(
-            "collection {name} is in use by another process (a running `ragd serve`?); \
-             manage it through that server with --server URL"
-        ))
-    } else {
-        e
-    }
 }
 
 fn find(list: Vec<CollectionInfo>, name: &str) -> anyhow::Result<CollectionInfo> {

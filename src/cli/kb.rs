@@ -126,8 +126,7 @@ struct Kb {
 
 fn open_kb(cfg: &Config, name: &str) -> anyhow::Result<Kb> {
     let embedder: Arc<dyn Embedder> = Arc::new(crate::wiring::load_embedder(cfg)?);
-    let store = Store::open(&cfg.data_dir)
-        .with_context(|| format!("data folder {}", cfg.data_dir.display()))?;
+    let store = super::open_store(cfg)?;
     let collection = open_or_create(&store, name, embedder.as_ref())?;
     Ok(Kb {
         embedder,

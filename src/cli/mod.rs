@@ -141,6 +141,25 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// The store of the local data folder.
+fn open_store(cfg: &Config) -> anyhow::Result<index::Store> {
+    index::Store::open(&cfg.data_dir)
+        .with_context(|| format!("data folder {}", cfg.data_dir.display()))
+}
+
+/// `e`, with the way out added when collection `name`'s lock is held by another process (a
+/// running server): do `what` through that server.
+fn in_use_hint(e: anyhow::Error, name: &str, what: &str) -> anyhow::Error {
+    if format!("{e:#}").contains("could not acquire lock") {
+        e.context(format!(
+            "collection {name} is in use by another process (a running `ragd serve`?); \
+             {what} through that server with --server URL"
+        ))
+    } else {
+        e
+    }
+}
+
 /// A progress bar on stderr (hidden when stderr is not a terminal).
 pub fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
     styled_bar(

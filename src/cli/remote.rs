@@ -39,8 +39,7 @@ pub fn search(
     url: &str,
     query: crate::state::SearchQuery,
 ) -> anyhow::Result<(Vec<Hit>, Vec<String>)> {
-    runtime()?.block_on(async {
-        let mut client = connect(url).await?;
+    with_client(url, async |client| {
         let response = client.search(tonic::Request::new(query.into())).await?;
         Ok(convert::hits(response.into_inner()))
     })
@@ -227,8 +226,7 @@ pub struct Upload<'a> {
 /// `ragd ingest --server` (streamed from here) or `--server --job` (read by the server).
 pub fn ingest(url: &str, args: &Upload<'_>) -> anyhow::Result<IngestSummary> {
     let chunker = serde_json::to_string(&args.chunker)?;
-    runtime()?.block_on(async {
-        let client = connect(url).await?;
+    with_client(url, async |client| {
         if args.job {
             run_job(client, args, chunker).await
         } else {
@@ -238,7 +236,7 @@ pub fn ingest(url: &str, args: &Upload<'_>) -> anyhow::Result<IngestSummary> {
 }
 
 async fn stream_docs(
-    mut client: Client,
+    client: &mut Client,
     args: &Upload<'_>,
     chunker: String,
 ) -> anyhow::Result<IngestSummary> {
@@ -362,7 +360,7 @@ fn send_messages(
 }
 
 async fn run_job(
-    mut client: Client,
+    client: &mut Client,
     args: &Upload<'_>,
     chunker: String,
 ) -> anyhow::Result<IngestSummary> {
@@ -375,7 +373,7 @@ async fn run_job(
     let job = JobView::from(client.start_ingest_job(request).await?.into_inner());
     eprintln!("started job {}", job.id);
     let bar = super::bytes_bar(0, "ingesting");
-    let last = watch(&mut client, &job.id, |view| {
+    let last = watch(client, &job.id, |view| {
         bar.set_length(view.bytes_total);
         bar.set_position(view.bytes_done);
     })

@@ -4,11 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use super::args::Target;
-use index::Store;
 
 use crate::config::Config;
 use crate::grpc::convert::SnapshotLine;
@@ -68,9 +66,11 @@ pub fn run(cfg: &Config, cmd: SnapshotCommand) -> anyhow::Result<()> {
             let line = match &a.target.server {
                 Some(url) => super::remote::create_snapshot(url, &a.collection)?,
                 None => {
-                    let store = open_store(cfg)?;
+                    let store = super::open_store(cfg)?;
                     let view = snapshots::create(&store, &cfg.snapshot_dir(), &a.collection)
-                        .map_err(|e| in_use_hint(e.into(), &a.collection))?;
+                        .map_err(|e| {
+                            super::in_use_hint(e.into(), &a.collection, "take the snapshot")
+                        })?;
                     view.into()
                 }
             };
@@ -143,22 +143,6 @@ pub fn run(cfg: &Config, cmd: SnapshotCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn open_store(cfg: &Config) -> anyhow::Result<Store> {
-    Store::open(&cfg.data_dir).with_context(|| format!("data folder {}", cfg.data_dir.display()))
-}
-
-/// Adds the way out when a collection's lock is held by a server.
-fn in_use_hint(e: anyhow::Error, name: &str) -> anyhow::Error {
-    if format!("{e:#}").contains("could not acquire lock") {
-        e.context(format!(
-            "collection {name} is in use by another process (a running `ragd serve`?); \
-             take the snapshot through that server with --server URL"
-        ))
-    } else {
-        e
-    }
-}
-
 /// The archive `given` names: a file in the snapshot folder, or a path to one.
 fn archive_path(cfg: &Config, given: &str) -> anyhow::Result<PathBuf> {
     let in_folder = cfg.snapshot_dir().join(given);
@@ -177,7 +161,7 @@ fn archive_path(cfg: &Config, given: &str) -> anyhow::Result<PathBuf> {
 fn restore_local(cfg: &Config, a: &RestoreArgs) -> anyhow::Result<(CollectionInfo, SnapshotLine)> {
     let path = archive_path(cfg, &a.snapshot)?;
     let id = EmbedderId::of(&crate::wiring::load_embedder(cfg)?);
-    let store = open_store(cfg)?;
+    let store = super::open_store(cfg)?;
     let (collection, view) = snapshots::restore(&store, &path, &a.collection, &id)?;
     Ok((describe(&collection)?, view.into()))
 }

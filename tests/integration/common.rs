@@ -6,6 +6,15 @@ use std::sync::{Arc, OnceLock};
 use ragd::model::encoder::CandleEmbedder;
 use ragd::Config;
 
+/// A loopback port free a moment ago, for a server started as a process.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// The reference fixtures shipped in the repository (`tests/fixtures`: MiniLM reference vectors,
 /// the cross-encoder checkpoint head and its PyTorch logits), so a fresh clone passes alone.
 pub fn fixtures_dir() -> PathBuf {

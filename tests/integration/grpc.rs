@@ -739,11 +739,7 @@ fn cli_serve_ingest_search_and_sigterm() {
     use std::process::{Command, Stdio};
 
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::common::free_port();
     let addr = format!("127.0.0.1:{port}");
     let ragd = || {
         let mut c = Command::new(env!("CARGO_BIN_EXE_ragd"));

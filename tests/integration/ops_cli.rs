@@ -29,11 +29,7 @@ impl Served {
             ),
         )
         .unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = crate::common::free_port();
         let addr = format!("127.0.0.1:{port}");
         let mut served = Self {
             server: Command::new(env!("CARGO_BIN_EXE_ragd"))
@@ -161,7 +157,8 @@ fn collections_jobs_and_ask_against_a_live_server() {
 
     // Ask over gRPC, printed as the local command prints.
     let question = "Which shaft seal fits an XJ-9000 pump built in 2021?";
-    let remote_answer = json(&served.remote(&[
+    // The same question, asked the same way, over gRPC and (below) locally.
+    let ask = [
         "ask",
         question,
         "--collection",
@@ -171,7 +168,8 @@ fn collections_jobs_and_ask_against_a_live_server() {
         "48",
         "--temperature",
         "0",
-    ]));
+    ];
+    let remote_answer = json(&served.remote(&ask));
     assert_eq!(remote_answer["question"], question);
     assert!(
         !remote_answer["answer"].as_str().unwrap().trim().is_empty(),
@@ -240,17 +238,7 @@ fn collections_jobs_and_ask_against_a_live_server() {
         ok(&served.ragd(&["collections", "list", "--json"])),
         remote_list
     );
-    let local_answer = json(&served.ragd(&[
-        "ask",
-        question,
-        "--collection",
-        "kb",
-        "--json",
-        "--max-tokens",
-        "48",
-        "--temperature",
-        "0",
-    ]));
+    let local_answer = json(&served.ragd(&ask));
     let keys = |v: &serde_json::Value| {
         v.as_object()
             .unwrap()

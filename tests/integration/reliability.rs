@@ -167,11 +167,7 @@ impl Spec {
     fn new(root: &Path, config_toml: &str, roots: Vec<PathBuf>) -> Self {
         let config = root.join("ragd.toml");
         std::fs::write(&config, config_toml).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = crate::common::free_port();
         Self {
             data: root.join("data"),
             config,

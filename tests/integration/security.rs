@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 use tonic::transport::{Channel, ClientTlsConfig, Identity, ServerTlsConfig};
 use tonic::Code;
 
-use crate::common::{config, shared_embedder};
+use crate::common::{config, free_port, shared_embedder};
 
 const TOKEN: &str = "test-token-0123456789abcdef";
 
@@ -156,14 +156,6 @@ async fn token_and_tls_guard_every_rpc_but_health() {
 
     stop.send(()).unwrap();
     task.await.unwrap().unwrap();
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Without a token, a non-loopback address is refused at once (before any model loads).
