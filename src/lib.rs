@@ -17,6 +17,7 @@ pub mod grpc;
 pub mod jobs;
 pub mod model;
 pub mod rag;
+pub mod reindex;
 pub mod serving;
 pub mod snapshots;
 pub mod state;

@@ -8,12 +8,14 @@
 //! ([`AppState::unmetered`]) take no permit: they read or write one small sled record.
 //! Searches read a [`Searcher`](index::Searcher) snapshot and never wait on writers.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
 use index::{Collection, DocumentInfo, Store};
 use ingest::{ChunkingStrategy, Document, Embedder};
+use parking_lot::Mutex;
 
 use crate::config::Config;
 use crate::error::{Result, ServiceError};
@@ -22,6 +24,7 @@ use crate::model::llm::{GenerationParams, Generator};
 use crate::model::Reranker;
 use crate::rag::answer::{self, Prepared};
 use crate::rag::{AnswerConfig, Hit, RetrieveOptions, Retriever};
+use crate::reindex::ReindexView;
 use crate::serving::{GenerationPool, PooledReranker, RequestGate};
 use crate::snapshots::{self, SnapshotView};
 use crate::wiring::{self, Models, RerankChoice};
@@ -41,6 +44,11 @@ struct Inner {
     store: Arc<Store>,
     embedder: Arc<dyn Embedder>,
     retriever: Retriever,
+    reranker: Option<Arc<dyn Reranker>>,
+    /// Collections being reindexed whose old generation was made with another embedder than
+    /// the server's: the retriever over that embedder, loaded for the while (see
+    /// [`AppState::reindex`]).
+    reindexing: Mutex<HashMap<String, Retriever>>,
     gate: RequestGate,
     jobs: Arc<JobManager>,
 }
@@ -173,7 +181,9 @@ impl AppState {
         let jobs = JobManager::open(&config, store.clone(), embedder.clone())?;
         let inner = Inner {
             gate: RequestGate::new(GATE, config.embedder.queue),
-            retriever: wiring::retriever(embedder.clone(), reranker),
+            retriever: wiring::retriever(embedder.clone(), reranker.clone()),
+            reranker,
+            reindexing: Mutex::new(HashMap::new()),
             generation,
             config,
             store,
@@ -373,9 +383,9 @@ impl AppState {
         g.max_tokens = q.max_tokens.unwrap_or(g.max_tokens);
         g.temperature = q.temperature.unwrap_or(g.temperature);
         g.seed = q.seed.unwrap_or(g.seed);
-        let searcher = self.searcher(&q.collection)?;
+        let (searcher, retriever) = self.searcher(&q.collection)?;
         let prepared = answer::prepare(
-            &self.inner.retriever,
+            &retriever,
             &searcher,
             pool.generator().as_ref(),
             &q.question,
@@ -384,24 +394,107 @@ impl AppState {
         Ok((prepared, cfg.generation))
     }
 
-    /// A searcher of `collection`, refused when the collection was made with another embedder
-    /// than the server's (its queries would not be comparable to its vectors).
-    fn searcher(&self, collection: &str) -> Result<index::Searcher> {
+    /// A searcher of `collection` and the retriever for it: the server's, or, while the
+    /// collection is being reindexed from another embedder, one over that embedder. Refused
+    /// when the collection was made with another embedder than these (its queries would not be
+    /// comparable to its vectors).
+    fn searcher(&self, collection: &str) -> Result<(index::Searcher, Retriever)> {
         let c = self.inner.store.collection(collection)?;
-        crate::jobs::check_embedder(&c, self.inner.embedder.as_ref())?;
-        Ok(c.reader().searcher())
+        let retriever = match crate::jobs::check_embedder(&c, self.inner.embedder.as_ref()) {
+            Ok(()) => self.inner.retriever.clone(),
+            Err(refused) => {
+                let own = self.inner.reindexing.lock().get(collection).cloned();
+                match own {
+                    Some(r) if crate::jobs::check_embedder(&c, r.embedder().as_ref()).is_ok() => r,
+                    _ => return Err(refused.into()),
+                }
+            }
+        };
+        Ok((c.reader().searcher(), retriever))
+    }
+
+    /// Re-embeds collection `name` with the server's embedder into a new generation and
+    /// switches to it (see [`crate::reindex`]); `progress` sees each step and stops it with an
+    /// error. Searches go on throughout: when the old generation was made with another
+    /// embedder, that embedder is loaded (a catalogue model, or a local folder still holding
+    /// the same weights) and serves the collection's searches until the switch; when it cannot
+    /// be, they are refused as before and the result says why.
+    pub fn reindex(
+        &self,
+        name: &str,
+        progress: impl FnMut(&index::ReindexProgress) -> Result<()>,
+    ) -> Result<(CollectionInfo, ReindexView)> {
+        let source = self.inner.store.collection(name)?;
+        let previous = source.config().clone();
+        let own = crate::jobs::check_embedder(&source, self.inner.embedder.as_ref()).is_ok();
+        drop(source);
+        let mut note = String::new();
+        let serving = if own {
+            None
+        } else {
+            match wiring::load_embedder_of(&self.inner.config, &previous) {
+                Ok(embedder) => {
+                    let retriever =
+                        wiring::retriever(Arc::new(embedder), self.inner.reranker.clone());
+                    Some(ServedWhileReindexing::new(&self.inner, name, retriever))
+                }
+                Err(e) => {
+                    note = format!(
+                        "searches of {name:?} were refused until the switch: the embedder it was \
+                         made with could not be loaded ({e})"
+                    );
+                    tracing::warn!(collection = name, "{note}");
+                    None
+                }
+            }
+        };
+        let result = crate::reindex::reindex(
+            &self.inner.store,
+            name,
+            self.inner.embedder.as_ref(),
+            progress,
+        );
+        drop(serving);
+        let (collection, report) = result?;
+        let view = ReindexView {
+            previous_fingerprint: previous.embedder_fingerprint,
+            searches_served: note.is_empty(),
+            note,
+            report,
+        };
+        Ok((describe(&collection)?, view))
     }
 
     /// Runs a retrieval on a snapshot of the collection; returns the hits and the time taken.
     pub fn search(&self, q: &SearchQuery) -> Result<(Vec<Hit>, f64, Vec<String>)> {
         let start = Instant::now();
-        let searcher = self.searcher(&q.collection)?;
-        let hits = self
-            .inner
-            .retriever
-            .retrieve(&searcher, &q.query, &q.options)?;
+        let (searcher, retriever) = self.searcher(&q.collection)?;
+        let hits = retriever.retrieve(&searcher, &q.query, &q.options)?;
         let notes = crate::rag::retrieve::notes(&searcher, &q.query, q.options.mode, &hits);
         Ok((hits, start.elapsed().as_secs_f64() * 1e3, notes))
+    }
+}
+
+/// Registers the retriever serving a collection's searches during its reindex, for as long as
+/// it lives.
+struct ServedWhileReindexing<'a> {
+    inner: &'a Inner,
+    name: String,
+}
+
+impl<'a> ServedWhileReindexing<'a> {
+    fn new(inner: &'a Inner, name: &str, retriever: Retriever) -> Self {
+        inner.reindexing.lock().insert(name.to_owned(), retriever);
+        Self {
+            inner,
+            name: name.to_owned(),
+        }
+    }
+}
+
+impl Drop for ServedWhileReindexing<'_> {
+    fn drop(&mut self) {
+        self.inner.reindexing.lock().remove(&self.name);
     }
 }
 

@@ -137,6 +137,45 @@ pub fn load_embedder(cfg: &Config) -> Result<CandleEmbedder, ModelError> {
     CandleEmbedder::load(&dir, &device, options)
 }
 
+/// Loads the embedder collection `made_with` was made with (its recorded model, a catalogue
+/// name or a local folder, at its recorded precision) and checks that its fingerprint is the
+/// recorded one: for serving the collection's searches while a reindex replaces its vectors.
+pub fn load_embedder_of(
+    cfg: &Config,
+    made_with: &index::CollectionConfig,
+) -> Result<CandleEmbedder, ModelError> {
+    let mut cfg = cfg.clone();
+    cfg.embedder.model.clone_from(&made_with.embedding_model);
+    let recorded = &made_with.embedder_fingerprint;
+    if let Some(p) = recorded
+        .split(' ')
+        .find_map(|f| f.strip_prefix("precision="))
+    {
+        cfg.embedder.precision =
+            serde_json::from_value(serde_json::Value::from(p)).map_err(|e| {
+                ModelError::Invalid {
+                    path: PathBuf::from(&made_with.embedding_model),
+                    reason: format!("recorded precision {p:?}: {e}"),
+                }
+            })?;
+    }
+    let embedder = load_embedder(&cfg)?;
+    let made = embedder.fingerprint();
+    let same = if recorded.is_empty() {
+        embedder.model_id() == made_with.embedding_model
+            && embedder.dimension() == made_with.dimension
+    } else {
+        made == *recorded
+    };
+    if !same {
+        return Err(ModelError::Invalid {
+            path: PathBuf::from(&made_with.embedding_model),
+            reason: format!("it loads as [{made}], not as recorded [{recorded}]"),
+        });
+    }
+    Ok(embedder)
+}
+
 /// Resolves, fetches if needed, and loads the configured generator (`generator.*`).
 pub fn load_generator(cfg: &Config) -> Result<Arc<GgufGenerator>, ModelError> {
     let source = ModelSource::parse(&cfg.generator.model)?;

@@ -17,7 +17,7 @@ const LAYERS: &[&[&str]] = &[
     &["config"],
     &["error"],
     &["jobs", "rag", "snapshots"],
-    &["wiring", "eval"],
+    &["wiring", "eval", "reindex"],
     &["state"],
     &["grpc"],
     &["bench"],

@@ -10,6 +10,9 @@
 //! <dir>/.snapshot-<ms>-<pid>/ a snapshot being written (see `archive`)
 //! ```
 //!
+//! Beside the collection folders, `<root>/.reindex-<name>/` holds a new generation being built
+//! and `<root>/.replaced-<name>-<ms>/` an old one that searches still read (see `reindex`).
+//!
 //! Opening runs recovery (see `recovery`) before the collection is handed out, so the first
 //! searcher already sees every acknowledged write.
 
@@ -22,7 +25,7 @@ use crate::config::{validate_config, CollectionConfig, IndexManifest, Maintenanc
 use crate::meta::MetaStore;
 use crate::reader::{IndexReader, Shared, Snapshot};
 use crate::recovery::{recover_dense, recover_sparse};
-use crate::retire::{RemoveOnClose, Removing, MANIFEST};
+use crate::retire::{RemoveOnClose, Removing, Retired, MANIFEST};
 use crate::sparse::SparseIndex;
 use crate::types::Seq;
 use crate::writer::{IndexWriter, WriterState};
@@ -186,7 +189,23 @@ impl Collection {
         let shared = &self.shared;
         shared
             .removal
-            .arm(&shared.dir, &shared.config.name, removing);
+            .arm(&shared.dir, &shared.config.name, removing, Retired::Deleted);
+    }
+
+    /// Marks the collection replaced by a reindex whose new generation took its name: its
+    /// folder, renamed to `moved_to`, is removed when the last handle on it closes, and writes
+    /// still waiting on its writer fail with [`IndexError::Reindexed`].
+    pub(crate) fn retire_replaced(&self, moved_to: &Path) {
+        let shared = &self.shared;
+        let nobody = Removing::default();
+        shared
+            .removal
+            .arm(moved_to, &shared.config.name, nobody, Retired::Replaced);
+    }
+
+    /// Its meta store (for whole-collection passes that read the latest acknowledged state).
+    pub(crate) fn meta(&self) -> &MetaStore {
+        &self.shared.meta
     }
 
     /// Bytes used on disk by the sled store.

@@ -53,6 +53,7 @@ pub mod fusion;
 pub mod meta;
 pub mod reader;
 mod recovery;
+mod reindex;
 mod retire;
 pub mod sparse;
 mod store;
@@ -73,6 +74,7 @@ pub use config::{
     MaintenanceConfig,
 };
 pub use reader::{IndexReader, Searcher};
+pub use reindex::{Reembed, ReindexProgress, ReindexReport, ReindexTarget};
 pub use store::Store;
 pub use summary::{CollectionSummary, Counts};
 pub use types::{
@@ -137,8 +139,9 @@ pub enum IndexError {
     /// (caller's fault; nothing is changed): its queries would not be comparable.
     #[error(
         "collection {collection:?} was made with the embedder [{stored}], and this one is \
-         [{requested}]: configure the embedder it was made with (embedder.model, \
-         embedder.precision), or ingest its documents into a new collection"
+         [{requested}]: re-embed it with this one (`ragd collections reindex {collection}`; \
+         searches go on meanwhile), or configure the embedder it was made with \
+         (embedder.model, embedder.precision)"
     )]
     EmbedderMismatch {
         /// The collection.
@@ -147,6 +150,19 @@ pub enum IndexError {
         stored: String,
         /// The fingerprint of the embedder in use.
         requested: String,
+    },
+    /// A write waited on a collection that a reindex replaced meanwhile (transient: retry it;
+    /// the name now holds the new generation).
+    #[error("collection {name:?} was reindexed while this write waited; retry it")]
+    Reindexed {
+        /// The collection's name.
+        name: String,
+    },
+    /// A reindex was asked for a collection that is being reindexed already.
+    #[error("collection {name:?} is being reindexed already")]
+    ReindexRunning {
+        /// The collection's name.
+        name: String,
     },
     /// A vector (chunk or query) has the wrong number of components (caller's fault).
     #[error("vector dimension mismatch: expected {expected}, got {got}")]

@@ -8,7 +8,9 @@
 //! and the dense index have closed). Until then the name cannot be created again. A crash
 //! between retiring and removing leaves a folder holding only the retired manifest, which the
 //! next [`crate::Store::open`] removes ([`sweep`]). Likewise the staging folder of a snapshot a
-//! crash interrupted is removed when its collection next opens ([`remove_staging`]).
+//! crash interrupted is removed when its collection next opens ([`remove_staging`]), and
+//! the reindexes a crash interrupted are finished or removed when the store opens
+//! ([`sweep_reindexes`]; see `reindex`).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -16,7 +18,9 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use crate::config::validate_collection_name;
 use crate::durable::fsync;
+use crate::meta::MetaStore;
 use crate::{IndexError, Result};
 
 /// A collection's manifest.
@@ -37,21 +41,32 @@ struct Removal {
     dir: PathBuf,
     name: String,
     removing: Removing,
+    why: Retired,
+}
+
+/// Why a collection was retired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Retired {
+    /// It was deleted.
+    Deleted,
+    /// A reindex replaced it with a new generation under the same name (see `reindex`).
+    Replaced,
 }
 
 impl RemoveOnClose {
     /// Arms the guard: dropping it removes `dir`, then frees `name` in `removing`.
-    pub fn arm(&self, dir: &Path, name: &str, removing: Removing) {
+    pub fn arm(&self, dir: &Path, name: &str, removing: Removing, why: Retired) {
         *self.0.lock() = Some(Removal {
             dir: dir.to_owned(),
             name: name.to_owned(),
             removing,
+            why,
         });
     }
 
-    /// True once the collection is retired.
-    pub fn is_armed(&self) -> bool {
-        self.0.lock().is_some()
+    /// Why the collection was retired; `None` while it is live.
+    pub fn retired(&self) -> Option<Retired> {
+        self.0.lock().as_ref().map(|r| r.why)
     }
 }
 
@@ -137,4 +152,89 @@ pub(crate) fn remove_staging(dir: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Prefix of the folder a new generation is built in.
+pub(crate) const BUILD_PREFIX: &str = ".reindex-";
+/// Prefix of a replaced generation's folder, removed when its last search ends.
+pub(crate) const REPLACED_PREFIX: &str = ".replaced-";
+/// Written into a build folder once the new generation is complete.
+pub(crate) const DONE: &str = "reindex.done";
+
+/// Moves the source folder `dir` aside to `replaced` (if it is there) and the complete build
+/// into its place, durably.
+pub(crate) fn swap_in(build: &Path, dir: &Path, replaced: &Path, root: &Path) -> Result<()> {
+    if dir.exists() {
+        std::fs::rename(dir, replaced).map_err(|e| IndexError::io(dir, e))?;
+    }
+    std::fs::rename(build, dir).map_err(|e| IndexError::io(build, e))?;
+    let done = dir.join(DONE);
+    std::fs::remove_file(&done).map_err(|e| IndexError::io(&done, e))?;
+    fsync(root)
+}
+
+/// Finishes or removes what reindexes a crash interrupted under `root` (see `reindex`);
+/// returns how many folders it handled.
+pub(crate) fn sweep_reindexes(root: &Path) -> Result<usize> {
+    let mut handled = 0;
+    for entry in std::fs::read_dir(root).map_err(|e| IndexError::io(root, e))? {
+        let path = entry.map_err(|e| IndexError::io(root, e))?.path();
+        let Some(file) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if file.starts_with(REPLACED_PREFIX) {
+            if unlocked(&path.join("meta")) {
+                remove_dir(&path)?;
+                handled += 1;
+            }
+            continue;
+        }
+        let Some(name) = file.strip_prefix(BUILD_PREFIX) else {
+            continue;
+        };
+        if validate_collection_name(name).is_err() || !unlocked(&path.join("meta")) {
+            continue;
+        }
+        let dir = root.join(name);
+        if !path.join(DONE).exists() {
+            remove_dir(&path)?;
+            tracing::info!(collection = name, "removed a reindex a restart interrupted");
+        } else if !dir.exists() || unlocked(&dir.join("meta")) {
+            let replaced = root.join(format!("{REPLACED_PREFIX}{name}-{}", now_ms()));
+            swap_in(&path, &dir, &replaced, root)?;
+            remove_dir(&replaced)?;
+            tracing::info!(
+                collection = name,
+                "finished a reindex a restart interrupted"
+            );
+        } else {
+            continue;
+        }
+        handled += 1;
+    }
+    Ok(handled)
+}
+
+/// Whether nobody holds the sled store at `meta` (opening it takes sled's lock, and fails while
+/// another handle, in this process or another, holds it).
+fn unlocked(meta: &Path) -> bool {
+    if !meta.exists() {
+        return true;
+    }
+    MetaStore::open(meta, 1 << 20).is_ok()
+}
+
+/// Removes a folder; one already gone is not an error.
+pub(crate) fn remove_dir(path: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(IndexError::io(path, e)),
+        _ => Ok(()),
+    }
+}
+
+/// Milliseconds since the epoch (names of replaced generations).
+pub(crate) fn now_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
 }

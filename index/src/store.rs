@@ -5,7 +5,7 @@
 //! without opening, and close when idle ([`Store::close_idle`]). Names are validated before
 //! they touch a path.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use crate::config::{validate_collection_name, CollectionConfig, IndexManifest, MaintenanceConfig};
-use crate::retire::{remove_folder, retire_manifest, sweep, Removing, MANIFEST};
+use crate::retire::{remove_folder, retire_manifest, sweep, sweep_reindexes, Removing, MANIFEST};
 use crate::summary::{CollectionSummary, Counts};
 use crate::{Collection, IndexError, Result};
 
@@ -27,13 +27,15 @@ pub struct Store {
     slots: Mutex<HashMap<String, Arc<Slot>>>,
     /// Deleted collections whose folders searches still hold (see `retire`).
     removing: Removing,
+    /// Names being reindexed (see `reindex`).
+    pub(crate) reindexing: Mutex<HashSet<String>>,
     maintenance: MaintenanceConfig,
 }
 
 /// One collection name's place in the store.
-struct Slot {
+pub(crate) struct Slot {
     /// The open collection, if it is open.
-    open: Mutex<Option<Arc<Collection>>>,
+    pub(crate) open: Mutex<Option<Arc<Collection>>>,
     /// When it was last handed out (see [`Store::close_idle`]).
     used: Mutex<Instant>,
 }
@@ -49,21 +51,28 @@ impl Default for Slot {
 
 impl Slot {
     fn hand_out(&self, c: &Arc<Collection>) -> Arc<Collection> {
-        *self.used.lock() = Instant::now();
+        self.touch();
         Arc::clone(c)
+    }
+
+    /// Counts the collection as used now (see [`Store::close_idle`]).
+    pub(crate) fn touch(&self) {
+        *self.used.lock() = Instant::now();
     }
 }
 
 impl Store {
     /// Opens (creating if needed) the store at `root`, finishing the removal of collections
-    /// deleted before a crash.
+    /// deleted before a crash and finishing or removing reindexes a crash interrupted.
     pub fn open(root: &Path) -> Result<Self> {
         std::fs::create_dir_all(root).map_err(|e| IndexError::io(root, e))?;
         sweep(root)?;
+        sweep_reindexes(root)?;
         Ok(Self {
             root: root.to_owned(),
             slots: Mutex::new(HashMap::new()),
             removing: Removing::default(),
+            reindexing: Mutex::new(HashSet::new()),
             maintenance: MaintenanceConfig::default(),
         })
     }
@@ -96,7 +105,7 @@ impl Store {
         Ok(self.root.join(name))
     }
 
-    fn slot(&self, name: &str) -> Arc<Slot> {
+    pub(crate) fn slot(&self, name: &str) -> Arc<Slot> {
         Arc::clone(self.slots.lock().entry(name.to_owned()).or_default())
     }
 

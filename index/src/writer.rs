@@ -30,6 +30,7 @@ use parking_lot::{Mutex, MutexGuard};
 use crate::dense::{normalise, CompactionState, DenseWriter};
 use crate::meta::{NewChunk, StoredChunk, StoredDoc, WritePlan};
 use crate::reader::{Shared, Snapshot};
+use crate::retire::Retired;
 use crate::sparse::SparseWriter;
 use crate::types::{ChunkId, ChunkInput, DocumentRecord, Seq, UpsertOutcome};
 use crate::{IndexError, Result};
@@ -81,12 +82,15 @@ impl IndexWriter {
         Arc::strong_count(&self.state) == 1
     }
 
-    fn lock(&self) -> Result<MutexGuard<'_, WriterState>> {
+    /// Takes the writer lock: refused once the collection is retired (deleted, or replaced by
+    /// a reindex) or degraded.
+    pub(crate) fn lock(&self) -> Result<MutexGuard<'_, WriterState>> {
         let state = self.state.lock();
-        if self.shared.removal.is_armed() {
-            return Err(IndexError::CollectionNotFound {
-                name: self.shared.config.name.clone(),
-            });
+        let name = || self.shared.config.name.clone();
+        match self.shared.removal.retired() {
+            Some(Retired::Deleted) => return Err(IndexError::CollectionNotFound { name: name() }),
+            Some(Retired::Replaced) => return Err(IndexError::Reindexed { name: name() }),
+            None => {}
         }
         if state.degraded {
             return Err(IndexError::NeedsRecovery);

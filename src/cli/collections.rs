@@ -1,4 +1,4 @@
-//! `ragd collections list | info | create | delete`: the collections of the local data folder,
+//! `ragd collections list | info | create | delete | reindex`: the collections of the local data folder,
 //! or of a running server with `--server URL`, printed the same way either way.
 //!
 //! Listing reads the manifests and recorded counts and opens nothing, so it also works on a
@@ -11,7 +11,10 @@ use clap::{Args, Subcommand};
 
 use super::args::Target;
 
+use index::ReindexProgress;
+
 use crate::config::Config;
+use crate::reindex::ReindexView;
 use crate::state::CollectionInfo;
 
 /// `ragd collections`.
@@ -25,6 +28,9 @@ pub enum CollectionsCommand {
     Create(Named),
     /// Delete a collection and all its data.
     Delete(Named),
+    /// Re-embed every chunk with the configured embedder into a new generation, then switch to
+    /// it (searches and writes go on meanwhile; stopping it changes nothing).
+    Reindex(Named),
 }
 
 /// A collection by name.
@@ -73,6 +79,14 @@ pub fn run(cfg: &Config, cmd: CollectionsCommand) -> anyhow::Result<()> {
             }
             print_one(&info, None, n.target.json)?;
         }
+        CollectionsCommand::Reindex(n) => {
+            let mut shown = Progress::default();
+            let (info, view) = match &n.target.server {
+                Some(url) => super::remote::reindex(url, &n.name, |p| shown.show(p))?,
+                None => local_reindex(cfg, &n.name, |p| shown.show(p))?,
+            };
+            print_reindexed(&info, &view, n.target.json)?;
+        }
         CollectionsCommand::Delete(n) => {
             match &n.target.server {
                 Some(url) => super::remote::delete_collection(url, &n.name)?,
@@ -113,6 +127,87 @@ fn local_delete(cfg: &Config, name: &str) -> anyhow::Result<()> {
         .map_err(|e| super::in_use_hint(e.into(), name, "manage it"))?;
     drop(collection);
     store.delete_collection(name)?;
+    Ok(())
+}
+
+/// Reindexes in this process: the collection must not be held by a running server (reindex it
+/// through `--server` then, which also keeps its searches served).
+fn local_reindex(
+    cfg: &Config,
+    name: &str,
+    mut progress: impl FnMut(&ReindexProgress),
+) -> anyhow::Result<(CollectionInfo, ReindexView)> {
+    let store = super::open_store(cfg)?;
+    let source = store
+        .collection(name)
+        .map_err(|e| super::in_use_hint(e.into(), name, "reindex it"))?;
+    let previous_fingerprint = source.config().embedder_fingerprint.clone();
+    drop(source);
+    let embedder = crate::wiring::load_embedder(cfg)?;
+    let (collection, report) = crate::reindex::reindex(&store, name, &embedder, |p| {
+        progress(p);
+        Ok(())
+    })?;
+    let view = ReindexView {
+        previous_fingerprint,
+        searches_served: false,
+        note: "reindexed locally: no server was serving the collection".into(),
+        report,
+    };
+    Ok((crate::state::describe(&collection)?, view))
+}
+
+/// Reindex progress on stderr, a line every two seconds at most and one per round's end.
+#[derive(Default)]
+struct Progress {
+    last: Option<std::time::Instant>,
+}
+
+impl Progress {
+    fn show(&mut self, p: &ReindexProgress) {
+        let due = self.last.is_none_or(|t| t.elapsed().as_secs() >= 2);
+        if due || p.documents_done == p.documents_total {
+            let what = if p.round == 0 { "copied" } else { "caught up" };
+            eprintln!(
+                "round {}: {what} {}/{} documents ({} chunks embedded)",
+                p.round + 1,
+                p.documents_done,
+                p.documents_total,
+                p.chunks_embedded
+            );
+            self.last = Some(std::time::Instant::now());
+        }
+    }
+}
+
+fn print_reindexed(info: &CollectionInfo, view: &ReindexView, json: bool) -> anyhow::Result<()> {
+    if json {
+        let mut value = serde_json::to_value(view)?;
+        value["collection"] = serde_json::to_value(info)?;
+        println!("{value}");
+        return Ok(());
+    }
+    let r = &view.report;
+    println!(
+        "reindexed collection {}: {} documents, {} chunks, in {:.1} s",
+        info.name,
+        info.documents,
+        info.chunks,
+        r.total_ms / 1e3
+    );
+    println!("  from       {}", view.previous_fingerprint);
+    println!("  to         {}", info.embedder_fingerprint);
+    println!(
+        "  rounds     {} ({} documents caught up on writes made meanwhile)",
+        r.rounds, r.caught_up
+    );
+    println!(
+        "  waits      writes {:.0} ms, switch {:.0} ms",
+        r.writes_waited_ms, r.switch_ms
+    );
+    if !view.note.is_empty() {
+        println!("  note       {}", view.note);
+    }
     Ok(())
 }
 

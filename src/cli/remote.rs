@@ -16,6 +16,7 @@ use crate::grpc::convert::{self, JobView, SnapshotLine};
 use crate::grpc::pb;
 use crate::jobs::{IngestSummary, JobState};
 use crate::rag::Hit;
+use crate::reindex::ReindexView;
 use crate::state::{AskQuery, CollectionInfo};
 
 /// Most documents per streamed message (each message is one commit on the server).
@@ -86,6 +87,69 @@ pub fn delete_collection(url: &str, name: &str) -> anyhow::Result<()> {
         client.delete_collection(request).await?;
         Ok(())
     })
+}
+
+/// Reindexes `name` on the server, calling `progress` as it goes; returns the collection and
+/// what the reindex did.
+pub fn reindex(
+    url: &str,
+    name: &str,
+    mut progress: impl FnMut(&index::ReindexProgress),
+) -> anyhow::Result<(CollectionInfo, ReindexView)> {
+    with_client(url, async |client| {
+        let request = pb::ReindexCollectionRequest {
+            name: name.to_string(),
+        };
+        let mut events = client.reindex_collection(request).await?.into_inner();
+        while let Some(event) = events.message().await? {
+            match event.event {
+                Some(pb::reindex_event::Event::Progress(p)) => progress(&index::ReindexProgress {
+                    round: p.round,
+                    documents_done: p.documents_done,
+                    documents_total: p.documents_total,
+                    chunks_embedded: p.chunks_embedded,
+                }),
+                Some(pb::reindex_event::Event::Done(done)) => return Ok(reindexed(done)),
+                None => {}
+            }
+        }
+        anyhow::bail!("the server ended the reindex stream without a result")
+    })
+}
+
+fn reindexed(done: pb::ReindexResult) -> (CollectionInfo, ReindexView) {
+    let pb::ReindexResult {
+        collection,
+        previous_fingerprint,
+        searches_served,
+        note,
+        chunks_embedded,
+        rounds,
+        caught_up,
+        seq,
+        writes_waited_ms,
+        switch_ms,
+        total_ms,
+    } = done;
+    let info = CollectionInfo::from(collection.unwrap_or_default());
+    let report = index::ReindexReport {
+        documents: info.documents,
+        chunks: info.chunks,
+        chunks_embedded,
+        rounds,
+        caught_up,
+        seq,
+        writes_waited_ms,
+        switch_ms,
+        total_ms,
+    };
+    let view = ReindexView {
+        previous_fingerprint,
+        searches_served,
+        note,
+        report,
+    };
+    (info, view)
 }
 
 /// Takes a snapshot of `collection` on the server.

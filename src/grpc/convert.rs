@@ -18,6 +18,7 @@ use crate::error::{Result, ServiceError};
 use crate::jobs::{IngestSummary, JobRecord, JobSpec, JobState};
 use crate::rag::retrieve::DEFAULT_FUSION;
 use crate::rag::{Answer, AnswerConfig, Hit, Mode, RetrieveOptions};
+use crate::reindex::ReindexView;
 use crate::snapshots::SnapshotView;
 use crate::state::{AskQuery, CollectionInfo, DocumentView, SearchQuery};
 
@@ -305,6 +306,63 @@ impl From<pb::IngestDocumentsRequest> for IngestBatch {
             chunker,
             documents: ok,
             rejected,
+        }
+    }
+}
+
+impl From<index::ReindexProgress> for pb::ReindexEvent {
+    fn from(p: index::ReindexProgress) -> Self {
+        let index::ReindexProgress {
+            round,
+            documents_done,
+            documents_total,
+            chunks_embedded,
+        } = p;
+        Self {
+            event: Some(pb::reindex_event::Event::Progress(pb::ReindexProgress {
+                round,
+                documents_done,
+                documents_total,
+                chunks_embedded,
+            })),
+        }
+    }
+}
+
+impl From<(CollectionInfo, ReindexView)> for pb::ReindexEvent {
+    fn from((collection, view): (CollectionInfo, ReindexView)) -> Self {
+        let ReindexView {
+            previous_fingerprint,
+            searches_served,
+            note,
+            report,
+        } = view;
+        let index::ReindexReport {
+            documents: _,
+            chunks: _,
+            chunks_embedded,
+            rounds,
+            caught_up,
+            seq,
+            writes_waited_ms,
+            switch_ms,
+            total_ms,
+        } = report;
+        let done = pb::ReindexResult {
+            collection: Some(collection.into()),
+            previous_fingerprint,
+            searches_served,
+            note,
+            chunks_embedded,
+            rounds,
+            caught_up,
+            seq,
+            writes_waited_ms,
+            switch_ms,
+            total_ms,
+        };
+        Self {
+            event: Some(pb::reindex_event::Event::Done(done)),
         }
     }
 }

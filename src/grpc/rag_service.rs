@@ -120,6 +120,34 @@ impl pb::rag_server::Rag for RagService {
         )?))
     }
 
+    type ReindexCollectionStream = BoxStream<pb::ReindexEvent>;
+
+    #[instrument(skip_all, fields(name = %req.get_ref().name))]
+    async fn reindex_collection(
+        &self,
+        req: Request<pb::ReindexCollectionRequest>,
+    ) -> RpcResult<Self::ReindexCollectionStream> {
+        let pb::ReindexCollectionRequest { name } = req.into_inner();
+        let (tx, rx) = mpsc::channel(16);
+        let state = self.state.clone();
+        tokio::spawn(async move {
+            let progress = tx.clone();
+            let done = state
+                .blocking(move |s| {
+                    s.reindex(&name, |p| match progress.try_send(Ok(p.clone().into())) {
+                        // A slow client misses progress messages, never holds the reindex up.
+                        Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => Ok(()),
+                        Err(mpsc::error::TrySendError::Closed(_)) => Err(ServiceError::Cancelled(
+                            "the client went away: the reindex stopped and changed nothing".into(),
+                        )),
+                    })
+                })
+                .await;
+            let _ = tx.send(done.map(Into::into).map_err(Status::from)).await;
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
     #[instrument(skip_all, fields(name = %req.get_ref().name))]
     async fn delete_collection(
         &self,

@@ -60,7 +60,10 @@ fn index_code(e: &IndexError) -> Code {
         IndexError::CollectionNotFound { .. } => Code::NotFound,
         IndexError::CollectionExists { .. } => Code::AlreadyExists,
         IndexError::CollectionBeingDeleted { .. } => Code::Unavailable,
+        // A write that waited through a reindex's switch: retry it.
+        IndexError::Reindexed { .. } => Code::Aborted,
         IndexError::CollectionInUse { .. }
+        | IndexError::ReindexRunning { .. }
         | IndexError::ManifestMismatch { .. }
         | IndexError::EmbedderMismatch { .. }
         | IndexError::BadSnapshot { .. } => Code::FailedPrecondition,

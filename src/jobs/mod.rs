@@ -11,5 +11,8 @@ pub mod store;
 pub mod sync;
 
 pub use manager::{JobManager, JobWatch};
-pub use pipeline::{check_embedder, collection_config, open_or_create, IngestSummary, Pipeline};
+pub use pipeline::{
+    check_embedder, collection_config, embedder_part, open_or_create, IngestSummary, Pipeline,
+    EMBED_BATCH,
+};
 pub use record::{JobProgress, JobRecord, JobSpec, JobState};

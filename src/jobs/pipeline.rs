@@ -64,8 +64,13 @@ pub const STREAM_BATCH_TEXT_BYTES: usize = 8 << 20;
 /// parameters and the embedder (model, dimension, token limit), as one readable line.
 pub fn indexed_with(chunking: &ChunkingStrategy, embedder: &dyn Embedder) -> String {
     let chunking = serde_json::to_string(chunking).unwrap_or_else(|_| format!("{chunking:?}"));
+    format!("chunking={chunking}{}", embedder_part(embedder))
+}
+
+/// The embedder's part of [`indexed_with`] (a reindex replaces it, see `crate::reindex`).
+pub fn embedder_part(embedder: &dyn Embedder) -> String {
     format!(
-        "chunking={chunking} embedder={}/{}d/{}t",
+        " embedder={}/{}d/{}t",
         embedder.model_id(),
         embedder.dimension(),
         embedder.max_content_tokens()

@@ -149,6 +149,7 @@ pub struct Hit {
 }
 
 /// Runs retrievals against a collection snapshot.
+#[derive(Clone)]
 pub struct Retriever {
     embedder: Arc<dyn Embedder>,
     reranker: Option<Arc<dyn Reranker>>,

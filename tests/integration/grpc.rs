@@ -66,7 +66,7 @@ impl Server {
         Self::serve(state).await
     }
 
-    async fn serve(state: AppState) -> Self {
+    pub(crate) async fn serve(state: AppState) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();

@@ -9,6 +9,7 @@ mod fast_llama;
 mod generator;
 mod grpc;
 mod ops_cli;
+mod reindex;
 mod reliability;
 mod reranker;
 mod retrieval;

@@ -155,6 +155,17 @@ fn collections_jobs_and_ask_against_a_live_server() {
     let info = ok(&served.remote(&["collections", "info", "kb"]));
     assert!(info.contains("documents  6"), "{info}");
 
+    // Reindex through the server (the same embedder here: a new generation all the same).
+    let reindexed = json(&served.remote(&["collections", "reindex", "kb", "--json"]));
+    assert_eq!(reindexed["collection"]["documents"], 6, "{reindexed}");
+    assert_eq!(reindexed["searches_served"], true, "{reindexed}");
+    assert_eq!(
+        reindexed["chunks_embedded"], reindexed["collection"]["chunks"],
+        "{reindexed}"
+    );
+    let running_locally = failed(&served.ragd(&["collections", "reindex", "kb"]));
+    assert!(running_locally.contains("--server"), "{running_locally}");
+
     // Ask over gRPC, printed as the local command prints.
     let question = "Which shaft seal fits an XJ-9000 pump built in 2021?";
     // The same question, asked the same way, over gRPC and (below) locally.
@@ -357,8 +368,23 @@ fn a_collection_refuses_another_embedder() {
         assert!(
             refused.contains("precision=f32")
                 && refused.contains("precision=q8")
-                && refused.contains("configure the embedder it was made with"),
+                && refused.contains("ragd collections reindex kb"),
             "{refused}"
         );
     }
+    // Reindexed with the q8 embedder, the collection serves it and refuses the f32 one.
+    let reindex = ragd("q8", &["collections", "reindex", "kb"]);
+    let report = ok(&reindex);
+    assert!(
+        report.contains("reindexed collection kb: 6 documents")
+            && report.contains("precision=f32")
+            && report.contains("precision=q8"),
+        "{report}"
+    );
+    let progress = String::from_utf8_lossy(&reindex.stderr);
+    assert!(progress.contains("round 1: copied"), "{progress}");
+    let found = json(&ragd("q8", &search));
+    assert_eq!(found["hits"][0]["doc_id"], "parts-catalog.md", "{found}");
+    let refused = failed(&ragd("f32", &search));
+    assert!(refused.contains("precision=q8"), "{refused}");
 }

@@ -7,6 +7,7 @@ mod frozen;
 mod hnsw_filter;
 mod model;
 mod recall;
+mod reindex;
 mod snapshot;
 mod store;
 
