@@ -477,24 +477,33 @@ impl AppState {
 
 /// Registers the retriever serving a collection's searches during its reindex, for as long as
 /// it lives.
+/// A second reindex of the same name (refused once it starts) leaves the first one's in place.
 struct ServedWhileReindexing<'a> {
     inner: &'a Inner,
     name: String,
+    registered: bool,
 }
 
 impl<'a> ServedWhileReindexing<'a> {
     fn new(inner: &'a Inner, name: &str, retriever: Retriever) -> Self {
-        inner.reindexing.lock().insert(name.to_owned(), retriever);
+        let mut map = inner.reindexing.lock();
+        let registered = !map.contains_key(name);
+        if registered {
+            map.insert(name.to_owned(), retriever);
+        }
         Self {
             inner,
             name: name.to_owned(),
+            registered,
         }
     }
 }
 
 impl Drop for ServedWhileReindexing<'_> {
     fn drop(&mut self) {
-        self.inner.reindexing.lock().remove(&self.name);
+        if self.registered {
+            self.inner.reindexing.lock().remove(&self.name);
+        }
     }
 }
 

@@ -124,8 +124,9 @@ impl Store {
         let build = self.root().join(format!("{BUILD_PREFIX}{name}"));
         remove_dir(&build)?;
         let result = self.build_and_switch(&source, &build, target, with);
-        if result.is_err() {
-            // Nothing of the build is kept; the source is untouched.
+        if result.is_err() && self.root().join(name).exists() {
+            // Nothing of the build is kept; the source is untouched. (Were the name without a
+            // folder, a switch failed halfway: the next open of the store sorts it out.)
             if let Err(e) = remove_dir(&build) {
                 tracing::warn!(
                     collection = name,

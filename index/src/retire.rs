@@ -177,16 +177,14 @@ pub(crate) fn swap_in(build: &Path, dir: &Path, replaced: &Path, root: &Path) ->
 /// returns how many folders it handled.
 pub(crate) fn sweep_reindexes(root: &Path) -> Result<usize> {
     let mut handled = 0;
+    let mut replaced = Vec::new();
     for entry in std::fs::read_dir(root).map_err(|e| IndexError::io(root, e))? {
         let path = entry.map_err(|e| IndexError::io(root, e))?.path();
         let Some(file) = path.file_name().and_then(|n| n.to_str()) else {
             continue;
         };
         if file.starts_with(REPLACED_PREFIX) {
-            if unlocked(&path.join("meta")) {
-                remove_dir(&path)?;
-                handled += 1;
-            }
+            replaced.push(path);
             continue;
         }
         let Some(name) = file.strip_prefix(BUILD_PREFIX) else {
@@ -209,6 +207,34 @@ pub(crate) fn sweep_reindexes(root: &Path) -> Result<usize> {
             );
         } else {
             continue;
+        }
+        handled += 1;
+    }
+    // After the builds: a replaced generation is removed once a collection holds its name, and
+    // put back if none does (a switch that failed halfway), never lost.
+    for path in replaced {
+        let Some(name) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix(REPLACED_PREFIX))
+            .and_then(|n| n.rsplit_once('-'))
+            .map(|(name, _)| name.to_owned())
+        else {
+            continue;
+        };
+        if !unlocked(&path.join("meta")) {
+            continue;
+        }
+        let dir = root.join(&name);
+        if validate_collection_name(&name).is_ok() && !dir.exists() {
+            std::fs::rename(&path, &dir).map_err(|e| IndexError::io(&path, e))?;
+            fsync(root)?;
+            tracing::warn!(
+                collection = name,
+                "put back a generation a failed reindex left aside"
+            );
+        } else {
+            remove_dir(&path)?;
         }
         handled += 1;
     }

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use index::Store;
+use index::{IndexError, Store};
 use ingest::{Embedder, LoadOptions, Loaded};
 use tokio::sync::watch;
 
@@ -29,7 +29,7 @@ use super::pipeline::STREAM_BATCH_TEXT_BYTES;
 use super::record::{JobRecord, JobState};
 use super::store::JobStore;
 use super::{open_or_create, Pipeline};
-use crate::error::Result;
+use crate::error::{Result, ServiceError};
 
 /// What a runner needs; shared by all jobs.
 #[derive(Clone)]
@@ -104,7 +104,9 @@ fn run(
         cx.jobs.save(record)?;
         tx.send_replace(record.clone());
     }
-    let collection = open_or_create(&cx.store, &record.spec.collection, cx.embedder.as_ref())?;
+    let name = record.spec.collection.clone();
+    let open = || open_or_create(&cx.store, &name, cx.embedder.as_ref());
+    let mut collection = open()?;
     let pipeline = Pipeline::new(
         &record.spec.chunker,
         cx.embedder.clone(),
@@ -125,7 +127,16 @@ fn run(
             if let Some(s) = stop() {
                 return Ok(Some(s));
             }
-            let summary = pipeline.ingest_batch(&collection, &batch)?;
+            let summary = match pipeline.ingest_batch(&collection, &batch) {
+                // A reindex switched the collection to a new generation during the batch: go
+                // on there. The batch's documents that landed before the switch were copied
+                // across, so they count as unchanged now.
+                Err(ServiceError::Index(IndexError::Reindexed { .. })) => {
+                    collection = open()?;
+                    pipeline.ingest_batch(&collection, &batch)?
+                }
+                result => result?,
+            };
             record.add_batch(summary, batch.documents.len(), batch.input_bytes);
             record.set_rate(
                 record.progress.documents_done - run_start.1,

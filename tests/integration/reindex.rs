@@ -248,3 +248,94 @@ async fn a_reindex_to_another_embedder_serves_every_search_and_answers_as_a_fres
     assert_eq!(again.counts.unwrap().unchanged as usize, DOCS, "{again:?}");
     served.shutdown().await;
 }
+
+/// A bulk job writing while the same collection is reindexed finishes, and every document it
+/// read lands once: batches that met the switch go on in the new generation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_bulk_job_running_through_a_reindex_finishes_with_every_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = dir.path().join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    for i in 0..DOCS {
+        let d = document(i);
+        std::fs::write(files.join(format!("{}.txt", d.id)), d.text).unwrap();
+    }
+    let mut cfg = config();
+    cfg.data_dir = dir.path().join("data");
+    cfg.server.allowed_roots = vec![files.canonicalize().unwrap()];
+    cfg.server.job_batch_documents = 2;
+    let served =
+        Server::serve(AppState::new(cfg, crate::common::shared_embedder(), None).unwrap()).await;
+    let mut client = served.client().await;
+    // A first batch, so that the collection exists to reindex.
+    let first = pb::IngestDocumentsRequest {
+        collection: "bulk".into(),
+        chunker: String::new(),
+        documents: vec![document(0)],
+    };
+    client
+        .ingest_documents(tokio_stream::iter(vec![first]))
+        .await
+        .unwrap();
+    let job = client
+        .start_ingest_job(pb::StartIngestJobRequest {
+            collection: "bulk".into(),
+            paths: vec![files.canonicalize().unwrap().display().to_string()],
+            chunker: String::new(),
+            sync: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // The reindex starts once the job has written through its handle on the collection.
+    let mut watch = client
+        .watch_ingest_job(pb::WatchIngestJobRequest { id: job.id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    while let Some(j) = watch.message().await.unwrap() {
+        if j.progress.is_some_and(|p| p.documents_done >= 4) {
+            break;
+        }
+    }
+    drop(watch);
+    let mut events = client
+        .reindex_collection(pb::ReindexCollectionRequest {
+            name: "bulk".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut result = None;
+    while let Some(event) = events.message().await.unwrap() {
+        if let Some(pb::reindex_event::Event::Done(d)) = event.event {
+            result = Some(d);
+        }
+    }
+    let result = result.expect("a final message");
+    eprintln!("{result:?}");
+    // The switch came while the job was still writing: its later batches met it.
+    assert!(result.caught_up > 0, "{result:?}");
+    assert!((result.collection.unwrap().documents as usize) < DOCS + 1);
+    let mut watch = client
+        .watch_ingest_job(pb::WatchIngestJobRequest { id: job.id })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut last = None;
+    while let Some(j) = watch.message().await.unwrap() {
+        last = Some(j);
+    }
+    let last = last.unwrap();
+    assert_eq!(
+        pb::JobState::try_from(last.state).unwrap(),
+        pb::JobState::Succeeded,
+        "{last:?}"
+    );
+    // The files' documents (ids from their paths) and the streamed one.
+    assert_eq!(
+        collection(&mut client, "bulk").await.documents as usize,
+        DOCS + 1
+    );
+    served.shutdown().await;
+}

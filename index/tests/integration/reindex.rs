@@ -357,6 +357,17 @@ fn a_restart_removes_an_unfinished_build_and_finishes_a_complete_one() {
         "{:?}",
         leftovers(dir.path())
     );
+    drop(store);
+
+    // A switch that failed halfway, the source aside and no build: the source comes back.
+    std::fs::rename(dir.path().join("src"), dir.path().join(".replaced-src-2")).unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(documents(&store.collection("src").unwrap()).len(), 5);
+    assert!(
+        leftovers(dir.path()).is_empty(),
+        "{:?}",
+        leftovers(dir.path())
+    );
 }
 
 #[test]
