@@ -109,47 +109,12 @@ pub fn reindex(
                     documents_total: p.documents_total,
                     chunks_embedded: p.chunks_embedded,
                 }),
-                Some(pb::reindex_event::Event::Done(done)) => return Ok(reindexed(done)),
+                Some(pb::reindex_event::Event::Done(done)) => return Ok(done.into()),
                 None => {}
             }
         }
         anyhow::bail!("the server ended the reindex stream without a result")
     })
-}
-
-fn reindexed(done: pb::ReindexResult) -> (CollectionInfo, ReindexView) {
-    let pb::ReindexResult {
-        collection,
-        previous_fingerprint,
-        searches_served,
-        note,
-        chunks_embedded,
-        rounds,
-        caught_up,
-        seq,
-        writes_waited_ms,
-        switch_ms,
-        total_ms,
-    } = done;
-    let info = CollectionInfo::from(collection.unwrap_or_default());
-    let report = index::ReindexReport {
-        documents: info.documents,
-        chunks: info.chunks,
-        chunks_embedded,
-        rounds,
-        caught_up,
-        seq,
-        writes_waited_ms,
-        switch_ms,
-        total_ms,
-    };
-    let view = ReindexView {
-        previous_fingerprint,
-        searches_served,
-        note,
-        report,
-    };
-    (info, view)
 }
 
 /// Takes a snapshot of `collection` on the server.

@@ -367,6 +367,43 @@ impl From<(CollectionInfo, ReindexView)> for pb::ReindexEvent {
     }
 }
 
+impl From<pb::ReindexResult> for (CollectionInfo, ReindexView) {
+    fn from(done: pb::ReindexResult) -> Self {
+        let pb::ReindexResult {
+            collection,
+            previous_fingerprint,
+            searches_served,
+            note,
+            chunks_embedded,
+            rounds,
+            caught_up,
+            seq,
+            writes_waited_ms,
+            switch_ms,
+            total_ms,
+        } = done;
+        let info = CollectionInfo::from(collection.unwrap_or_default());
+        let report = index::ReindexReport {
+            documents: info.documents,
+            chunks: info.chunks,
+            chunks_embedded,
+            rounds,
+            caught_up,
+            seq,
+            writes_waited_ms,
+            switch_ms,
+            total_ms,
+        };
+        let view = ReindexView {
+            previous_fingerprint,
+            searches_served,
+            note,
+            report,
+        };
+        (info, view)
+    }
+}
+
 impl From<CollectionInfo> for pb::Collection {
     fn from(c: CollectionInfo) -> Self {
         let CollectionInfo {

@@ -15,6 +15,35 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Document `i` of a corpus for gRPC tests: pump manuals, each with its own part numbers and
+/// wording.
+pub fn pump_manual(i: usize) -> ragd::grpc::pb::DocumentInput {
+    let parts = ["seal", "impeller", "bearing", "gasket", "valve", "shaft"];
+    let places = [
+        "boiler room",
+        "cooling tower",
+        "dock",
+        "mine",
+        "farm",
+        "brewery",
+    ];
+    let part = parts[i % parts.len()];
+    let place = places[(i / parts.len()) % places.len()];
+    ragd::grpc::pb::DocumentInput {
+        id: format!("pump-{i:03}"),
+        title: format!("Pump PX-{i:03} manual"),
+        text: format!(
+            "Pump PX-{i:03} serves the {place}. Its {part} is part number {part}-{}-{:02}. \
+             Inspect the {part} every {} weeks; replace it after {} hours of running.",
+            i * 7,
+            i % 13,
+            2 + i % 5,
+            1000 + 250 * (i % 9)
+        ),
+        metadata: [("place".to_string(), place.to_string())].into(),
+    }
+}
+
 /// The reference fixtures shipped in the repository (`tests/fixtures`: MiniLM reference vectors,
 /// the cross-encoder checkpoint head and its PyTorch logits), so a fresh clone passes alone.
 pub fn fixtures_dir() -> PathBuf {

@@ -14,33 +14,12 @@ use ragd::model::encoder::Precision;
 use ragd::state::AppState;
 use tonic::Code;
 
-use crate::common::config;
+use crate::common::{config, pump_manual as document};
 use crate::grpc::Server;
 
 type Client = pb::rag_client::RagClient<tonic::transport::Channel>;
 
 const DOCS: usize = 120;
-
-/// Document `i`: a pump manual with its own part numbers and wording.
-fn document(i: usize) -> pb::DocumentInput {
-    let parts = ["seal", "impeller", "bearing", "gasket", "valve", "shaft"];
-    let places = ["boiler room", "cooling tower", "dock", "mine", "farm"];
-    let part = parts[i % parts.len()];
-    let place = places[(i / parts.len()) % places.len()];
-    pb::DocumentInput {
-        id: format!("pump-{i:03}"),
-        title: format!("Pump PX-{i:03} manual"),
-        text: format!(
-            "Pump PX-{i:03} serves the {place}. Its {part} is part number {part}-{}-{:02}. \
-             Inspect the {part} every {} weeks; replace it after {} hours of running.",
-            i * 7,
-            i % 13,
-            2 + i % 5,
-            1000 + 250 * (i % 9)
-        ),
-        metadata: [("place".to_string(), place.to_string())].into(),
-    }
-}
 
 const QUERIES: &[&str] = &[
     "Which part number is the seal of pump PX-004?",
@@ -97,6 +76,26 @@ async fn answers(client: &mut Client, collection: &str) -> Vec<Vec<(String, u64,
     out
 }
 
+async fn start_reindex(client: &mut Client, name: &str) -> tonic::Streaming<pb::ReindexEvent> {
+    let request = pb::ReindexCollectionRequest { name: name.into() };
+    client
+        .reindex_collection(request)
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// Reads a reindex's events to the end; returns its result.
+async fn finish(mut events: tonic::Streaming<pb::ReindexEvent>) -> pb::ReindexResult {
+    let mut result = None;
+    while let Some(event) = events.message().await.unwrap() {
+        if let Some(pb::reindex_event::Event::Done(d)) = event.event {
+            result = Some(d);
+        }
+    }
+    result.expect("a final message")
+}
+
 async fn collection(client: &mut Client, name: &str) -> pb::Collection {
     let list = client
         .list_collections(pb::ListCollectionsRequest {})
@@ -145,13 +144,7 @@ async fn a_reindex_to_another_embedder_serves_every_search_and_answers_as_a_fres
     );
 
     // A client that goes away stops the reindex; nothing changes.
-    let mut events = client
-        .reindex_collection(pb::ReindexCollectionRequest {
-            name: "pumps".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut events = start_reindex(&mut client, "pumps").await;
     assert!(events.message().await.unwrap().is_some());
     drop(events);
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -165,14 +158,8 @@ async fn a_reindex_to_another_embedder_serves_every_search_and_answers_as_a_fres
     assert_eq!(collection(&mut client, "pumps").await, before);
 
     // Searches without pause while the reindex runs, from its first event to after its end.
-    let mut events = loop {
-        let mut events = client
-            .reindex_collection(pb::ReindexCollectionRequest {
-                name: "pumps".into(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
+    let events = loop {
+        let mut events = start_reindex(&mut client, "pumps").await;
         match events.message().await {
             Ok(Some(_)) => break events,
             // The abandoned one is still letting go of the name.
@@ -201,16 +188,10 @@ async fn a_reindex_to_another_embedder_serves_every_search_and_answers_as_a_fres
             (served, failed)
         })
     };
-    let mut result = None;
-    while let Some(event) = events.message().await.unwrap() {
-        if let Some(pb::reindex_event::Event::Done(d)) = event.event {
-            result = Some(d);
-        }
-    }
+    let result = finish(events).await;
     done.store(true, Ordering::SeqCst);
     let (searches, failed) = load.await.unwrap();
     assert!(failed.is_empty(), "failed searches: {failed:?}");
-    let result = result.expect("a final message");
     eprintln!("{searches} searches during and after the reindex; {result:?}");
     assert!(searches > 10);
     assert!(result.searches_served, "{result:?}");
@@ -299,20 +280,7 @@ async fn a_bulk_job_running_through_a_reindex_finishes_with_every_document() {
         }
     }
     drop(watch);
-    let mut events = client
-        .reindex_collection(pb::ReindexCollectionRequest {
-            name: "bulk".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut result = None;
-    while let Some(event) = events.message().await.unwrap() {
-        if let Some(pb::reindex_event::Event::Done(d)) = event.event {
-            result = Some(d);
-        }
-    }
-    let result = result.expect("a final message");
+    let result = finish(start_reindex(&mut client, "bulk").await).await;
     eprintln!("{result:?}");
     // The switch came while the job was still writing: its later batches met it.
     assert!(result.caught_up > 0, "{result:?}");
@@ -337,5 +305,24 @@ async fn a_bulk_job_running_through_a_reindex_finishes_with_every_document() {
         collection(&mut client, "bulk").await.documents as usize,
         DOCS + 1
     );
+    served.shutdown().await;
+}
+
+/// A reindex of what is not there, or of a name that cannot be one, is refused at once with the
+/// usual codes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reindex_of_a_missing_or_invalid_collection_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = Server::start_with(&dir.path().join("data"), |_| {}).await;
+    let mut client = served.client().await;
+    for (name, code) in [
+        ("missing", Code::NotFound),
+        ("../etc", Code::InvalidArgument),
+        ("", Code::InvalidArgument),
+    ] {
+        let mut events = start_reindex(&mut client, name).await;
+        let refused = events.message().await.unwrap_err();
+        assert_eq!(refused.code(), code, "{name:?}: {refused:?}");
+    }
     served.shutdown().await;
 }

@@ -7,38 +7,11 @@ use std::path::Path;
 use ragd::grpc::pb;
 use tonic::Code;
 
+use crate::common::pump_manual as document;
 use crate::grpc::Server;
 
 const DOCS: usize = 120;
 const PER_MESSAGE: usize = 10;
-
-/// Document `i` of the corpus: pump manuals with their own part numbers and wording.
-fn document(i: usize) -> pb::DocumentInput {
-    let parts = ["seal", "impeller", "bearing", "gasket", "valve", "shaft"];
-    let places = [
-        "boiler room",
-        "cooling tower",
-        "dock",
-        "mine",
-        "farm",
-        "brewery",
-    ];
-    let part = parts[i % parts.len()];
-    let place = places[(i / parts.len()) % places.len()];
-    pb::DocumentInput {
-        id: format!("pump-{i:03}"),
-        title: format!("Pump PX-{i:03} manual"),
-        text: format!(
-            "Pump PX-{i:03} serves the {place}. Its {part} is part number {part}-{}-{:02}. \
-             Inspect the {part} every {} weeks; replace it after {} hours of running.",
-            i * 7,
-            i % 13,
-            2 + i % 5,
-            1000 + 250 * (i % 9)
-        ),
-        metadata: [("place".to_string(), place.to_string())].into(),
-    }
-}
 
 const QUERIES: &[&str] = &[
     "Which part number is the seal of pump PX-004?",
