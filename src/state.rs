@@ -319,8 +319,8 @@ impl AppState {
         let writer = self.inner.store.collection(collection)?.writer();
         let mut deleted = 0;
         let mut missing = Vec::new();
-        for id in ids {
-            if writer.delete_document(id)? {
+        for (id, existed) in ids.iter().zip(writer.delete_documents(ids)?) {
+            if existed {
                 deleted += 1;
             } else {
                 missing.push(id.clone());

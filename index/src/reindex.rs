@@ -296,8 +296,8 @@ impl Copy<'_> {
                 with.progress(&progress)?;
             }
         }
+        writer.delete_documents(&gone)?;
         for id in &gone {
-            writer.delete_document(id)?;
             self.copied.remove(id);
         }
         writer.commit()?;

@@ -152,6 +152,19 @@ impl IndexWriter {
         Ok(existed)
     }
 
+    /// Deletes documents `ids` and their chunks with one flush; for each, `false` if it did not
+    /// exist (or was deleted earlier in `ids`). Durable when it returns.
+    pub fn delete_documents<S: AsRef<str>>(&self, ids: &[S]) -> Result<Vec<bool>> {
+        let mut state = self.lock()?;
+        let mut planner = Planner::new(&self.shared, &state);
+        let existed = ids
+            .iter()
+            .map(|id| planner.delete(id.as_ref()))
+            .collect::<Result<Vec<_>>>()?;
+        self.write(&mut state, planner)?;
+        Ok(existed)
+    }
+
     /// Steps 3 and 4 of the protocol.
     fn write(&self, state: &mut WriterState, planner: Planner) -> Result<()> {
         if planner.plans.is_empty() {

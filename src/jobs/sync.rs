@@ -44,12 +44,11 @@ pub fn remove_gone(collection: &Collection, path: &Path, load: &LoadOptions) -> 
         return Ok(0);
     }
     let writer = collection.writer();
-    let mut deleted = 0;
-    for id in &gone {
-        if writer.delete_document(id)? {
-            deleted += 1;
-        }
-    }
+    let deleted = writer
+        .delete_documents(&gone)?
+        .into_iter()
+        .filter(|&existed| existed)
+        .count();
     writer.commit()?;
     tracing::info!(
         collection = collection.name(),

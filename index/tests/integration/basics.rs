@@ -648,3 +648,26 @@ fn the_same_content_indexed_another_way_is_an_update() {
         "indexed_with survives a reopen"
     );
 }
+
+/// A batch delete removes what exists, says which ids were not stored (a repeated id counts
+/// once), gives each deletion its own seq, and survives a reopen.
+#[test]
+fn a_batch_delete_removes_each_document_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = create(dir.path(), "c");
+    let w = c.writer();
+    let docs = (0..5).map(|i| doc(&format!("d{i}"), 1, 2, DIM)).collect();
+    w.upsert_documents(docs).unwrap();
+    let before = w.last_seq();
+    let existed = w.delete_documents(&["d1", "missing", "d3", "d1"]).unwrap();
+    assert_eq!(existed, vec![true, false, true, false]);
+    assert_eq!(w.last_seq(), before + 2);
+    w.commit().unwrap();
+    let s = c.reader().searcher();
+    assert!(s.get_document("d1").unwrap().is_none());
+    assert!(bm25_ids(&s, &marker("d3", 0)).is_empty());
+    assert_eq!(s.stats().unwrap().dense_chunks, 6);
+    drop((s, w, c));
+    let c = reopen(dir.path(), "c");
+    assert_eq!(c.counts().unwrap().documents, 3);
+}
