@@ -476,8 +476,7 @@ impl AppState {
 }
 
 /// Registers the retriever serving a collection's searches during its reindex, for as long as
-/// it lives.
-/// A second reindex of the same name (refused once it starts) leaves the first one's in place.
+/// it lives. A second reindex of the same name (refused once it starts) leaves the first one's in place.
 struct ServedWhileReindexing<'a> {
     inner: &'a Inner,
     name: String,

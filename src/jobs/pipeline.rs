@@ -307,12 +307,23 @@ pub fn collection_config(name: &str, embedder: &dyn Embedder) -> CollectionConfi
 
 /// Refuses to use `collection` with an embedder other than the one its vectors were made with
 /// (another model or dimension, or another fingerprint where the collection recorded one).
+///
+/// Called on every search: the match is compared field by field, and the manifests that name
+/// the difference are built only when there is one.
 pub fn check_embedder(collection: &Collection, embedder: &dyn Embedder) -> index::Result<()> {
     let stored = collection.config();
+    let fingerprint = embedder.fingerprint();
+    let recorded = &stored.embedder_fingerprint;
+    if stored.embedding_model == embedder.model_id()
+        && stored.dimension == embedder.dimension()
+        && (recorded.is_empty() || fingerprint.is_empty() || *recorded == fingerprint)
+    {
+        return Ok(());
+    }
     let mut requested = stored.clone();
     requested.embedding_model = embedder.model_id().to_string();
     requested.dimension = embedder.dimension();
-    requested.embedder_fingerprint = embedder.fingerprint();
+    requested.embedder_fingerprint = fingerprint;
     index::IndexManifest::from_config(stored)
         .check_compatible(&index::IndexManifest::from_config(&requested))
 }

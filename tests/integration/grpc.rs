@@ -362,8 +362,10 @@ fn released(data: &Path, name: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn idle_collections_are_closed_and_reopened() {
     let dir = tempfile::tempdir().unwrap();
+    // Long enough that a loaded machine (the whole suite runs at once) does not close it between
+    // the ingest and the first look.
     let server = Server::start_with(dir.path(), |cfg| {
-        cfg.server.close_idle_collections_after_seconds = 3;
+        cfg.server.close_idle_collections_after_seconds = 10;
     })
     .await;
     let mut c = server.client().await;
