@@ -11,6 +11,7 @@
 //! `ragd bench search` ([`search`]) measures search latency and throughput with concurrent
 //! clients, in-process or over gRPC.
 
+pub mod api;
 pub mod generate;
 pub mod search;
 

@@ -16,6 +16,7 @@
 //! | `RAGD_RERANKER_KIND` | `reranker.kind` |
 //! | `RAGD_DEVICE` | `embedder.device`, `generator.device` and `reranker.device` |
 //! | `RAGD_ADDR` | `server.addr` |
+//! | `RAGD_HTTP_ADDR` | `server.http_addr` |
 
 use std::path::{Path, PathBuf};
 
@@ -93,6 +94,10 @@ pub struct Config {
 pub struct ServerConfig {
     /// Address to listen on. Default: `127.0.0.1:50051` (loopback only).
     pub addr: String,
+    /// Address of the HTTP API (OpenAI-compatible routes, REST, `/metrics`, health, the web
+    /// page), served with the same token, TLS and limits as gRPC; `off` (or empty) serves no
+    /// HTTP. Env `RAGD_HTTP_ADDR`. Default: `127.0.0.1:8080`.
+    pub http_addr: String,
     /// Largest message accepted or sent, in bytes. Default: 16 MiB.
     pub max_message_bytes: usize,
     /// Folders whose files bulk ingestion jobs may read; a job naming any path outside them is
@@ -131,10 +136,21 @@ pub struct ServerConfig {
     pub tls_client_ca: Option<PathBuf>,
 }
 
+impl ServerConfig {
+    /// The HTTP address, or `None` when HTTP is switched off.
+    pub fn http(&self) -> Option<&str> {
+        match self.http_addr.trim() {
+            "" | "off" => None,
+            addr => Some(addr),
+        }
+    }
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             addr: "127.0.0.1:50051".into(),
+            http_addr: "127.0.0.1:8080".into(),
             max_message_bytes: 16 * 1024 * 1024,
             allowed_roots: Vec::new(),
             job_batch_documents: 64,
@@ -411,6 +427,9 @@ impl Config {
                     })
                 }
             };
+        }
+        if let Some(v) = get("RAGD_HTTP_ADDR") {
+            self.server.http_addr = v;
         }
         if let Some(v) = get("RAGD_ADDR") {
             self.server.addr = v;

@@ -3,21 +3,27 @@
 //! The service crate wires the two libraries together — [`ingest`] (documents and chunks) and
 //! `index` (storage and search) — and owns the models ([`model`]), configuration ([`config`]),
 //! ingestion pipeline and bulk jobs ([`jobs`]), retrieval ([`rag`]), the shared server state
-//! ([`state`]), the gRPC API ([`grpc`]), benchmarks ([`bench`]) and the command line ([`cli`]).
-//! [`serve`] runs the server; tests start it in-process with [`grpc::serve_with`].
+//! ([`state`]), the operations both APIs share ([`api`]), the gRPC API ([`grpc`]), the HTTP API
+//! ([`http`]), metrics ([`metrics`]), benchmarks ([`bench`]) and the command line ([`cli`]).
+//! [`serve`] runs both servers; tests start them in-process with [`grpc::serve_with`] and
+//! [`http::router`].
 
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod error;
 pub mod eval;
 pub mod grpc;
+pub mod http;
 pub mod jobs;
+pub mod metrics;
 pub mod model;
 pub mod rag;
 pub mod reindex;
+pub mod server;
 pub mod serving;
 pub mod snapshots;
 pub mod state;
@@ -25,4 +31,4 @@ pub mod wiring;
 
 pub use config::Config;
 pub use error::ServiceError;
-pub use grpc::serve;
+pub use server::serve;

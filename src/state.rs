@@ -51,6 +51,8 @@ struct Inner {
     reindexing: Mutex<HashMap<String, Retriever>>,
     gate: RequestGate,
     jobs: Arc<JobManager>,
+    /// Set when the server starts shutting down: readiness probes then fail.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 /// A collection and its counts, as listed.
@@ -118,6 +120,8 @@ pub struct AskQuery {
     pub temperature: Option<f64>,
     /// Sampler seed.
     pub seed: Option<u64>,
+    /// Strings that end the generation (the string itself is not kept).
+    pub stop: Vec<String>,
 }
 
 /// A document with (optionally) its chunks.
@@ -189,6 +193,7 @@ impl AppState {
             store,
             embedder,
             jobs: Arc::new(jobs),
+            draining: std::sync::atomic::AtomicBool::new(false),
         };
         Ok(Self {
             inner: Arc::new(inner),
@@ -203,6 +208,65 @@ impl AppState {
     /// The job manager.
     pub fn jobs(&self) -> &Arc<JobManager> {
         &self.inner.jobs
+    }
+
+    /// The embedder queries and documents are embedded with.
+    pub fn embedder(&self) -> &Arc<dyn Embedder> {
+        &self.inner.embedder
+    }
+
+    /// The reranker, when one is configured.
+    pub fn reranker(&self) -> Option<&Arc<dyn Reranker>> {
+        self.inner.reranker.as_ref()
+    }
+
+    /// Marks the server as shutting down (see [`Self::draining`]).
+    pub fn start_draining(&self) {
+        self.inner
+            .draining
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether the server is shutting down: it finishes what it has, and readiness fails.
+    pub fn draining(&self) -> bool {
+        self.inner
+            .draining
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// What `/metrics` reports of the state now: generations queued, jobs by state, and the
+    /// documents and chunks of every collection (from the manifests: nothing is opened).
+    pub fn metrics_snapshot(&self) -> Result<crate::metrics::Snapshot> {
+        let mut jobs: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
+        for job in self.inner.jobs.list()? {
+            let state = serde_json::to_value(job.state)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            *jobs.entry(state).or_default() += 1;
+        }
+        let collections = self
+            .list_collections()?
+            .into_iter()
+            .map(|c| (c.name, c.documents as i64, c.chunks as i64))
+            .collect();
+        Ok(crate::metrics::Snapshot {
+            generation_queue_depth: self
+                .inner
+                .generation
+                .as_ref()
+                .map_or(0, |p| p.depth() as i64),
+            jobs: jobs.into_iter().collect(),
+            collections,
+        })
+    }
+
+    /// One collection's name, embedder and counts, from its manifest (nothing is opened).
+    pub fn collection_info(&self, name: &str) -> Result<CollectionInfo> {
+        self.list_collections()?
+            .into_iter()
+            .find(|c| c.name == name)
+            .ok_or_else(|| index::IndexError::CollectionNotFound { name: name.into() }.into())
     }
 
     /// Runs `f` on the blocking pool, refusing at once when `embedder.queue` calls are in flight.
@@ -383,6 +447,7 @@ impl AppState {
         g.max_tokens = q.max_tokens.unwrap_or(g.max_tokens);
         g.temperature = q.temperature.unwrap_or(g.temperature);
         g.seed = q.seed.unwrap_or(g.seed);
+        g.stop.extend(q.stop.iter().cloned());
         let (searcher, retriever) = self.searcher(&q.collection)?;
         let prepared = answer::prepare(
             &retriever,

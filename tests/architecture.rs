@@ -12,14 +12,17 @@ use std::path::{Path, PathBuf};
 /// The service crate's top-level modules, lowest first. A module may use those of lower layers
 /// only (`lib.rs`, which starts the server, is above them all).
 const LAYERS: &[&[&str]] = &[
-    &["model"],
+    &["model", "metrics"],
     &["serving"],
     &["config"],
     &["error"],
     &["jobs", "rag", "snapshots"],
     &["wiring", "eval", "reindex"],
     &["state"],
+    &["api"],
     &["grpc"],
+    &["http"],
+    &["server"],
     &["bench"],
     &["cli"],
 ];

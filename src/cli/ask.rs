@@ -172,6 +172,7 @@ fn run_remote(cfg: &Config, args: &AskArgs, url: &str) -> anyhow::Result<()> {
         max_tokens: args.max_tokens,
         temperature: args.temperature,
         seed: None,
+        stop: Vec::new(),
     };
     let mut printer = Printer::new(args);
     let (a, model) = super::remote::ask(url, query, |piece| printer.piece(piece))?;

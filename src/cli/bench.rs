@@ -1,4 +1,4 @@
-//! `ragd bench embed | search | generate`: the clap arguments and the printing; the
+//! `ragd bench embed | search | generate | api`: the clap arguments and the printing; the
 //! measurements themselves are in [`crate::bench`].
 
 use std::path::PathBuf;
@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 
 use super::args::ModeArg;
+use crate::bench::api::ApiBench;
 use crate::bench::generate::GenerateBench;
 use crate::bench::search::SearchBench;
 use crate::bench::EmbedBench;
@@ -20,6 +21,38 @@ pub enum BenchCommand {
     Search(SearchBenchArgs),
     /// The generator's prefill and decode speed on the configured device.
     Generate(GenerateBenchArgs),
+    /// One running server over gRPC beside HTTP: search latency, and answers' first text and
+    /// tokens/s (gRPC Ask beside streamed OpenAI chat completions), alternating requests.
+    Api(ApiBenchArgs),
+}
+
+/// `ragd bench api`.
+#[derive(Debug, Args)]
+pub struct ApiBenchArgs {
+    /// The server's gRPC address.
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    pub grpc: String,
+    /// The server's HTTP address (plain HTTP).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub http: String,
+    /// The collection.
+    #[arg(long, default_value = "demo")]
+    pub collection: String,
+    /// A text file, one query or question per line [default: examples/demo-questions.txt].
+    #[arg(long)]
+    pub questions: Option<PathBuf>,
+    /// Searches per protocol.
+    #[arg(long, default_value_t = 400)]
+    pub searches: usize,
+    /// Answers per protocol.
+    #[arg(long, default_value_t = 20)]
+    pub answers: usize,
+    /// Most tokens per answer.
+    #[arg(long, default_value_t = 64)]
+    pub max_tokens: u32,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `ragd bench embed`.
@@ -91,7 +124,58 @@ pub fn run(cfg: &Config, cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Embed(args) => embed(cfg, &args),
         BenchCommand::Search(args) => search(cfg, &args),
         BenchCommand::Generate(args) => generate(cfg, &args),
+        BenchCommand::Api(args) => api(&args),
     }
+}
+
+fn api(args: &ApiBenchArgs) -> anyhow::Result<()> {
+    let path = args
+        .questions
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("examples/demo-questions.txt"));
+    let text = fs_err::read_to_string(&path)?;
+    let lines: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect();
+    let spec = ApiBench {
+        grpc: args.grpc.clone(),
+        http: args.http.clone(),
+        collection: args.collection.clone(),
+        queries: lines.clone(),
+        searches: args.searches,
+        questions: lines,
+        answers: args.answers,
+        max_tokens: args.max_tokens,
+        token: crate::grpc::security::client_token(|k| std::env::var(k).ok())?,
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    let r = runtime.block_on(crate::bench::api::measure_api(&spec))?;
+    if args.json {
+        println!("{}", serde_json::to_string(&r)?);
+        return Ok(());
+    }
+    let ratio = |http: f64, grpc: f64| http / grpc.max(1e-9);
+    println!(
+        "search p50 / p95 ms: gRPC {:.2} / {:.2}, HTTP {:.2} / {:.2} (HTTP/gRPC p50 {:.2}x)",
+        r.search_grpc.p50_ms,
+        r.search_grpc.p95_ms,
+        r.search_http.p50_ms,
+        r.search_http.p95_ms,
+        ratio(r.search_http.p50_ms, r.search_grpc.p50_ms)
+    );
+    println!(
+        "answer first text p50 ms: gRPC {:.0}, HTTP {:.0} ({:.2}x); tokens/s: gRPC {:.1}, HTTP {:.1} ({:.2}x)",
+        r.answer_grpc.first_text.p50_ms,
+        r.answer_http.first_text.p50_ms,
+        ratio(r.answer_http.first_text.p50_ms, r.answer_grpc.first_text.p50_ms),
+        r.answer_grpc.tokens_per_s,
+        r.answer_http.tokens_per_s,
+        ratio(r.answer_http.tokens_per_s, r.answer_grpc.tokens_per_s)
+    );
+    Ok(())
 }
 
 fn embed(cfg: &Config, args: &EmbedBenchArgs) -> anyhow::Result<()> {

@@ -1,4 +1,4 @@
-//! `ragd serve`: the gRPC server, until SIGINT or SIGTERM.
+//! `ragd serve`: the gRPC and HTTP servers ([`crate::server`]), until SIGINT or SIGTERM.
 
 use std::path::PathBuf;
 
@@ -12,6 +12,10 @@ pub struct ServeArgs {
     /// Address to listen on [default: server.addr, 127.0.0.1:50051].
     #[arg(long, env = "RAGD_ADDR")]
     pub addr: Option<String>,
+    /// Address of the HTTP API (OpenAI-compatible, REST, /metrics, the web page), or `off`
+    /// [default: server.http_addr, 127.0.0.1:8080].
+    #[arg(long, env = "RAGD_HTTP_ADDR")]
+    pub http_addr: Option<String>,
     /// A folder bulk ingestion jobs may read (repeatable; adds to server.allowed_roots).
     #[arg(long = "allow-root")]
     pub allow_roots: Vec<PathBuf>,
@@ -38,6 +42,9 @@ pub fn run(mut cfg: Config, args: &ServeArgs) -> anyhow::Result<()> {
     if let Some(addr) = &args.addr {
         cfg.server.addr.clone_from(addr);
     }
+    if let Some(addr) = &args.http_addr {
+        cfg.server.http_addr.clone_from(addr);
+    }
     if let Some(n) = args.max_message_bytes {
         cfg.server.max_message_bytes = n;
     }
@@ -54,7 +61,7 @@ pub fn run(mut cfg: Config, args: &ServeArgs) -> anyhow::Result<()> {
         .extend(args.allow_roots.iter().cloned());
     cfg.validate()?;
     let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(crate::grpc::serve(cfg, shutdown_signal()))
+    runtime.block_on(crate::server::serve(cfg, shutdown_signal()))
 }
 
 /// Resolves on the first SIGINT (Ctrl-C) or SIGTERM.

@@ -6,12 +6,11 @@
 //! added to the proto breaks the build here instead of being silently ignored. Requests are
 //! validated while they are converted: a bad value is [`ServiceError::InvalidArgument`].
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use index::fusion::{Fusion, Normalization};
 use index::{ChunkRecord, Filter};
-use ingest::{ChunkingStrategy, Document, SourceId};
+use ingest::{ChunkingStrategy, Document};
 
 use super::pb;
 use crate::error::{Result, ServiceError};
@@ -49,6 +48,8 @@ fn check_query(what: &str, text: &str) -> Result<()> {
 }
 /// Largest first-stage candidate count.
 pub const MAX_CANDIDATES: u32 = 10_000;
+/// Most stop strings an Ask may give (OpenAI's limit).
+pub const MAX_STOP_STRINGS: usize = 4;
 
 fn invalid(msg: impl Into<String>) -> ServiceError {
     ServiceError::InvalidArgument(msg.into())
@@ -70,21 +71,7 @@ pub fn document(input: pb::DocumentInput) -> std::result::Result<Document, (Stri
         text,
         metadata,
     } = input;
-    if id.trim().is_empty() {
-        return Err((id, "the document id is empty".into()));
-    }
-    // A NUL is how binary data shows up in a text field; the file loaders refuse it too.
-    for (field, value) in [("id", &id), ("title", &title), ("text", &text)] {
-        if let Some(at) = value.find('\0') {
-            return Err((
-                id.clone(),
-                format!("the document {field} contains a NUL character (U+0000) at byte {at}; send text, not binary data"),
-            ));
-        }
-    }
-    let metadata: BTreeMap<String, String> = metadata.into_iter().collect();
-    Document::new(SourceId(id.clone()), &title, &text, metadata)
-        .ok_or_else(|| (id, "the document text is empty".into()))
+    crate::api::document(id, &title, &text, metadata.into_iter().collect())
 }
 
 /// A collection name from a create request.
@@ -740,7 +727,13 @@ impl TryFrom<pb::AskRequest> for AskQuery {
             max_tokens,
             temperature,
             seed,
+            stop,
         } = generation.unwrap_or_default();
+        if stop.len() > MAX_STOP_STRINGS || stop.iter().any(String::is_empty) {
+            return Err(invalid(format!(
+                "stop: at most {MAX_STOP_STRINGS} non-empty strings"
+            )));
+        }
         if max_tokens > MAX_ANSWER_TOKENS {
             return Err(invalid(format!("max_tokens at most {MAX_ANSWER_TOKENS}")));
         }
@@ -768,6 +761,7 @@ impl TryFrom<pb::AskRequest> for AskQuery {
             max_tokens: (max_tokens > 0).then_some(max_tokens as usize),
             temperature: temperature.map(f64::from),
             seed,
+            stop,
         })
     }
 }
@@ -963,6 +957,7 @@ impl From<AskQuery> for pb::AskRequest {
             max_tokens,
             temperature,
             seed,
+            stop,
         } = q;
         Self {
             collection,
@@ -972,6 +967,7 @@ impl From<AskQuery> for pb::AskRequest {
                 max_tokens: max_tokens.map_or(0, |n| n.min(u32::MAX as usize) as u32),
                 temperature: temperature.map(|t| t as f32),
                 seed,
+                stop,
             }),
         }
     }

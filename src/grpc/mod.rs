@@ -22,8 +22,6 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::ServerTlsConfig;
 
-use crate::config::Config;
-use crate::error::{Result, ServiceError};
 use crate::state::AppState;
 
 /// Generated protobuf types and the `Rag` client and server.
@@ -35,10 +33,6 @@ pub mod pb {
     /// Encoded file descriptor set of ragd.v1, served by reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("ragd_descriptor");
 }
-
-/// How long before the deadline a handler gives up, so that our DEADLINE_EXCEEDED reaches the
-/// caller before tonic's own timeout cancels the call.
-const DEADLINE_MARGIN: Duration = Duration::from_millis(10);
 
 /// The call's deadline from its `grpc-timeout` header (1–8 digits and a unit H, M, S, m, u or
 /// n, per the gRPC HTTP/2 protocol), if any.
@@ -65,35 +59,7 @@ fn parse_timeout(value: &str) -> Option<Duration> {
     })
 }
 
-/// When blocking work started now for a call with `limit` should stop: when [`within`] stops
-/// waiting for it, so that nothing runs on after the caller has its DEADLINE_EXCEEDED.
-pub fn stop_at(limit: Option<Duration>) -> Option<crate::rag::retrieve::Deadline> {
-    let started = Instant::now();
-    limit.map(|l| crate::rag::retrieve::Deadline {
-        started,
-        stop: started + l.saturating_sub(DEADLINE_MARGIN),
-    })
-}
-
-/// Awaits `fut`, giving up with [`ServiceError::DeadlineExceeded`] shortly before `limit`.
-pub async fn within<T>(limit: Option<Duration>, fut: impl Future<Output = Result<T>>) -> Result<T> {
-    let Some(limit) = limit else {
-        return fut.await;
-    };
-    let start = Instant::now();
-    let budget = limit.saturating_sub(DEADLINE_MARGIN);
-    // A deadline inside the margin is already spent: answering now is the only way to be early.
-    // (`timeout` polls the work before its timer, so a zero budget would race the work.)
-    if budget.is_zero() {
-        return Err(ServiceError::DeadlineExceeded { elapsed_ms: 0 });
-    }
-    match tokio::time::timeout(budget, fut).await {
-        Ok(out) => out,
-        Err(_) => Err(ServiceError::DeadlineExceeded {
-            elapsed_ms: start.elapsed().as_millis() as u64,
-        }),
-    }
-}
+pub use crate::api::{stop_at, within};
 
 /// How a server protects itself: a bearer token checked on every RPC but health, and TLS.
 #[derive(Clone, Debug)]
@@ -173,6 +139,20 @@ pub async fn serve_with(
     security: Security,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    serve_beside(state, listener, security, shutdown, async { Ok(()) }).await
+}
+
+/// [`serve_with`], running `beside` (another server over the same state, e.g. HTTP, which
+/// stops on the same signal) from the moment jobs are resumed: the shutdown's last steps —
+/// waiting for job batches, the checkpoint — wait for both to finish. Readiness turns false
+/// ([`AppState::draining`]) when the shutdown begins.
+pub async fn serve_beside(
+    state: AppState,
+    listener: TcpListener,
+    security: Security,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    beside: impl Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
     use pb::rag_server::RagServer;
     use rag_service::RagService;
 
@@ -204,9 +184,11 @@ pub async fn serve_with(
     // Runs until serve_with returns, on any path.
     let _closer = close_idle_collections(&state);
     let jobs = state.jobs().clone();
+    let draining = state.clone();
     let signal = async move {
         shutdown.await;
         tracing::info!("shutting down: finishing requests and job batches");
+        draining.start_draining();
         reporter.set_not_serving::<RagServer<RagService>>().await;
         jobs.stop();
     };
@@ -214,8 +196,9 @@ pub async fn serve_with(
     if let Some(tls) = security.tls {
         builder = builder.tls_config(tls).context("TLS settings")?;
     }
-    builder
+    let grpc = builder
         .layer(tower::util::MapResponseLayer::new(standard_status_codes))
+        .layer(tower::layer::layer_fn(Metered))
         .add_service(health)
         .add_service(InterceptedService::new(
             reflection().build_v1()?,
@@ -223,8 +206,9 @@ pub async fn serve_with(
         ))
         .add_service(InterceptedService::new(reflection().build_v1alpha()?, auth))
         .add_service(rag)
-        .serve_with_incoming_shutdown(incoming, signal)
-        .await?;
+        .serve_with_incoming_shutdown(incoming, signal);
+    let grpc = async { grpc.await.context("serving gRPC") };
+    tokio::try_join!(grpc, beside)?;
     let grace = Duration::from_secs(state.config().server.shutdown_grace_seconds);
     state.jobs().shutdown(grace).await;
     // Dump what the HNSW graphs hold, so the next start replays nothing.
@@ -236,6 +220,63 @@ pub async fn serve_with(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Counts and times each call in [`crate::metrics`] by method and status: the code of a
+/// response that carries one in its headers (a refusal, an error), OK for one that starts (a
+/// stream's final status travels in trailers, which this layer does not see).
+#[derive(Clone)]
+struct Metered<S>(S);
+
+impl<S, B> tower::Service<tonic::codegen::http::Request<B>> for Metered<S>
+where
+    S: tower::Service<
+        tonic::codegen::http::Request<B>,
+        Response = tonic::codegen::http::Response<tonic::body::Body>,
+    >,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future =
+        std::pin::Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: tonic::codegen::http::Request<B>) -> Self::Future {
+        let path = request.uri().path();
+        // Only the services served get a label of their own: any other path is one label.
+        let route = if path.starts_with("/ragd.v1.") || path.starts_with("/grpc.") {
+            path.to_owned()
+        } else {
+            "unmatched".to_owned()
+        };
+        let started = Instant::now();
+        let answer = self.0.call(request);
+        Box::pin(async move {
+            let response = answer.await;
+            if let Ok(r) = &response {
+                let code = r
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<i32>().ok())
+                    .map_or(tonic::Code::Ok, tonic::Code::from_i32);
+                crate::metrics::global().request(
+                    "grpc",
+                    &route,
+                    &format!("{code:?}"),
+                    started.elapsed(),
+                );
+            }
+            response
+        })
+    }
 }
 
 /// Rewrites a code tonic picks to the one gRPC's status-code table prescribes (the message is
@@ -268,40 +309,6 @@ fn standard_status_codes(
     response
 }
 
-/// Loads the models, binds `config.server.addr` and serves until `shutdown` resolves (see
-/// [`grpc::serve_with`]).
-pub async fn serve(
-    config: Config,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let addr = config.server.addr.clone();
-    // Checked before the models load, so a refused exposure fails fast.
-    let security = Security::from_config(&config.server, |k| std::env::var(k).ok())?;
-    let planned: std::net::SocketAddr = addr
-        .parse()
-        .with_context(|| format!("server.addr `{addr}`"))?;
-    let exposure = security::exposure_check(
-        planned,
-        security.auth.enabled(),
-        security.tls.is_some(),
-        config.server.allow_unauthenticated,
-    )?;
-    let state = tokio::task::spawn_blocking(move || AppState::load(config)).await??;
-    let listener = TcpListener::bind(&addr)
-        .await
-        .with_context(|| format!("binding {addr}"))?;
-    if let Some(message) = exposure {
-        eprintln!("ragd: {message}");
-    }
-    let scheme = if security.tls.is_some() {
-        "https"
-    } else {
-        "http"
-    };
-    eprintln!("ragd: serving on {scheme}://{}", listener.local_addr()?);
-    serve_with(state, listener, security, shutdown).await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,17 +321,5 @@ mod tests {
         assert_eq!(parse_timeout("123456789m"), None);
         assert_eq!(parse_timeout("m"), None);
         assert_eq!(parse_timeout("5x"), None);
-    }
-
-    #[tokio::test]
-    async fn a_deadline_inside_the_margin_fails_even_when_the_work_is_instant() {
-        // CI once saw a 10 ms deadline answered OK: `timeout(0)` polled the finished work first.
-        let got = within(Some(DEADLINE_MARGIN), async { Ok(1) }).await;
-        assert!(
-            matches!(got, Err(ServiceError::DeadlineExceeded { .. })),
-            "{got:?}"
-        );
-        let got = within(Some(Duration::from_secs(5)), async { Ok(1) }).await;
-        assert_eq!(got.unwrap(), 1);
     }
 }

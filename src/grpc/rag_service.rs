@@ -5,22 +5,19 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
 
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tokio_stream::Stream;
+use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::instrument;
 
 use super::convert::{self, IngestBatch};
+use super::deadline;
 use super::pb;
-use super::{deadline, stop_at, within};
+use crate::api::{self, stop_at, within, AskEvent};
 use crate::error::{Result, ServiceError};
 use crate::jobs::{IngestSummary, JobSpec, JobWatch, Pipeline};
-use crate::model::llm::Generation;
-use crate::rag::answer::{self, Prepared};
-use crate::serving::{GenerationEvent, GenerationPool, GenerationStream};
 use crate::state::{AppState, AskQuery, SearchQuery};
 
 type RpcResult<T> = std::result::Result<Response<T>, Status>;
@@ -266,162 +263,18 @@ impl pb::rag_server::Rag for RagService {
 
     #[instrument(skip_all, fields(collection = %req.get_ref().collection))]
     async fn ask(&self, req: Request<pb::AskRequest>) -> RpcResult<Self::AskStream> {
-        let started = Instant::now();
         let limit = deadline(&req);
-        let mut query = AskQuery::try_from(req.into_inner())?;
-        query.retrieval.deadline = stop_at(limit);
-        let pool = self.state.generation()?.clone();
-        let prepared = self.state.blocking(move |s| s.prepare_answer(&query));
-        let (prepared, params) = within(limit, prepared).await?;
-        let events = match &prepared.prompt {
-            Some(prompt) => Some(
-                pool.generate(prompt.messages.clone(), params)
-                    .map_err(ServiceError::from)?,
-            ),
-            None => None,
-        };
-        Ok(Response::new(answer_stream(
-            prepared, events, pool, started,
-        )))
+        let query = AskQuery::try_from(req.into_inner())?;
+        let events = api::ask(&self.state, query, limit).await?;
+        let stream = ReceiverStream::new(events).map(|event| match event {
+            Ok(AskEvent::Delta(text)) => Ok(convert::ask_delta(text)),
+            Ok(AskEvent::Final(done)) => {
+                Ok(convert::ask_final(&done.answer, done.total_ms, &done.model))
+            }
+            Err(e) => Err(Status::from(e)),
+        });
+        Ok(Response::new(Box::pin(stream)))
     }
-}
-
-/// Streams the answer: the checked text one sentence at a time as each passes its check
-/// ([`answer::AnswerBuilder`]), then the final message with the citations and the short answer.
-/// The deltas, joined, are the final answer's text. A client that goes away drops the
-/// generation stream, which cancels the generation at its next token.
-fn answer_stream(
-    prepared: Prepared,
-    events: Option<GenerationStream>,
-    pool: GenerationPool,
-    started: Instant,
-) -> BoxStream<pb::AskResponse> {
-    let (tx, rx) = mpsc::channel(16);
-    tokio::spawn(async move {
-        let prepared = Arc::new(prepared);
-        let builder = answer::AnswerBuilder::new();
-        let (builder, generation) = match events {
-            None => (builder, None),
-            Some(events) => match relay(events, builder, &prepared, &tx).await {
-                Some((builder, g)) => (builder, Some(g)),
-                None => return,
-            },
-        };
-        // Checking embeds the generated sentences: off the async runtime.
-        let finishing = prepared.clone();
-        let finished =
-            tokio::task::spawn_blocking(move || builder.finish(&finishing, generation.as_ref()))
-                .await;
-        let (mut answer, tail) = match finished {
-            Ok(Ok(done)) => done,
-            Ok(Err(e)) => {
-                let _ = tx.send(Err(e.into())).await;
-                return;
-            }
-            Err(e) => {
-                let e = ServiceError::Internal(format!("checking the answer failed: {e}"));
-                let _ = tx.send(Err(e.into())).await;
-                return;
-            }
-        };
-        if !tail.is_empty() && tx.send(Ok(convert::ask_delta(tail))).await.is_err() {
-            return;
-        }
-        shorten(&prepared, &mut answer, &pool).await;
-        let total_ms = started.elapsed().as_secs_f64() * 1e3;
-        let _ = tx
-            .send(Ok(convert::ask_final(
-                &answer,
-                total_ms,
-                &pool.generator().info().model_id,
-            )))
-            .await;
-    });
-    Box::pin(ReceiverStream::new(rx))
-}
-
-/// The short-answer step through the generation pool. When the pool is full or the step fails,
-/// the answer keeps its word-level short answer: the step refines, it never fails the answer.
-async fn shorten(prepared: &Prepared, answer: &mut answer::Answer, pool: &GenerationPool) {
-    let Some(request) = answer::short_request(prepared, answer) else {
-        return;
-    };
-    let mut events = match pool.generate(request.messages.clone(), request.params.clone()) {
-        Ok(events) => events,
-        Err(refused) => {
-            tracing::debug!(%refused, "short answer left word-level");
-            return;
-        }
-    };
-    while let Some(event) = events.recv().await {
-        match event {
-            Ok(GenerationEvent::Text(_)) => {}
-            Ok(GenerationEvent::Finished(g)) => {
-                answer::apply_short(prepared, answer, &request, &g);
-                return;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "the short-answer generation failed");
-                return;
-            }
-        }
-    }
-}
-
-/// Feeds the generated pieces to `builder` and sends the client each checked sentence as it
-/// passes; returns the builder and the finished generation, or `None` when the client left or
-/// the generation or a check failed (the failure is sent as the stream's status).
-async fn relay(
-    mut events: GenerationStream,
-    mut builder: answer::AnswerBuilder,
-    prepared: &Arc<Prepared>,
-    tx: &mpsc::Sender<std::result::Result<pb::AskResponse, Status>>,
-) -> Option<(answer::AnswerBuilder, Generation)> {
-    while let Some(event) = events.recv().await {
-        match event {
-            Ok(GenerationEvent::Text(piece)) => {
-                if !builder.push(&piece) {
-                    if tx.is_closed() {
-                        return None;
-                    }
-                    continue;
-                }
-                // Checking embeds the sentence: off the async runtime, while the model goes on.
-                let p = prepared.clone();
-                let settled = tokio::task::spawn_blocking(move || {
-                    let shown = builder.settle(&p);
-                    (builder, shown)
-                })
-                .await;
-                let shown = match settled {
-                    Ok((b, Ok(shown))) => {
-                        builder = b;
-                        shown
-                    }
-                    Ok((_, Err(e))) => {
-                        let _ = tx.send(Err(e.into())).await;
-                        return None;
-                    }
-                    Err(e) => {
-                        let e = ServiceError::Internal(format!("checking the answer failed: {e}"));
-                        let _ = tx.send(Err(e.into())).await;
-                        return None;
-                    }
-                };
-                if !shown.is_empty() && tx.send(Ok(convert::ask_delta(shown))).await.is_err() {
-                    return None;
-                }
-            }
-            Ok(GenerationEvent::Finished(g)) => return Some((builder, g)),
-            Err(e) => {
-                let _ = tx.send(Err(ServiceError::from(e).into())).await;
-                return None;
-            }
-        }
-    }
-    let lost = ServiceError::Internal("the generation ended without a result".into());
-    let _ = tx.send(Err(lost.into())).await;
-    None
 }
 
 /// Reads a client stream batch by batch; each batch is ingested and committed before the next
@@ -504,23 +357,5 @@ fn check_same(target: Target, batch: &IngestBatch) -> Result<Target> {
 
 /// The job's record now, then after each batch, until a terminal (or paused) record.
 fn watch_stream(watch: JobWatch) -> BoxStream<pb::IngestJob> {
-    let (tx, rx) = mpsc::channel(16);
-    tokio::spawn(async move {
-        match watch {
-            JobWatch::Done(record) => {
-                let _ = tx.send(Ok((*record).into())).await;
-            }
-            JobWatch::Live(mut updates) => loop {
-                let record = updates.borrow_and_update().clone();
-                let terminal = record.state.is_terminal();
-                if tx.send(Ok(record.into())).await.is_err() || terminal {
-                    break;
-                }
-                if updates.changed().await.is_err() {
-                    break;
-                }
-            },
-        }
-    });
-    Box::pin(ReceiverStream::new(rx))
+    Box::pin(ReceiverStream::new(api::watch_job(watch)).map(|r| Ok(r.into())))
 }

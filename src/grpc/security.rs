@@ -143,30 +143,43 @@ impl Authenticator {
     }
 }
 
-impl tonic::service::Interceptor for Authenticator {
-    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+impl Authenticator {
+    /// Checks the value of a request's `authorization` header (gRPC metadata or HTTP header);
+    /// `Err` says why it is refused.
+    pub fn check(
+        &self,
+        authorization: Option<&[u8]>,
+        peer: Option<SocketAddr>,
+    ) -> Result<(), &'static str> {
         let Some(token) = &self.token else {
-            return Ok(request);
+            return Ok(());
         };
-        let Some(value) = request.metadata().get("authorization") else {
-            return Err(Status::unauthenticated(
-                "missing credentials: send the header `authorization: Bearer <token>`",
-            ));
+        let Some(value) = authorization else {
+            return Err("missing credentials: send the header `authorization: Bearer <token>`");
         };
         let presented = value
-            .as_bytes()
             .strip_prefix(b"Bearer ")
-            .or_else(|| value.as_bytes().strip_prefix(b"bearer "));
+            .or_else(|| value.strip_prefix(b"bearer "));
         match presented {
-            Some(t) if token.verify(t) => Ok(request),
+            Some(t) if token.verify(t) => Ok(()),
             Some(_) => {
-                let peer = request.remote_addr();
                 tracing::warn!(?peer, "rejected a request with a wrong bearer token");
-                Err(Status::unauthenticated("invalid bearer token"))
+                Err("invalid bearer token")
             }
-            None => Err(Status::unauthenticated(
-                "the authorization header must be `Bearer <token>`",
-            )),
+            None => Err("the authorization header must be `Bearer <token>`"),
+        }
+    }
+}
+
+impl tonic::service::Interceptor for Authenticator {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        let header = request
+            .metadata()
+            .get("authorization")
+            .map(|v| v.as_bytes());
+        match self.check(header, request.remote_addr()) {
+            Ok(()) => Ok(request),
+            Err(why) => Err(Status::unauthenticated(why)),
         }
     }
 }
@@ -225,7 +238,7 @@ pub fn server_tls(server: &ServerConfig) -> anyhow::Result<Option<ServerTlsConfi
 
 /// Reads a PEM file and checks it holds a block whose label contains `label`, so that a
 /// swapped cert/key or a DER file is reported by name at startup, not at the first handshake.
-fn read_pem(path: &Path, label: &str, field: &str) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn read_pem(path: &Path, label: &str, field: &str) -> anyhow::Result<Vec<u8>> {
     let pem = fs_err::read(path).with_context(|| format!("reading {field}"))?;
     let text = String::from_utf8_lossy(&pem);
     let found = text.lines().any(|l| {

@@ -184,7 +184,8 @@ pub fn prepare(
     cfg: &AnswerConfig,
 ) -> Result<Prepared> {
     let started = Instant::now();
-    let (hits, rerank_time) = retriever.retrieve_timed(searcher, question, &cfg.retrieve)?;
+    let (hits, times) = retriever.retrieve_timed(searcher, question, &cfg.retrieve)?;
+    let rerank_time = times.rerank.unwrap_or_default();
     let retrieve_time = started.elapsed();
     let best_relevance = best_relevance(&hits);
     let relevant = match best_relevance {

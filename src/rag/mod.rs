@@ -11,4 +11,4 @@ pub mod prompt;
 pub mod retrieve;
 
 pub use answer::{Answer, AnswerConfig, Citation, ShortAnswer};
-pub use retrieve::{Hit, Mode, RetrieveOptions, Retriever, StageScores};
+pub use retrieve::{Hit, Mode, RetrieveOptions, Retriever, StageScores, StageTimes};

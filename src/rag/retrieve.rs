@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use index::fusion::{self, Fusion, Normalization};
 use index::{ChunkId, ChunkRecord, Filter, ScoredChunk, Searcher};
@@ -92,16 +93,16 @@ pub struct RetrieveOptions {
 #[derive(Debug, Clone, Copy)]
 pub struct Deadline {
     /// When the call started.
-    pub started: std::time::Instant,
+    pub started: Instant,
     /// When its work stops.
-    pub stop: std::time::Instant,
+    pub stop: Instant,
 }
 
 impl RetrieveOptions {
     /// `DeadlineExceeded` once [`deadline`](Self::deadline) has passed.
     pub fn check_deadline(&self) -> Result<()> {
         match self.deadline {
-            Some(d) if std::time::Instant::now() >= d.stop => Err(ServiceError::DeadlineExceeded {
+            Some(d) if Instant::now() >= d.stop => Err(ServiceError::DeadlineExceeded {
                 elapsed_ms: d.started.elapsed().as_millis() as u64,
             }),
             _ => Ok(()),
@@ -135,6 +136,40 @@ pub struct StageScores {
     pub fused: Option<f32>,
     /// Cross-encoder logit.
     pub rerank: Option<f32>,
+}
+
+/// How long each stage of one retrieval took; `None` for a stage the request did not run.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StageTimes {
+    /// Embedding the query.
+    pub embed: Option<Duration>,
+    /// The dense search.
+    pub dense: Option<Duration>,
+    /// The BM25 search.
+    pub bm25: Option<Duration>,
+    /// Fusing the lists (hybrid mode).
+    pub fusion: Option<Duration>,
+    /// Reranking.
+    pub rerank: Option<Duration>,
+}
+
+impl StageTimes {
+    /// Records the stages that ran in the process's metrics.
+    fn record(&self) {
+        use crate::metrics::{global, Stage};
+        let stages = [
+            (Stage::Embed, self.embed),
+            (Stage::Dense, self.dense),
+            (Stage::Bm25, self.bm25),
+            (Stage::Fusion, self.fusion),
+            (Stage::Rerank, self.rerank),
+        ];
+        for (stage, took) in stages {
+            if let Some(took) = took {
+                global().stage(stage, took);
+            }
+        }
+    }
 }
 
 /// One retrieved chunk with its final score and per-stage scores.
@@ -182,14 +217,14 @@ impl Retriever {
         Ok(self.retrieve_timed(searcher, query, opts)?.0)
     }
 
-    /// [`Retriever::retrieve`], also returning the time the rerank stage took (zero without
-    /// reranking).
+    /// [`Retriever::retrieve`], also returning how long each stage took (also recorded in
+    /// [`crate::metrics`]).
     pub fn retrieve_timed(
         &self,
         searcher: &Searcher,
         query: &str,
         opts: &RetrieveOptions,
-    ) -> Result<(Vec<Hit>, std::time::Duration)> {
+    ) -> Result<(Vec<Hit>, StageTimes)> {
         if query.trim().is_empty() {
             return Err(ServiceError::InvalidArgument("the query is empty".into()));
         }
@@ -209,13 +244,18 @@ impl Retriever {
             (_, false) => 0,
         };
         opts.check_deadline()?;
-        let (dense, bm25) = self.first_stage(searcher, query, opts)?;
+        let mut times = StageTimes::default();
+        let (dense, bm25) = self.first_stage(searcher, query, opts, &mut times)?;
         opts.check_deadline()?;
+        let fusing = Instant::now();
         let fused: Ranked = match opts.mode {
             Mode::Bm25 => bm25.clone(),
             Mode::Dense => dense.clone(),
             Mode::Hybrid => fusion::fuse(opts.fusion, &dense, &bm25),
         };
+        if opts.mode == Mode::Hybrid {
+            times.fusion = Some(fusing.elapsed());
+        }
         let keep = rerank_n.max(opts.k);
         let top: Ranked = fused.into_iter().take(keep).collect();
         let records = self.load(searcher, &top)?;
@@ -235,16 +275,16 @@ impl Retriever {
                 },
             })
             .collect();
-        let mut rerank_time = std::time::Duration::ZERO;
         if opts.rerank {
             opts.check_deadline()?;
             let n = rerank_n.min(hits.len());
-            let started = std::time::Instant::now();
+            let started = Instant::now();
             self.rerank(query, &mut hits[..n])?;
-            rerank_time = started.elapsed();
+            times.rerank = Some(started.elapsed());
         }
         hits.truncate(opts.k);
-        Ok((hits, rerank_time))
+        times.record();
+        Ok((hits, times))
     }
 
     /// Dense and BM25 candidate lists, computed in parallel (only those the mode needs).
@@ -253,14 +293,16 @@ impl Retriever {
         searcher: &Searcher,
         query: &str,
         opts: &RetrieveOptions,
+        times: &mut StageTimes,
     ) -> Result<(Ranked, Ranked)> {
         let want_dense = opts.mode != Mode::Bm25;
         let want_bm25 = opts.mode != Mode::Dense;
         let (dense, bm25) = rayon::join(
-            || -> Result<Ranked> {
+            || -> Result<(Ranked, Duration, Duration)> {
                 if !want_dense {
-                    return Ok(Vec::new());
+                    return Ok((Vec::new(), Duration::ZERO, Duration::ZERO));
                 }
+                let embedding = Instant::now();
                 let vector = self
                     .embedder
                     .embed(&[query])?
@@ -272,27 +314,37 @@ impl Retriever {
                         )
                     })?;
                 let vector = vector.vector;
-                Ok(pairs(searcher.search_dense(
-                    &vector,
-                    opts.candidates,
-                    &opts.filter,
-                )?))
+                let embed = embedding.elapsed();
+                let searching = Instant::now();
+                let hits = pairs(searcher.search_dense(&vector, opts.candidates, &opts.filter)?);
+                Ok((hits, embed, searching.elapsed()))
             },
-            || -> Result<Ranked> {
+            || -> Result<(Ranked, Duration)> {
                 if !want_bm25 {
-                    return Ok(Vec::new());
+                    return Ok((Vec::new(), Duration::ZERO));
                 }
-                match searcher.search_bm25(query, opts.candidates, &opts.filter) {
-                    Ok(hits) => Ok(pairs(hits)),
+                let searching = Instant::now();
+                let hits = match searcher.search_bm25(query, opts.candidates, &opts.filter) {
+                    Ok(hits) => pairs(hits),
                     // Only stop words, punctuation or emoji ("to be or not to be"): BM25 has
                     // nothing to match, so hybrid ranks by the dense list alone and BM25 mode
                     // finds nothing; neither is the caller's error.
-                    Err(index::IndexError::EmptyQuery) => Ok(Vec::new()),
-                    Err(e) => Err(e.into()),
-                }
+                    Err(index::IndexError::EmptyQuery) => Vec::new(),
+                    Err(e) => return Err(e.into()),
+                };
+                Ok((hits, searching.elapsed()))
             },
         );
-        Ok((dense?, bm25?))
+        let (dense, embed, dense_time) = dense?;
+        let (bm25, bm25_time) = bm25?;
+        if want_dense {
+            times.embed = Some(embed);
+            times.dense = Some(dense_time);
+        }
+        if want_bm25 {
+            times.bm25 = Some(bm25_time);
+        }
+        Ok((dense, bm25))
     }
 
     fn load(&self, searcher: &Searcher, ranked: &Ranked) -> Result<Vec<ChunkRecord>> {
@@ -425,8 +477,8 @@ mod tests {
         let opts = RetrieveOptions {
             rerank: true,
             deadline: Some(Deadline {
-                started: std::time::Instant::now(),
-                stop: std::time::Instant::now(),
+                started: Instant::now(),
+                stop: Instant::now(),
             }),
             ..RetrieveOptions::default()
         };

@@ -132,10 +132,16 @@ impl GenerationPool {
     /// refuse. A check, not a reservation: `generate` may still refuse.
     pub fn check_room(&self) -> Result<(), Refused> {
         if self.load.load(Ordering::SeqCst) >= self.capacity {
+            crate::metrics::global().generation_refused();
             Err(Refused::Overloaded(NAME))
         } else {
             Ok(())
         }
+    }
+
+    /// Requests accepted and not yet finished: running, or waiting for a thread.
+    pub fn depth(&self) -> usize {
+        self.load.load(Ordering::SeqCst)
     }
 
     /// Queues a generation; its events arrive on the returned stream. Refused at once when the
@@ -183,7 +189,10 @@ impl GenerationPool {
             _slot: Slot::take(&self.load),
         };
         self.tx.try_send(request).map_err(|e| match e {
-            TrySendError::Full(_) => Refused::Overloaded(NAME),
+            TrySendError::Full(_) => {
+                crate::metrics::global().generation_refused();
+                Refused::Overloaded(NAME)
+            }
             TrySendError::Disconnected(_) => Refused::Stopped(NAME),
         })
     }
@@ -235,6 +244,16 @@ fn generate(
         tracing::error!("a generation panicked; its stream ends without a result");
         return;
     };
+    if let Ok(g) = &result {
+        use crate::metrics::{global, Stage};
+        let m = global();
+        m.stage(Stage::Prompt, g.prompt_time);
+        if g.completion_tokens > 0 {
+            m.stage(Stage::FirstToken, g.time_to_first_token);
+            m.stage(Stage::Decode, g.decode_time);
+        }
+        m.generated(g.completion_tokens);
+    }
     // The receiver may be gone (cancelled); then nobody wants the result.
     let _ = events.blocking_send(result.map(GenerationEvent::Finished));
 }

@@ -546,6 +546,7 @@ async fn bad_input_table() {
                         max_tokens: 16,
                         temperature: Some(-1.0),
                         seed: None,
+                        stop: Vec::new(),
                     }),
                 };
                 async move { c.ask(r).await.map(|_| ()) }
@@ -852,6 +853,7 @@ fn injected_document_stays_data() {
         max_tokens: Some(8),
         temperature: None,
         seed: None,
+        stop: Vec::new(),
     };
     let (prepared, _) = state.prepare_answer(&query).unwrap();
     let prompt = prepared.prompt.expect("both documents are relevant");

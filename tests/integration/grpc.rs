@@ -819,6 +819,7 @@ fn ask(collection: &str, question: &str, max_tokens: u32) -> pb::AskRequest {
             max_tokens,
             temperature: Some(0.0),
             seed: None,
+            stop: Vec::new(),
         }),
     }
 }

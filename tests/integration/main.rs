@@ -8,6 +8,7 @@ mod embedder;
 mod fast_llama;
 mod generator;
 mod grpc;
+mod http;
 mod ops_cli;
 mod reindex;
 mod reliability;

@@ -1115,6 +1115,7 @@ fn ask_req(question: &str, max_tokens: u32) -> pb::AskRequest {
             max_tokens,
             temperature: Some(0.0),
             seed: None,
+            stop: Vec::new(),
         }),
     }
 }
