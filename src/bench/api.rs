@@ -57,8 +57,8 @@ impl Timing {
         ms.sort_by(f64::total_cmp);
         Self {
             requests: ms.len(),
-            p50_ms: percentile(&ms, 0.5),
-            p95_ms: percentile(&ms, 0.95),
+            p50_ms: percentile(&ms, 50.0),
+            p95_ms: percentile(&ms, 95.0),
             mean_ms: ms.iter().sum::<f64>() / ms.len().max(1) as f64,
         }
     }
@@ -223,11 +223,10 @@ async fn ask_grpc(
     let mut first = None;
     while let Some(message) = stream.message().await? {
         match message.event {
-            Some(pb::ask_response::Event::Delta(text)) => {
-                if first.is_none() && !text.is_empty() {
-                    first = Some(started.elapsed());
-                }
+            Some(pb::ask_response::Event::Delta(text)) if first.is_none() && !text.is_empty() => {
+                first = Some(started.elapsed());
             }
+            Some(pb::ask_response::Event::Delta(_)) => {}
             Some(pb::ask_response::Event::Final(f)) => {
                 let total = started.elapsed();
                 let tokens = f.usage.map_or(0, |u| u64::from(u.completion_tokens));

@@ -483,17 +483,20 @@ pub fn demo(cfg: &Config, args: &DemoArgs) -> anyhow::Result<()> {
         "Answers come from {} on this machine, grounded in hybrid retrieval (BM25 + MiniLM).",
         generator.info().model_id
     );
-    println!("Ask your own question, or serve the collection over gRPC:");
+    println!("Ask your own question, or serve the collection over gRPC and HTTP:");
     println!(
         "  cargo run --release -- ask \"how does reranking work?\" --collection demo --stream"
     );
     println!(
-        "  cargo run --release -- serve --data-dir {}   # 127.0.0.1:50051",
+        "  cargo run --release -- serve --data-dir {}   # gRPC 127.0.0.1:50051; open http://127.0.0.1:8080/ to ask from a page",
         cfg.data_dir.display()
     );
     println!(
         "  cargo run --release -- search \"NF4\" --collection demo --server http://127.0.0.1:50051"
     );
     println!("  scripts/python-client                         # a Python grpcio client against a live server");
+    println!(
+        "  curl -s 127.0.0.1:8080/v1/chat/completions -H 'content-type: application/json' -d '{{\"model\": \"ragd/demo\", \"messages\": [{{\"role\": \"user\", \"content\": \"What is NF4?\"}}]}}'"
+    );
     Ok(())
 }

@@ -197,8 +197,9 @@ pub async fn serve_beside(
         builder = builder.tls_config(tls).context("TLS settings")?;
     }
     let grpc = builder
-        .layer(tower::util::MapResponseLayer::new(standard_status_codes))
+        // Outermost, so that calls are counted with the codes clients receive.
         .layer(tower::layer::layer_fn(Metered))
+        .layer(tower::util::MapResponseLayer::new(standard_status_codes))
         .add_service(health)
         .add_service(InterceptedService::new(
             reflection().build_v1()?,

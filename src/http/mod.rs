@@ -51,6 +51,7 @@ pub fn router(state: AppState, auth: Authenticator) -> Router {
         .merge(openai::routes())
         .merge(rest::routes())
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(http.clone(), authenticate));
     Router::new()
         .route("/", get(page))
@@ -162,6 +163,15 @@ async fn not_found(req: Request) -> ApiError {
         req.method(),
         req.uri().path()
     ))
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    let mut e = ApiError::new(
+        tonic::Code::Unimplemented,
+        format!("{} is not served for {}", req.method(), req.uri().path()),
+    );
+    e.status = StatusCode::METHOD_NOT_ALLOWED;
+    e
 }
 
 async fn healthz() -> impl IntoResponse {

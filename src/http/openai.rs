@@ -331,12 +331,18 @@ fn embedding_inputs(input: Value) -> ApiResult<Vec<String>> {
             .into_iter()
             .map(|v| match v {
                 Value::String(s) => Ok(s),
-                _ => Err(ApiError::invalid(
+                Value::Null
+                | Value::Bool(_)
+                | Value::Number(_)
+                | Value::Array(_)
+                | Value::Object(_) => Err(ApiError::invalid(
                     "input: a string or a list of strings (token arrays are not accepted: send text)",
                 )),
             })
             .collect::<ApiResult<_>>()?,
-        _ => return Err(ApiError::invalid("input: a string or a list of strings")),
+        Value::Null | Value::Bool(_) | Value::Number(_) | Value::Object(_) => {
+            return Err(ApiError::invalid("input: a string or a list of strings"))
+        }
     };
     if texts.is_empty() || texts.len() > MAX_EMBEDDING_INPUTS {
         return Err(ApiError::invalid(format!(
@@ -469,9 +475,9 @@ async fn rerank(
                 Some(Value::String(s)) => Ok(s.clone()),
                 _ => Err(ApiError::invalid(format!("documents[{i}] has no text"))),
             },
-            _ => Err(ApiError::invalid(format!(
-                "documents[{i}]: a string or an object with a text"
-            ))),
+            Value::Null | Value::Bool(_) | Value::Number(_) | Value::Array(_) => Err(
+                ApiError::invalid(format!("documents[{i}]: a string or an object with a text")),
+            ),
         })
         .collect::<ApiResult<Vec<String>>>()?;
     let query = req.query.clone();

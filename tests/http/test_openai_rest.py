@@ -493,16 +493,16 @@ def test_documents_ingest_get_delete(http):
         assert r.status_code == 200 and r.json()["document"]["id"] == "zorblax.md", r.text
         assert not r.json().get("chunks"), r.text
         # A metadata filter keeps the other document out.
+        # (The filter is metadata pairs every hit's document must have, as gRPC's.)
         r = http.post(f"/api/v1/collections/{name}/search",
                       json={"query": "seal", "mode": "bm25",
-                            "filter": {"metadata": {"source": "http-test"}}})
+                            "filter": {"source": "http-test"}})
         assert r.status_code == 200, r.text
         assert {h["doc_id"] for h in r.json()["hits"]} == {"zorblax.md"}, r.text
+        # A filter must be string pairs.
         r = http.post(f"/api/v1/collections/{name}/search",
-                      json={"query": "fruit potassium", "mode": "hybrid",
-                            "filter": {"doc_ids": ["other.txt"]}})
-        assert r.status_code == 200, r.text
-        assert {h["doc_id"] for h in r.json()["hits"]} == {"other.txt"}, r.text
+                      json={"query": "seal", "filter": {"metadata": {"source": "http-test"}}})
+        assert_error(r, 400, "INVALID_ARGUMENT")
         r = http.delete(f"/api/v1/collections/{name}/documents/zorblax.md")
         assert r.status_code == 200, r.text
         assert r.json() == {"deleted": 1, "missing": []}, r.text

@@ -749,7 +749,7 @@ fn cli_serve_ingest_search_and_sigterm() {
         c
     };
     let mut server = ragd()
-        .args(["serve", "--addr", &addr])
+        .args(["serve", "--http-addr", "off", "--addr", &addr])
         .stderr(Stdio::null())
         .spawn()
         .unwrap();

@@ -3,6 +3,8 @@
 //! library, a Prometheus parser and a real browser drive a live server in
 //! `scripts/http-clients` (tests/http).
 
+use std::sync::Arc;
+
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
@@ -517,4 +519,76 @@ async fn readiness_fails_once_the_shutdown_begins() {
     assert_eq!(draining.2["status"], "shutting_down");
     let alive = call(&app, Method::GET, "/healthz", None, None).await;
     assert_eq!(alive.0, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rerank_scores_are_the_cross_encoders_in_the_cohere_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = common::config();
+    cfg.data_dir = dir.path().to_path_buf();
+    let reranker: Arc<dyn ragd::model::Reranker> = Arc::new(crate::reranker::fixture_reranker());
+    let state = AppState::new(cfg, common::shared_embedder(), Some(reranker)).unwrap();
+    let app = router(&state, false);
+    let refs = crate::reranker::references();
+    let query = refs[0].query.clone();
+    let group: Vec<_> = refs.iter().filter(|r| r.query == query).collect();
+    assert!(
+        group.len() >= 2,
+        "the fixture has several passages per query"
+    );
+    // Strings and {"text"} objects both count as documents.
+    let documents: Vec<Value> = group
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            if i % 2 == 0 {
+                json!(r.passage)
+            } else {
+                json!({ "text": r.passage })
+            }
+        })
+        .collect();
+    let (status, _, body) = call(
+        &app,
+        Method::POST,
+        "/v1/rerank",
+        Some(json!({"model": "fixture", "query": query, "documents": documents, "top_n": 2})),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let results = body["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2, "top_n: {body}");
+    let mut want: Vec<(usize, f32)> = group.iter().map(|r| r.logit).enumerate().collect();
+    want.sort_by(|a, b| b.1.total_cmp(&a.1));
+    for (got, (index, logit)) in results.iter().zip(want) {
+        assert_eq!(got["index"], index, "{body}");
+        let score = got["relevance_score"].as_f64().unwrap();
+        let sigmoid = 1.0 / (1.0 + (-f64::from(logit)).exp());
+        assert!(
+            (score - sigmoid).abs() < 1e-3,
+            "{score} vs sigmoid({logit}) = {sigmoid}"
+        );
+        assert_eq!(got["document"]["text"], group[index].passage.as_str());
+    }
+    let (_, _, bare) = call(
+        &app,
+        Method::POST,
+        "/v1/rerank",
+        Some(json!({"query": query, "documents": documents, "return_documents": false})),
+        None,
+    )
+    .await;
+    let bare = bare["results"].as_array().unwrap();
+    assert_eq!(bare.len(), group.len());
+    assert!(bare.iter().all(|r| r.get("document").is_none()));
+    let empty = call(
+        &app,
+        Method::POST,
+        "/v1/rerank",
+        Some(json!({"query": query, "documents": []})),
+        None,
+    )
+    .await;
+    assert_error(&empty, 400, "INVALID_ARGUMENT");
 }

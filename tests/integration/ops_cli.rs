@@ -37,7 +37,7 @@ impl Served {
                 .arg(&config)
                 .arg("--data-dir")
                 .arg(dir.path().join("data"))
-                .args(["serve", "--addr", &addr])
+                .args(["serve", "--http-addr", "off", "--addr", &addr])
                 .stderr(Stdio::null())
                 .spawn()
                 .unwrap(),

@@ -183,7 +183,15 @@ impl Spec {
             .arg(&self.config)
             .arg("--data-dir")
             .arg(&self.data)
-            .args(["--log-level", "info", "serve", "--addr", &self.addr])
+            .args([
+                "--log-level",
+                "info",
+                "serve",
+                "--http-addr",
+                "off",
+                "--addr",
+                &self.addr,
+            ])
             .env_remove("RAGD_LOG")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -215,7 +223,7 @@ impl Spec {
             log,
             lines,
         };
-        if !server.wait_line("ragd: serving on", soon(deadline, 120)) {
+        if !server.wait_line("ragd: serving gRPC on", soon(deadline, 120)) {
             panic!("ragd serve did not start in time\n{}", server.tail());
         }
         server

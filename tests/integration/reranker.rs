@@ -16,19 +16,20 @@ const MAX_LENGTH: usize = 256;
 const TOLERANCE: f32 = 1e-3;
 
 #[derive(Deserialize)]
-struct Reference {
-    query: String,
-    passage: String,
+pub(crate) struct Reference {
+    pub(crate) query: String,
+    pub(crate) passage: String,
     input_ids: Vec<u32>,
     token_type_ids: Vec<u32>,
-    logit: f32,
+    pub(crate) logit: f32,
 }
 
 fn fixture_dir() -> PathBuf {
     fixtures_dir().join("cross_encoder")
 }
 
-fn references() -> Vec<Reference> {
+/// The PyTorch reference pairs and logits of the fixture cross-encoder.
+pub(crate) fn references() -> Vec<Reference> {
     let path = fixture_dir().join("reference.jsonl");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     text.lines()
@@ -54,6 +55,11 @@ fn options() -> CrossEncoderOptions {
         max_length: MAX_LENGTH,
         ..Default::default()
     }
+}
+
+/// The fixture cross-encoder, as the reference logits were computed with it.
+pub(crate) fn fixture_reranker() -> CandleCrossEncoder {
+    load(&weight_files())
 }
 
 fn load(weights: &[PathBuf]) -> CandleCrossEncoder {

@@ -210,7 +210,13 @@ fn cli_over_tls_with_a_token() {
         c
     };
     let server = ragd()
-        .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
+        .args([
+            "serve",
+            "--http-addr",
+            "off",
+            "--addr",
+            &format!("127.0.0.1:{port}"),
+        ])
         .arg("--auth-token-file")
         .arg(&token_file)
         .arg("--tls-cert")
@@ -284,7 +290,7 @@ impl Drop for Kill {
     }
 }
 
-/// Waits for a spawned `ragd serve` (stderr piped) to log "serving on http…"; returns it and the line.
+/// Waits for a spawned `ragd serve` (stderr piped) to log "serving gRPC on http…"; returns it and the line.
 fn started(mut server: std::process::Child) -> (Kill, String) {
     let stderr = server.stderr.take().unwrap();
     let server = Kill(server);
@@ -302,7 +308,7 @@ fn started(mut server: std::process::Child) -> (Kill, String) {
         let line = rx
             .recv_timeout(Duration::from_secs(120))
             .expect("server did not start");
-        if line.contains("serving on http") {
+        if line.contains("serving gRPC on http") {
             return (server, line);
         }
     }
@@ -369,7 +375,13 @@ fn mutual_tls_admits_only_clients_with_a_certificate_from_the_configured_ca() {
     };
     let (server, serving) = started(
         ragd()
-            .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
+            .args([
+                "serve",
+                "--http-addr",
+                "off",
+                "--addr",
+                &format!("127.0.0.1:{port}"),
+            ])
             .stderr(Stdio::piped())
             .spawn()
             .unwrap(),
