@@ -237,13 +237,9 @@ impl AppState {
     /// What `/metrics` reports of the state now: generations queued, jobs by state, and the
     /// documents and chunks of every collection (from the manifests: nothing is opened).
     pub fn metrics_snapshot(&self) -> Result<crate::metrics::Snapshot> {
-        let mut jobs: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
+        let mut jobs: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
         for job in self.inner.jobs.list()? {
-            let state = serde_json::to_value(job.state)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default();
-            *jobs.entry(state).or_default() += 1;
+            *jobs.entry(job.state.name()).or_default() += 1;
         }
         let collections = self
             .list_collections()?
@@ -256,7 +252,10 @@ impl AppState {
                 .generation
                 .as_ref()
                 .map_or(0, |p| p.depth() as i64),
-            jobs: jobs.into_iter().collect(),
+            jobs: jobs
+                .into_iter()
+                .map(|(state, n)| (state.to_owned(), n))
+                .collect(),
             collections,
         })
     }

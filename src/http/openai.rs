@@ -376,19 +376,15 @@ async fn embeddings(
             "dimensions: this embedder gives {dimension}"
         )));
     }
-    let (vectors, tokens) = h
+    let vectors = h
         .state
         .blocking(move |s| {
-            let embedder = s.embedder();
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-            let vectors = embedder.embed(&refs)?;
-            let tokens: usize = texts
-                .iter()
-                .map(|t| embedder.token_counter().count(t))
-                .sum();
-            Ok((vectors, tokens))
+            Ok(s.embedder().embed(&refs)?)
         })
         .await?;
+    // The tokens the model saw, as the embedder counted them while embedding.
+    let tokens: usize = vectors.iter().map(|e| e.tokens).sum();
     let data: Vec<Value> = vectors
         .into_iter()
         .enumerate()
@@ -481,8 +477,7 @@ async fn rerank(
         })
         .collect::<ApiResult<Vec<String>>>()?;
     let query = req.query.clone();
-    let scored = texts.clone();
-    let scores = h
+    let (texts, scores) = h
         .state
         .blocking(move |s| {
             let reranker = s
@@ -490,12 +485,12 @@ async fn rerank(
                 .ok_or(crate::error::ServiceError::Unimplemented(
                     "no reranker is configured",
                 ))?;
-            let mut scores = Vec::with_capacity(scored.len());
-            for window in scored.chunks(reranker.max_candidates().max(1)) {
+            let mut scores = Vec::with_capacity(texts.len());
+            for window in texts.chunks(reranker.max_candidates().max(1)) {
                 let refs: Vec<&str> = window.iter().map(String::as_str).collect();
                 scores.extend(reranker.rerank(&query, &refs)?);
             }
-            Ok(scores)
+            Ok((texts, scores))
         })
         .await?;
     let mut order: Vec<(usize, f32)> = scores.into_iter().enumerate().collect();

@@ -375,14 +375,14 @@ struct AskBody {
 
 /// The answer as the CLI's `ask --json` prints it, with the whole request's time and the model.
 #[derive(Serialize)]
-pub(super) struct AnswerJson<'a> {
+struct AnswerJson<'a> {
     #[serde(flatten)]
     answer: &'a Answer,
     total_ms: f64,
     model: &'a str,
 }
 
-pub(super) fn answer_json(done: &Finished) -> AnswerJson<'_> {
+fn answer_json(done: &Finished) -> AnswerJson<'_> {
     AnswerJson {
         answer: &done.answer,
         total_ms: done.total_ms,
@@ -428,7 +428,7 @@ fn ask_events(events: api::AskEvents) -> impl Stream<Item = Event> {
     })
 }
 
-pub(super) fn json_event(name: &str, data: &impl Serialize) -> Event {
+fn json_event(name: &str, data: &impl Serialize) -> Event {
     Event::default()
         .event(name)
         .data(serde_json::to_string(data).unwrap_or_else(|e| {
