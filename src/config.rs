@@ -86,6 +86,47 @@ pub struct Config {
     /// and `compact_min_tombstones` (rebuild the graph without deleted points past 20% and 256),
     /// `sled_cache_bytes` (64 MiB), `tantivy_memory_bytes` (32 MiB, at least 15 MB).
     pub index: index::MaintenanceConfig,
+    /// Grounded answering (Ask, `ragd ask`, chat completions): the relevance gate.
+    pub answer: AnswerSettings,
+}
+
+/// Settings of grounded answering.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AnswerSettings {
+    /// The relevance gate (`crate::rag::gate`): a question whose sources it judges unrelated
+    /// is answered "not found" without the model. `ragd eval gate --rows` and
+    /// `ragd eval gate-fit` fit it to a collection's own questions.
+    pub gate: RelevanceGate,
+}
+
+/// The relevance gate's logistic model: the probability that the sources answer is
+/// `sigmoid(bias + weights · features)`, the features being the best chunk's and the best
+/// sentence's cosine similarity to the question and the IDF-weighted share of the question's
+/// terms in the sources and in the best-covering sentence ([`crate::rag::gate`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RelevanceGate {
+    /// Intercept. Default: -8.154.
+    pub bias: f32,
+    /// Weights of the four features. Default: `[5.882, 5.796, 2.734, 3.418]`.
+    pub weights: [f32; 4],
+    /// Least probability for a question to be answered. Default: 0.283.
+    pub min_probability: f32,
+}
+
+/// The gate fitted on SciFact and squad-qa (BENCHMARKS.md, "Answer relevance gate on large
+/// collections").
+pub const DEFAULT_GATE: RelevanceGate = RelevanceGate {
+    bias: -8.154,
+    weights: [5.882, 5.796, 2.734, 3.418],
+    min_probability: 0.283,
+};
+
+impl Default for RelevanceGate {
+    fn default() -> Self {
+        DEFAULT_GATE
+    }
 }
 
 /// Settings of the gRPC server and its jobs.
@@ -326,6 +367,7 @@ impl Default for Config {
             server: ServerConfig::default(),
             ingest: ingest::LoadOptions::default(),
             index: index::MaintenanceConfig::default(),
+            answer: AnswerSettings::default(),
         }
     }
 }
@@ -497,60 +539,22 @@ impl Config {
                 reason: format!("`{}` is not an IP:port address", self.server.addr),
             });
         }
+        let gate = &self.answer.gate;
+        if !(gate.bias.is_finite() && gate.weights.iter().all(|w| w.is_finite())) {
+            return Err(ConfigError::Invalid {
+                field: "answer.gate",
+                reason: "bias and weights must be finite numbers".into(),
+            });
+        }
+        if !(0.0..=1.0).contains(&gate.min_probability) {
+            return Err(ConfigError::Invalid {
+                field: "answer.gate.min_probability",
+                reason: "must be between 0 and 1".into(),
+            });
+        }
         Ok(())
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn example_file_matches_defaults() {
-        let text = include_str!("../ragd.example.toml");
-        let parsed = Config::from_toml(text, Path::new("ragd.example.toml")).unwrap();
-        // The example spells the default folders out for a user whose HOME is /home/me.
-        let want = Config {
-            data_dir: "/home/me/.local/share/ragd".into(),
-            models_dir: "/home/me/.cache/ragd/models".into(),
-            ..Config::default()
-        };
-        assert_eq!(parsed, want);
-    }
-
-    #[test]
-    fn env_overrides_file_and_unknown_keys_are_errors() {
-        let mut cfg = Config::from_toml("[embedder]\nmax_batch = 8\n", Path::new("x")).unwrap();
-        assert_eq!(cfg.embedder.max_batch, Some(8));
-        cfg.apply_env(|k| (k == "RAGD_DEVICE").then(|| "cuda:1".to_string()))
-            .unwrap();
-        assert_eq!(cfg.generator.device, "cuda:1");
-        assert!(!cfg.reranker.configured(), "no cross-encoder by default");
-        cfg.apply_env(|k| (k == "RAGD_RERANKER_KIND").then(|| "llm".to_string()))
-            .unwrap();
-        assert_eq!(cfg.reranker.kind, RerankerKind::Llm);
-        assert!(cfg.reranker.configured(), "llm uses the generator");
-        let bad = cfg.apply_env(|k| (k == "RAGD_RERANKER_KIND").then(|| "bm25".to_string()));
-        assert!(bad.unwrap_err().to_string().contains("cross-encoder"));
-        let file = Config::from_toml("[reranker]\nkind = \"llm\"\n", Path::new("x")).unwrap();
-        assert_eq!(file.reranker.kind, RerankerKind::Llm);
-        let err = Config::from_toml("[embedder]\nbatch = 8\n", Path::new("c.toml")).unwrap_err();
-        let msg = err.to_string();
-        assert!(
-            msg.contains("c.toml") && msg.contains("line 2") && msg.contains("batch"),
-            "{msg}"
-        );
-    }
-
-    #[test]
-    fn zero_batch_is_rejected() {
-        let cfg = Config::from_toml("[embedder]\nmax_batch = 0\n", Path::new("x")).unwrap();
-        assert!(matches!(
-            cfg.validate(),
-            Err(ConfigError::Invalid {
-                field: "embedder.max_batch",
-                ..
-            })
-        ));
-    }
-}
+mod tests;

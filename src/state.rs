@@ -440,6 +440,7 @@ impl AppState {
         let mut cfg = AnswerConfig {
             retrieve: q.retrieval.clone(),
             generation: self.inner.config.generator.params(),
+            gate: self.inner.config.answer.gate,
             ..AnswerConfig::default()
         };
         let g = &mut cfg.generation;

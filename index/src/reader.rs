@@ -168,6 +168,18 @@ impl Searcher {
             .search(&self.snapshot.bm25, query, k, filter)
     }
 
+    /// The distinct terms of `text` by the collection's BM25 analyzer, in first-seen order.
+    pub fn analyze(&self, text: &str) -> Result<Vec<String>> {
+        self.shared.sparse.analyze(text)
+    }
+
+    /// The distinct terms of `text` (the collection's BM25 analyzer) with their inverse
+    /// document frequency in this snapshot, as BM25 weighs them: how much finding each term
+    /// says about a chunk.
+    pub fn term_idf(&self, text: &str) -> Result<Vec<(String, f32)>> {
+        self.shared.sparse.idf(&self.snapshot.bm25, text)
+    }
+
     /// Loads the records of `ids`, in order: live ones, or as they were when a later write
     /// removed them (while a snapshot that can return them is held); `None` for ids this
     /// snapshot never held.

@@ -51,10 +51,11 @@ pub struct AskArgs {
     /// Sampling temperature, 0 = greedy [default: generator.temperature].
     #[arg(long)]
     pub temperature: Option<f64>,
-    /// Best-chunk cosine similarity under which the answer is "not found" without the model
-    /// (local only: a server applies its own).
-    #[arg(long, default_value_t = answer::DEFAULT_MIN_RELEVANCE)]
-    pub min_relevance: f32,
+    /// Least probability (0-1) by the relevance gate that the sources answer; under it the
+    /// answer is "not found" without the model (local only: a server applies its own)
+    /// [default: answer.gate.min_probability].
+    #[arg(long)]
+    pub min_relevance: Option<f32>,
     /// Ask this server (e.g. http://127.0.0.1:50051) instead of the local data folder; the
     /// answer streams in as the server checks it.
     #[arg(long, env = "RAGD_SERVER")]
@@ -67,7 +68,10 @@ impl AskArgs {
         a.retrieve.k = self.k;
         a.retrieve.mode = self.mode.into();
         a.retrieve.rerank = self.rerank || self.reranker.is_some();
-        a.min_relevance = self.min_relevance;
+        a.gate = cfg.answer.gate;
+        if let Some(p) = self.min_relevance {
+            a.gate.min_probability = p;
+        }
         a.generation = cfg.generator.params();
         if let Some(n) = self.max_tokens {
             a.generation.max_tokens = n;

@@ -21,9 +21,13 @@ use crate::wiring::{Models, RerankChoice};
 pub enum EvalCommand {
     /// Retrieval quality on a BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv).
     Beir(BeirArgs),
-    /// Calibrates the answer relevance gate: best-chunk similarity of answerable questions
-    /// (a BEIR split, or a file) against bundled off-topic ones, on an existing collection.
+    /// Measures the answer relevance gate on an existing collection: answerable questions (a
+    /// BEIR split, or a file) against bundled off-topic ones and, optionally, another corpus's
+    /// questions; `--rows` keeps each question's features for `gate-fit`.
     Gate(GateArgs),
+    /// Fits the relevance gate's weights to rows written by `eval gate --rows` (several files,
+    /// e.g. one per collection) and shows what the fitted gate does on each.
+    GateFit(GateFitArgs),
     /// Answer quality: how often grounded answers to a BEIR split's questions cite a judged
     /// relevant document, on an existing collection of its corpus.
     Answers(AnswersArgs),
@@ -82,6 +86,7 @@ impl AnsweringArgs {
         a.retrieve.k = self.k;
         a.generation = cfg.generator.params();
         a.generation.max_tokens = self.max_tokens;
+        a.gate = cfg.answer.gate;
         a
     }
 }
@@ -144,9 +149,49 @@ pub struct GateArgs {
     /// A file of answerable questions, one per line, instead of `--dir`.
     #[arg(long)]
     pub questions: Option<PathBuf>,
-    /// Chunks retrieved per question (the sources an answer would get).
-    #[arg(long, short, default_value_t = 5)]
+    /// Answerable questions used (the first by query id after `--skip`).
+    #[arg(long, default_value_t = usize::MAX, hide_default_value = true)]
+    pub limit: usize,
+    /// Answerable questions passed over first (fit on a later slice, report on the first).
+    #[arg(long, default_value_t = 0)]
+    pub skip: usize,
+    /// A second BEIR folder whose questions count as off-topic here too (another corpus's
+    /// questions: e.g. squad-qa's against SciFact).
+    #[arg(long)]
+    pub offtopic_dir: Option<PathBuf>,
+    /// The split of `--offtopic-dir`.
+    #[arg(long, default_value = "train")]
+    pub offtopic_split: String,
+    /// Questions of `--offtopic-dir` used (the first by query id after `--offtopic-skip`).
+    #[arg(long, default_value_t = 300)]
+    pub offtopic_limit: usize,
+    /// Questions of `--offtopic-dir` passed over first.
+    #[arg(long, default_value_t = 0)]
+    pub offtopic_skip: usize,
+    /// Chunks retrieved per question (the sources an answer would get; Ask's default is 3).
+    #[arg(long, short, default_value_t = 3)]
     pub k: usize,
+    /// Also answer the questions the gate lets through, to count the model's own "not found"
+    /// (one generation each: slow).
+    #[arg(long)]
+    pub answer: bool,
+    /// Write one JSON line per question (answerable, question, features, probability).
+    #[arg(long)]
+    pub rows: Option<PathBuf>,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ragd eval gate-fit`.
+#[derive(Debug, Args)]
+pub struct GateFitArgs {
+    /// Files written by `ragd eval gate --rows`.
+    #[arg(required = true)]
+    pub rows: Vec<PathBuf>,
+    /// Share of answerable questions the fitted gate must still answer (in every file).
+    #[arg(long, default_value_t = 0.975)]
+    pub keep: f64,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -210,6 +255,7 @@ pub fn run(cfg: &Config, cmd: EvalCommand) -> anyhow::Result<()> {
     match cmd {
         EvalCommand::Beir(args) => run_beir(cfg, &args),
         EvalCommand::Gate(args) => run_gate(cfg, &args),
+        EvalCommand::GateFit(args) => run_gate_fit(&args),
         EvalCommand::Answers(args) => run_answers(cfg, &args),
         EvalCommand::Qa(args) => run_qa(cfg, &args),
         EvalCommand::Vectors(args) => run_vectors(cfg, &args),
@@ -405,55 +451,148 @@ fn run_gate(cfg: &Config, args: &GateArgs) -> anyhow::Result<()> {
         (Some(dir), _) => dataset::read_split(dir, &args.split)?
             .queries
             .into_values()
+            .skip(args.skip)
+            .take(args.limit)
             .collect(),
         (None, Some(file)) => fs_err::read_to_string(file)?
             .lines()
             .map(str::trim)
             .filter(|l| !l.is_empty())
+            .skip(args.skip)
+            .take(args.limit)
             .map(String::from)
             .collect(),
         (None, None) => anyhow::bail!("give the answerable questions with --dir or --questions"),
     };
-    let models = Models::load(cfg, false, &RerankChoice::None)?;
+    let mut offtopic = gate::offtopic_questions();
+    if let Some(dir) = &args.offtopic_dir {
+        let other = dataset::read_split(dir, &args.offtopic_split)?;
+        offtopic.extend(
+            other
+                .queries
+                .into_values()
+                .skip(args.offtopic_skip)
+                .take(args.offtopic_limit),
+        );
+    }
+    let models = Models::load(cfg, true, &RerankChoice::None)?;
+    let generator = models.generator()?.clone();
     let retriever = models.retriever();
     let store = index::Store::open(&cfg.data_dir)?;
     let collection = store.collection(&args.collection)?;
     crate::jobs::check_embedder(&collection, models.embedder.as_ref())?;
     let searcher = collection.reader().searcher();
-    let opts = RetrieveOptions {
-        k: args.k,
-        ..RetrieveOptions::default()
+    let mut acfg = crate::rag::AnswerConfig::default();
+    acfg.retrieve.k = args.k;
+    acfg.generation = cfg.generator.params();
+    acfg.gate = cfg.answer.gate;
+    let bar = super::progress_bar((answerable.len() + offtopic.len()) as u64, "measuring");
+    let run = gate::GateRun {
+        retriever: &retriever,
+        searcher: &searcher,
+        generator: generator.as_ref(),
+        cfg: &acfg,
+        generate: args.answer,
     };
-    let offtopic = gate::offtopic_questions();
-    let report = gate::report(
-        gate::best_scores(&retriever, &searcher, &answerable, &opts)?,
-        gate::best_scores(&retriever, &searcher, &offtopic, &opts)?,
-    );
+    let mut rows = run.measure(&answerable, true, &mut || bar.inc(1))?;
+    rows.extend(run.measure(&offtopic, false, &mut || bar.inc(1))?);
+    bar.finish_and_clear();
+    let configured = acfg.gate;
+    if let Some(path) = &args.rows {
+        write_rows(path, &rows)?;
+    }
+    let report = gate::summarise(&rows, &configured);
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
         return Ok(());
     }
-    let q = |v: &[f32], p: f64| {
-        let v: Vec<f64> = v.iter().map(|&x| f64::from(x)).collect();
-        crate::eval::metrics::percentile(&v, p * 100.0)
-    };
-    for (name, v) in [
-        ("answerable", &report.answerable),
-        ("off-topic", &report.offtopic),
-    ] {
+    print_gate_report(&args.collection, &report);
+    Ok(())
+}
+
+fn write_rows<T: serde::Serialize>(path: &std::path::Path, rows: &[T]) -> anyhow::Result<()> {
+    let mut out = std::io::BufWriter::new(fs_err::File::create(path)?);
+    for row in rows {
+        serde_json::to_writer(&mut out, row)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn print_gate_report(name: &str, report: &gate::GateReport) {
+    println!(
+        "{name}: {} answerable questions, {:.1}% answered; {} off-topic, {:.1}% refused \
+         (least probability {:.3})",
+        report.answerable,
+        report.answerable_kept * 100.0,
+        report.offtopic,
+        report.offtopic_refused * 100.0,
+        report.gate.min_probability,
+    );
+    if let Some(m) = &report.with_model {
         println!(
-            "{name:>10}: {} questions, best cosine min {:.3} p5 {:.3} p50 {:.3} p95 {:.3} max {:.3}",
-            v.len(), q(v, 0.0), q(v, 0.05), q(v, 0.5), q(v, 0.95), q(v, 1.0)
+            "  with the model's own \"not found\": {:.1}% answered, {:.1}% refused",
+            m.answerable_kept * 100.0,
+            m.offtopic_refused * 100.0
         );
     }
     println!("threshold  answerable answered  off-topic refused");
     for row in &report.table {
         println!(
-            "{:>9.3}  {:>18.1}%  {:>16.1}%",
+            "{:>9.2}  {:>18.1}%  {:>16.1}%",
             row.threshold,
             row.answerable_kept * 100.0,
             row.offtopic_refused * 100.0
         );
+    }
+}
+
+fn run_gate_fit(args: &GateFitArgs) -> anyhow::Result<()> {
+    let mut files = Vec::new();
+    for path in &args.rows {
+        let mut rows: Vec<gate::GateQuestion> = Vec::new();
+        let text = fs_err::read_to_string(path)?;
+        for (i, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            rows.push(
+                serde_json::from_str(line)
+                    .with_context(|| format!("{}:{}: not a gate row", path.display(), i + 1))?,
+            );
+        }
+        files.push((path.display().to_string(), rows));
+    }
+    let labelled: Vec<Vec<crate::rag::gate::Labelled>> = files
+        .iter()
+        .map(|(_, rows)| rows.iter().map(gate::GateQuestion::labelled).collect())
+        .collect();
+    let fitted = crate::rag::gate::fit(&labelled, args.keep);
+    let reports: Vec<(String, gate::GateReport)> = files
+        .iter()
+        .map(|(name, rows)| (name.clone(), gate::summarise(rows, &fitted)))
+        .collect();
+    if args.json {
+        let out = serde_json::json!({
+            "gate": fitted,
+            "files": reports.iter().map(|(n, r)| serde_json::json!({"file": n, "report": r})).collect::<Vec<_>>(),
+        });
+        println!("{out}");
+        return Ok(());
+    }
+    println!(
+        "# fitted gate: put in the configuration file\n[answer.gate]\nbias = {:.3}\nweights = [{}]\nmin_probability = {:.3}\n",
+        fitted.bias,
+        fitted
+            .weights
+            .map(|w| format!("{w:.3}"))
+            .join(", "),
+        fitted.min_probability,
+    );
+    for (name, report) in &reports {
+        print_gate_report(name, report);
     }
     Ok(())
 }

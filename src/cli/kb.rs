@@ -455,6 +455,7 @@ pub fn demo(cfg: &Config, args: &DemoArgs) -> anyhow::Result<()> {
     let mut acfg = AnswerConfig::default();
     acfg.retrieve.k = 3;
     acfg.generation = cfg.generator.params();
+    acfg.gate = cfg.answer.gate;
     acfg.generation.max_tokens = acfg.generation.max_tokens.min(120);
     for q in DEMO_ASKED {
         println!("Q: {q}");

@@ -6,11 +6,11 @@
 //! relevant; [`finish`] turns the generated text into an [`Answer`] with checked citations.
 //! [`answer`] chains both with a direct call to the generator.
 //!
-//! **Relevance gate.** When the best retrieved chunk's cosine similarity to the question is below
-//! [`AnswerConfig::min_relevance`], the answer is [`NOT_FOUND`] and the model is not called: a
-//! small model given irrelevant sources tends to answer anyway. The threshold is calibrated in
-//! BENCHMARKS.md ("Answer relevance gate") on SciFact train questions against off-topic ones.
-//! Without a dense score (BM25-only retrieval) the gate cannot judge and lets the model decide.
+//! **Relevance gate.** When the sources do not bear on the question ([`super::gate`]: chunk and
+//! sentence similarity and IDF-weighted coverage of the question, combined by a fitted logistic
+//! model, [`AnswerConfig::gate`]), the answer is [`NOT_FOUND`] and the model is not called: a
+//! small model given irrelevant sources tends to answer anyway. Without a dense score (BM25-only
+//! retrieval) the gate cannot judge and lets the model decide.
 //!
 //! **Citations.** The model cites `[n]` or `[n, m]`. Every cited number that names a source in
 //! the prompt becomes a [`Citation`] with the chunk's document id, chunk id, char span and text, so a
@@ -35,6 +35,7 @@ use serde::Serialize;
 
 use super::citations::check_citations;
 use super::evidence::{Evidence, Span};
+use super::gate::{GateFeatures, RelevanceGate};
 use super::grounding;
 use super::prompt::{self, GroundedPrompt, PromptBudget, NOT_FOUND};
 use super::{Hit, RetrieveOptions, Retriever};
@@ -48,8 +49,8 @@ pub struct AnswerConfig {
     /// train claims, 3 sources gave answers citing a gold document 53% of the time, 5 sources
     /// 45% — a small model is distracted by more; BENCHMARKS.md).
     pub retrieve: RetrieveOptions,
-    /// Minimum cosine similarity of the best chunk for the question to be answered at all.
-    pub min_relevance: f32,
+    /// Whether the sources bear on the question at all ([`super::gate`]).
+    pub gate: RelevanceGate,
     /// Most tokens of prompt plus reply (capped by the model's context). Prompt processing
     /// costs time on a CPU (SmolLM2 on 2 cores: ~500 tokens/s), so this stays well under a
     /// large model context.
@@ -59,9 +60,6 @@ pub struct AnswerConfig {
     pub generation: GenerationParams,
 }
 
-/// Default relevance threshold (cosine, MiniLM); see BENCHMARKS.md "Answer relevance gate".
-pub const DEFAULT_MIN_RELEVANCE: f32 = 0.2;
-
 impl Default for AnswerConfig {
     fn default() -> Self {
         Self {
@@ -69,7 +67,7 @@ impl Default for AnswerConfig {
                 k: 3,
                 ..RetrieveOptions::default()
             },
-            min_relevance: DEFAULT_MIN_RELEVANCE,
+            gate: RelevanceGate::default(),
             context_tokens: 2048,
             generation: GenerationParams::default(),
         }
@@ -87,8 +85,10 @@ pub struct Prepared {
     pub evidence: Option<Evidence>,
     /// Chunks retrieved.
     pub retrieved: usize,
-    /// Best cosine similarity among them, if dense scores were computed.
-    pub best_relevance: Option<f32>,
+    /// What the relevance gate judged, if dense scores were computed.
+    pub gate: Option<GateFeatures>,
+    /// The gate's probability that the sources answer (`None` without features).
+    pub relevance: Option<f32>,
     /// Time spent retrieving, reranking included.
     pub retrieve_time: Duration,
     /// The rerank stage's share of `retrieve_time`.
@@ -187,54 +187,46 @@ pub fn prepare(
     let (hits, times) = retriever.retrieve_timed(searcher, question, &cfg.retrieve)?;
     let rerank_time = times.rerank.unwrap_or_default();
     let retrieve_time = started.elapsed();
-    let best_relevance = best_relevance(&hits);
-    let relevant = match best_relevance {
-        Some(best) => best >= cfg.min_relevance,
-        None => !hits.is_empty(),
-    };
     cfg.retrieve.check_deadline()?;
-    let prompt = if relevant {
-        // A long reply never crowds out the sources: at most a quarter of the context is
-        // reserved for it (generation then stops when the context is full).
-        let budget = PromptBudget {
-            context_tokens: cfg.context_tokens,
-            reply_tokens: cfg.generation.max_tokens.min(cfg.context_tokens / 4),
-        };
-        let p = prompt::build(generator, question, &hits, budget)?;
-        (!p.sources.is_empty()).then_some(p)
-    } else {
-        None
-    };
-    let evidence = match &prompt {
-        Some(p) => {
-            let texts: Vec<&str> = p
-                .sources
-                .iter()
-                .map(|s| s.hit.chunk.text.as_str())
-                .collect();
-            Some(Evidence::gather(
-                retriever.embedder().clone(),
-                question,
-                &texts,
-            )?)
-        }
-        None => None,
-    };
-    Ok(Prepared {
+    let mut prepared = Prepared {
         question: question.to_string(),
-        prompt,
-        evidence,
+        prompt: None,
+        evidence: None,
         retrieved: hits.len(),
-        best_relevance,
+        gate: None,
+        relevance: None,
         retrieve_time,
         rerank_time,
-    })
-}
-
-fn best_relevance(hits: &[Hit]) -> Option<f32> {
-    hits.iter()
-        .filter_map(|h| h.stages.dense)
-        .max_by(f32::total_cmp)
+    };
+    if hits.is_empty() {
+        return Ok(prepared);
+    }
+    let texts: Vec<&str> = hits.iter().map(|h| h.chunk.text.as_str()).collect();
+    let mut evidence = Evidence::gather(retriever.embedder().clone(), question, &texts)?;
+    prepared.gate = GateFeatures::measure(searcher, question, &hits, &evidence)?;
+    prepared.relevance = prepared.gate.map(|f| cfg.gate.probability(&f));
+    if prepared
+        .relevance
+        .is_some_and(|p| p < cfg.gate.min_probability)
+    {
+        return Ok(prepared);
+    }
+    cfg.retrieve.check_deadline()?;
+    // A long reply never crowds out the sources: at most a quarter of the context is
+    // reserved for it (generation then stops when the context is full).
+    let budget = PromptBudget {
+        context_tokens: cfg.context_tokens,
+        reply_tokens: cfg.generation.max_tokens.min(cfg.context_tokens / 4),
+    };
+    let p = prompt::build(generator, question, &hits, budget)?;
+    if p.sources.is_empty() {
+        return Ok(prepared);
+    }
+    // The prompt keeps the best sources that fit, in retrieval order.
+    evidence.keep_sources(p.sources.len());
+    prepared.prompt = Some(p);
+    prepared.evidence = Some(evidence);
+    Ok(prepared)
 }
 
 /// Turns the generated text into the checked [`Answer`]: citations checked, unsupported
@@ -352,9 +344,13 @@ impl AnswerBuilder {
             .iter()
             .map(|&n| citation(&prompt.sources[n - 1].hit, n))
             .collect();
-        let short_answer = g
-            .short
-            .map(|span| short_answer(evidence, &span, &prompt.sources[..]));
+        // A question asking for a number, date, name or place takes the span of that kind in
+        // the answer's sentence ([`super::typed`]); the short-answer step then leaves it.
+        let short = match g.short {
+            Some(span) => evidence.typed_answer(span.sentence).or(Some(span)),
+            None => evidence.typed_answer(0),
+        };
+        let short_answer = short.map(|span| short_answer(evidence, &span, &prompt.sources[..]));
         let answer = Answer {
             text,
             not_found: false,
@@ -382,7 +378,8 @@ pub struct ShortRequest {
 }
 
 /// The [`ShortRequest`] for `answer`, or `None` when it has no evidence to copy from (not
-/// found). The sentence is the one its word-level short answer lies in, else the best one.
+/// found) or its short answer is typed ([`Evidence::typed_answer`]). The sentence is the one
+/// its word-level short answer lies in, else the best one.
 pub fn short_request(prepared: &Prepared, answer: &Answer) -> Option<ShortRequest> {
     let evidence = prepared.evidence.as_ref()?;
     if answer.not_found || evidence.sentences.is_empty() {
@@ -398,6 +395,9 @@ pub fn short_request(prepared: &Prepared, answer: &Answer) -> Option<ShortReques
                 .position(|s| s.source == short.number && s.text.contains(&short.text))
         })
         .unwrap_or(0);
+    if evidence.typed_answer(sentence).is_some() {
+        return None;
+    }
     let segments = evidence.answer_segments(sentence);
     if segments.is_empty() {
         return None;

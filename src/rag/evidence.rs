@@ -28,6 +28,7 @@ use index::config::Bm25Analyzer;
 use ingest::sentences::sentences;
 use ingest::Embedder;
 
+use super::typed::{expected, typed_span_for, Expected};
 use crate::error::{Result, ServiceError};
 
 /// Weight of the words score against the meaning score in an evidence sentence's rank.
@@ -90,6 +91,7 @@ pub struct Evidence {
     pub sentences: Vec<EvidenceSentence>,
     vectors: Vec<Vec<f32>>,
     question: HashSet<String>,
+    expected: Option<Expected>,
     embedder: Arc<dyn Embedder>,
 }
 
@@ -133,6 +135,17 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
     }
 }
 
+/// `sentence` without a leading Markdown heading line ("# The KV cache"): a heading names a
+/// topic and answers nothing, so it is neither evidence nor quoted.
+fn without_heading(sentence: &str) -> &str {
+    if !sentence.starts_with('#') {
+        return sentence;
+    }
+    sentence
+        .split_once('\n')
+        .map_or("", |(_, rest)| rest.trim())
+}
+
 /// Share of `of` found in `within` (0 when `of` is empty).
 fn share(of: &HashSet<String>, within: &HashSet<String>) -> f32 {
     if of.is_empty() {
@@ -148,7 +161,7 @@ impl Evidence {
         let mut found: Vec<(usize, Range<usize>, &str)> = Vec::new();
         'sources: for (i, source) in sources.iter().enumerate() {
             for s in sentences(source) {
-                let trimmed = s.trim();
+                let trimmed = without_heading(s.trim());
                 if terms(trimmed).is_empty() {
                     continue;
                 }
@@ -190,8 +203,25 @@ impl Evidence {
             sentences,
             vectors,
             question: question_terms,
+            expected: expected(question),
             embedder,
         })
+    }
+
+    /// Keeps the sentences of the first `n` sources only (the prompt may drop the
+    /// lowest-ranked sources that did not fit the context).
+    pub fn keep_sources(&mut self, n: usize) {
+        let mut vectors = std::mem::take(&mut self.vectors).into_iter();
+        let mut kept = Vec::with_capacity(self.sentences.len());
+        self.sentences.retain(|s| {
+            let v = vectors.next();
+            let keep = s.source <= n;
+            if keep {
+                kept.extend(v);
+            }
+            keep
+        });
+        self.vectors = kept;
     }
 
     /// Checks generated sentences (citation markers already removed) against the evidence;
@@ -292,6 +322,19 @@ impl Evidence {
         Some(Span {
             sentence,
             range: start..s.range.start + best.end,
+        })
+    }
+
+    /// The typed short answer in evidence sentence `sentence` ([`super::typed`]): when the
+    /// question asks for a number, a date, a name or a place and the sentence holds one that
+    /// adds to the question.
+    pub fn typed_answer(&self, sentence: usize) -> Option<Span> {
+        let kind = self.expected?;
+        let s = self.sentences.get(sentence)?;
+        let r = typed_span_for(&s.text, kind, &self.question)?;
+        Some(Span {
+            sentence,
+            range: s.range.start + r.start..s.range.start + r.end,
         })
     }
 
@@ -426,5 +469,15 @@ mod tests {
         // Every segment is copied text of the sentence, so spans found in it stay exact.
         assert!(segments.iter().all(|s| e.sentences[i].text.contains(s)));
         assert!(e.answer_segments(99).is_empty());
+    }
+
+    #[test]
+    fn markdown_headings_are_not_evidence() {
+        assert_eq!(without_heading("# The KV cache"), "");
+        assert_eq!(
+            without_heading("## Seals\nThe B seal fits pumps built after 2019."),
+            "The B seal fits pumps built after 2019."
+        );
+        assert_eq!(without_heading("C# is a language."), "C# is a language.");
     }
 }

@@ -292,3 +292,99 @@ fn ingest_streams_a_large_jsonl_and_names_the_line_that_failed() {
         "{error}"
     );
 }
+
+/// `ragd eval gate` measures the relevance gate on a real collection (the bundled knowledge
+/// base, its 24 questions against the 60 bundled off-topic ones) and `ragd eval gate-fit` fits a
+/// gate to the rows it wrote.
+#[test]
+fn eval_gate_measures_the_relevance_gate_and_gate_fit_fits_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = ragd()
+        .arg("--data-dir")
+        .arg(&data)
+        .args([
+            "ingest",
+            "--collection",
+            "kb",
+            &format!("{root}/examples/kb"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = dir.path().join("rows.jsonl");
+    let questions = format!("{root}/examples/demo-questions.txt");
+    let out = ragd()
+        .arg("--data-dir")
+        .arg(&data)
+        .args([
+            "eval",
+            "gate",
+            "--collection",
+            "kb",
+            "--questions",
+            &questions,
+        ])
+        .args(["--json", "--rows"])
+        .arg(&rows)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (report["answerable"].as_u64(), report["offtopic"].as_u64()),
+        (Some(24), Some(60))
+    );
+    // The default gate (fitted on SciFact and squad-qa) answered 22 of these 24 questions and
+    // refused every off-topic one here (BENCHMARKS.md).
+    let share = |r: &serde_json::Value, k: &str| r[k].as_f64().unwrap();
+    assert!(share(&report, "answerable_kept") >= 0.85, "{report}");
+    assert!(share(&report, "offtopic_refused") >= 0.95, "{report}");
+    let written = std::fs::read_to_string(&rows).unwrap();
+    assert_eq!(written.lines().count(), 84);
+
+    // Fitted to these rows, a gate keeps every answerable question (97.5% of 24 drops none).
+    let out = ragd()
+        .args(["eval", "gate-fit", "--json"])
+        .arg(&rows)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fit: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let fitted = &fit["files"][0]["report"];
+    assert_eq!(share(fitted, "answerable_kept"), 1.0, "{fit}");
+    assert!(share(fitted, "offtopic_refused") >= 0.9, "{fit}");
+    let p = fit["gate"]["min_probability"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&p), "{fit}");
+
+    // A row that is not one names its file and line.
+    std::fs::write(
+        &rows,
+        format!(
+            "{}\n{{\"answerable\": true}}\n",
+            written.lines().next().unwrap()
+        ),
+    )
+    .unwrap();
+    let out = ragd()
+        .args(["eval", "gate-fit"])
+        .arg(&rows)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("rows.jsonl:2: not a gate row"), "{stderr}");
+}

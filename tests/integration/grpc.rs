@@ -932,8 +932,7 @@ async fn ask_beyond_the_generation_limit_is_refused_and_cancel_frees_it() {
     let server = Server::start_answering(dir.path()).await;
     let mut c = server.client().await;
     ingest_kb(&mut c, "kb").await;
-    let long = "Explain in great detail, with many examples, how the KV cache, the XJ-9000 pump \
-                and NF4 quantization work.";
+    let long = "What does the KV cache store, and why does it make decoding faster?";
     // Keep asking: one generation runs, one waits in the queue, and the next is refused at
     // once (RESOURCE_EXHAUSTED) rather than piling up.
     let probe = c.ask(ask("kb", long, 16)).await.unwrap().into_inner();

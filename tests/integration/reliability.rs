@@ -1381,8 +1381,7 @@ fn load_16_searchers_during_bulk_ingest_and_ask_overload() {
     drop(cancelled);
     let end = rt.block_on(watch_to_end(&mut c, &bulk.id, None)).unwrap();
     assert_eq!(end.state, pb::JobState::Cancelled as i32, "{end:?}");
-    let long = "Explain in great detail, with many examples, how the KV cache, the XJ-9000 pump \
-                and NF4 quantization work.";
+    let long = "What does the KV cache store, and why does it make decoding faster?";
     let mut held = Vec::new();
     let mut refused = false;
     for _ in 0..8 {

@@ -246,6 +246,22 @@ impl SparseIndex {
         Ok(terms)
     }
 
+    /// The distinct terms of `text` (the collection's analyzer) with their BM25 inverse
+    /// document frequency in the text field of `searcher`'s snapshot, tantivy's
+    /// `ln(1 + (N - n + 0.5) / (n + 0.5))` for `n` of `N` chunks holding the term. A term no
+    /// chunk holds gets the largest weight, as BM25 would give it.
+    pub fn idf(&self, searcher: &tantivy::Searcher, text: &str) -> Result<Vec<(String, f32)>> {
+        let n_docs = searcher.num_docs() as f64;
+        self.analyze(text)?
+            .into_iter()
+            .map(|t| {
+                let n = searcher.doc_freq(&Term::from_field_text(self.fields.text, &t))? as f64;
+                let idf = (1.0 + (n_docs - n + 0.5) / (n + 0.5)).ln();
+                Ok((t, idf as f32))
+            })
+            .collect()
+    }
+
     /// Top `k` chunks for `query` by BM25 over title and text, restricted by `filter`.
     pub fn search(
         &self,

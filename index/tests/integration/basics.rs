@@ -671,3 +671,25 @@ fn a_batch_delete_removes_each_document_once() {
     let c = reopen(dir.path(), "c");
     assert_eq!(c.counts().unwrap().documents, 3);
 }
+
+#[test]
+fn term_idf_weighs_a_rare_term_above_a_common_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = create(dir.path(), "c");
+    let w = c.writer();
+    for id in ["a", "b", "c"] {
+        w.upsert_document(doc(id, 1, 2, DIM)).unwrap();
+    }
+    w.commit().unwrap();
+    let s = c.reader().searcher();
+    // Every chunk says "about"; one chunk holds a's first marker; none holds "zebra".
+    let rare = marker("a", 0);
+    let weights = s.term_idf(&format!("about {rare} zebra the")).unwrap();
+    let terms: Vec<&str> = weights.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(terms, ["about", rare.as_str(), "zebra"], "stop words go");
+    let idf = |n: f32| (1.0 + (6.0 - n + 0.5) / (n + 0.5)).ln();
+    for ((_, got), want) in weights.iter().zip([idf(6.0), idf(1.0), idf(0.0)]) {
+        assert!((got - want).abs() < 1e-5, "{weights:?}");
+    }
+    assert_eq!(s.analyze("The Zebras about").unwrap(), ["zebra", "about"]);
+}

@@ -37,7 +37,8 @@ fn prepared_for(question: &str, hits: Vec<Hit>) -> Prepared {
         prompt: Some(prompt::build(&g, question, &hits, budget).unwrap()),
         evidence: Some(evidence),
         retrieved: hits.len(),
-        best_relevance: Some(0.9),
+        gate: None,
+        relevance: None,
         retrieve_time: Duration::from_millis(3),
         rerank_time: Duration::from_millis(2),
     }
@@ -96,7 +97,8 @@ fn no_prompt_means_not_found_without_generation() {
         prompt: None,
         evidence: None,
         retrieved: 3,
-        best_relevance: Some(0.05),
+        gate: None,
+        relevance: Some(0.01),
         retrieve_time: Duration::ZERO,
         rerank_time: Duration::ZERO,
     };
@@ -132,7 +134,7 @@ fn whole_words_widens_only_a_copy_cut_inside_a_word() {
 #[test]
 fn a_copied_short_answer_becomes_an_exact_span_of_whole_words() {
     let source = "The Alps were crossed by Hannibal and his elephants in 218 BC.";
-    let p = prepared_for("Who crossed the Alps?", vec![hit(1, "A", source, 0.9)]);
+    let p = prepared_for("What crossed the Alps?", vec![hit(1, "A", source, 0.9)]);
     let mut a = finish(&p, Some(&generation("Hannibal crossed the Alps [1]."))).unwrap();
     assert!(!a.not_found, "{a:?}");
     let request = short_request(&p, &a).unwrap();
@@ -162,10 +164,17 @@ fn a_copied_short_answer_becomes_an_exact_span_of_whole_words() {
 }
 
 #[test]
-fn best_relevance_is_the_highest_dense_score() {
-    let mut hits = vec![hit(1, "A", "a", 0.2), hit(2, "B", "b", 0.6)];
-    hits[0].stages.dense = None;
-    assert_eq!(best_relevance(&hits), Some(0.6));
-    hits[1].stages.dense = None;
-    assert_eq!(best_relevance(&hits), None);
+fn a_question_asking_for_a_name_gets_the_name_without_the_copy_step() {
+    let source = "The Alps were crossed by Hannibal and his elephants in 218 BC.";
+    let p = prepared_for("Who crossed the Alps?", vec![hit(1, "A", source, 0.9)]);
+    let a = finish(&p, Some(&generation("Hannibal's army crossed them [1]."))).unwrap();
+    let short = a.short_answer.clone().unwrap();
+    assert_eq!(short.text, "Hannibal");
+    assert_eq!(short_request(&p, &a).map(|r| r.sentence), None);
+    let p = prepared_for(
+        "When were the Alps crossed?",
+        vec![hit(1, "A", source, 0.9)],
+    );
+    let a = finish(&p, Some(&generation("In 218 BC [1]."))).unwrap();
+    assert_eq!(a.short_answer.unwrap().text, "218 BC");
 }
