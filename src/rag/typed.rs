@@ -208,9 +208,15 @@ fn has_digit(w: &str) -> bool {
     w.chars().any(|c| c.is_ascii_digit())
 }
 
+/// CJK text has no spaces between words, so a whitespace-delimited "word" of it may be a whole
+/// sentence: it is never a typed answer.
+fn cjk(w: &str) -> bool {
+    w.chars().any(index::sparse::is_cjk)
+}
+
 fn is_number(w: &str) -> bool {
     let lower = w.to_lowercase();
-    has_digit(w) || NUMBER_WORDS.contains(&lower.trim_end_matches('%'))
+    !cjk(w) && (has_digit(w) || NUMBER_WORDS.contains(&lower.trim_end_matches('%')))
 }
 
 fn is_year(w: &str) -> bool {
@@ -227,6 +233,9 @@ fn is_month(w: &str) -> bool {
 }
 
 fn is_date_word(w: &str) -> bool {
+    if cjk(w) {
+        return false;
+    }
     let lower = w.to_lowercase();
     let day = lower
         .trim_end_matches(|c: char| c.is_ascii_alphabetic())
@@ -243,7 +252,7 @@ fn is_date_word(w: &str) -> bool {
 }
 
 fn is_capitalised(w: &str) -> bool {
-    w.chars().next().is_some_and(char::is_uppercase)
+    w.chars().next().is_some_and(char::is_uppercase) && !cjk(w)
 }
 
 /// Runs of consecutive words that `part` accepts, as word index ranges; a run must hold a word
@@ -499,6 +508,11 @@ mod tests {
         );
         assert_eq!(
             answer("What does the cache store?", "It stores keys."),
+            None
+        );
+        // A CJK sentence holding a digit is no number.
+        assert_eq!(
+            answer("How many pumps were built?", "该泵于2019年生产了三百台。"),
             None
         );
     }
