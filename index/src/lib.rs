@@ -56,6 +56,7 @@ mod recovery;
 mod reindex;
 mod retire;
 pub mod sparse;
+pub mod sparse_vectors;
 mod store;
 mod summary;
 #[cfg(feature = "testing")]

@@ -9,6 +9,7 @@ mod model;
 mod recall;
 mod reindex;
 mod snapshot;
+mod sparse_vectors;
 mod store;
 
 use std::path::Path;
