@@ -2,7 +2,7 @@
 //!
 //! The service crate wires the two libraries together — [`ingest`] (documents and chunks) and
 //! `index` (storage and search) — and owns the models ([`model`]), configuration ([`config`]),
-//! ingestion pipeline and bulk jobs ([`jobs`]), retrieval ([`rag`]), the shared server state
+//! ingestion pipeline and bulk jobs ([`jobs`]), retrieval ([`rag`]), the Qdrant backend for scaling out ([`qdrant`]), the shared server state
 //! ([`state`]), the operations both APIs share ([`api`]), the gRPC API ([`grpc`]), the HTTP API
 //! ([`http`]), metrics ([`metrics`]), benchmarks ([`bench`]) and the command line ([`cli`]).
 //! [`serve`] runs both servers; tests start them in-process with [`grpc::serve_with`] and
@@ -21,6 +21,7 @@ pub mod http;
 pub mod jobs;
 pub mod metrics;
 pub mod model;
+pub mod qdrant;
 pub mod rag;
 pub mod reindex;
 pub mod server;

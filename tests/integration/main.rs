@@ -10,6 +10,7 @@ mod generator;
 mod grpc;
 mod http;
 mod ops_cli;
+mod qdrant;
 mod reindex;
 mod reliability;
 mod reranker;

@@ -1,0 +1,185 @@
+//! A connection to a Qdrant cluster: one client per listed node, calls moved to the next node
+//! when one does not answer.
+//!
+//! Every node of a Qdrant cluster serves every call (it forwards to the shards' replicas), so
+//! failing over is only a matter of trying another node. ragd's writes are idempotent (point
+//! ids derive from document id and ordinal), so a write that failed on one node may be sent
+//! again to the next without harm.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use qdrant_client::Qdrant;
+
+use super::error::{QdrantError, Result};
+use super::settings::QdrantSettings;
+
+/// The nodes of one cluster.
+pub struct Cluster {
+    nodes: Vec<(String, Qdrant)>,
+    /// The node that answered last: calls start there.
+    current: AtomicUsize,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let urls: Vec<&str> = self.nodes.iter().map(|(u, _)| u.as_str()).collect();
+        f.debug_struct("Cluster").field("urls", &urls).finish()
+    }
+}
+
+/// How a failed call is to be treated.
+enum Failure {
+    /// The node did not answer: try the next.
+    Node(String),
+    /// The node answered with an error: report it.
+    Answer(QdrantError),
+}
+
+fn classify(e: qdrant_client::QdrantError) -> Failure {
+    use tonic::Code;
+    let status = match e {
+        qdrant_client::QdrantError::ResponseError { status }
+        | qdrant_client::QdrantError::ResourceExhaustedError { status, .. } => status,
+        qdrant_client::QdrantError::Io(e) => return Failure::Node(e.to_string()),
+        other @ (qdrant_client::QdrantError::ConversionError(_)
+        | qdrant_client::QdrantError::InvalidUri(_)
+        | qdrant_client::QdrantError::NoSnapshotFound(_)
+        | qdrant_client::QdrantError::JsonToPayload(_)
+        | qdrant_client::QdrantError::PayloadDeserialization(_)) => {
+            return Failure::Answer(QdrantError::Internal(other.to_string()))
+        }
+    };
+    let message = status.message().to_string();
+    match status.code() {
+        // A transport failure reaches tonic as UNAVAILABLE (connection refused or reset) or
+        // UNKNOWN with the transport's words; a deadline is the node being too slow.
+        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Aborted => {
+            Failure::Node(message)
+        }
+        Code::Unknown if message.contains("transport") || message.contains("connect") => {
+            Failure::Node(message)
+        }
+        // A replica set without enough live peers for the write consistency answers this way;
+        // another node cannot do better, but the caller may retry once the node is back.
+        Code::ResourceExhausted => Failure::Answer(QdrantError::Unavailable(message)),
+        Code::Unauthenticated | Code::PermissionDenied => {
+            Failure::Answer(QdrantError::Unauthenticated(message))
+        }
+        Code::NotFound => Failure::Answer(QdrantError::Missing(message)),
+        Code::InvalidArgument | Code::FailedPrecondition | Code::AlreadyExists => {
+            Failure::Answer(QdrantError::FailedPrecondition(message))
+        }
+        Code::Ok
+        | Code::Unknown
+        | Code::OutOfRange
+        | Code::Unimplemented
+        | Code::Internal
+        | Code::DataLoss => {
+            // Qdrant reports a write it could not replicate to any live replica as INTERNAL
+            // with "No active replica" / "service unavailable"; those are the cluster being
+            // degraded, not a bug.
+            let lower = message.to_lowercase();
+            // The client reports a node it cannot connect to as INTERNAL "Failed to connect".
+            if lower.contains("no active replica")
+                || lower.contains("failed to connect")
+                || lower.contains("transport error")
+                || lower.contains("unavailable")
+                || lower.contains("timeout")
+            {
+                Failure::Node(message)
+            } else {
+                Failure::Answer(QdrantError::Internal(message))
+            }
+        }
+    }
+}
+
+impl Cluster {
+    /// Clients for the nodes in `settings` (no connection is made yet; see [`Self::check`]).
+    pub fn new(settings: &QdrantSettings) -> Result<Self> {
+        if let Some((field, reason)) = settings.problem() {
+            return Err(QdrantError::Settings(format!("{field}: {reason}")));
+        }
+        let api_key = match &settings.api_key_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| {
+                        QdrantError::Settings(format!(
+                            "qdrant.api_key_file {}: {e}",
+                            path.display()
+                        ))
+                    })?
+                    .trim()
+                    .to_string(),
+            ),
+            None => settings.api_key.clone(),
+        };
+        let nodes = settings
+            .urls
+            .iter()
+            .map(|url| {
+                let client = Qdrant::from_url(url)
+                    .api_key(api_key.clone())
+                    .timeout(Duration::from_millis(settings.timeout_ms))
+                    .connect_timeout(Duration::from_millis(settings.connect_timeout_ms))
+                    .skip_compatibility_check()
+                    .build()
+                    .map_err(|e| QdrantError::Settings(format!("qdrant.urls {url:?}: {e}")))?;
+                Ok((url.clone(), client))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            nodes,
+            current: AtomicUsize::new(0),
+        })
+    }
+
+    /// The nodes' URLs.
+    pub fn urls(&self) -> impl Iterator<Item = &str> {
+        self.nodes.iter().map(|(u, _)| u.as_str())
+    }
+
+    /// Checks that some node answers, naming each one that does not; returns the version of
+    /// the first that does.
+    pub async fn check(&self) -> Result<String> {
+        self.call(|client| async move { client.health_check().await })
+            .await
+            .map(|reply| reply.version)
+    }
+
+    /// Runs `op` against the current node, then each other node in turn while they do not
+    /// answer. [`QdrantError::Unavailable`] names every node's failure when none answered.
+    pub async fn call<'a, T, F, Fut>(&'a self, op: F) -> Result<T>
+    where
+        F: Fn(&'a Qdrant) -> Fut,
+        Fut: Future<Output = Result<T, qdrant_client::QdrantError>>,
+    {
+        let start = self.current.load(Ordering::Relaxed);
+        let mut failures = Vec::new();
+        for step in 0..self.nodes.len() {
+            let i = (start + step) % self.nodes.len();
+            let (url, client) = &self.nodes[i];
+            match op(client).await {
+                Ok(value) => {
+                    if step > 0 {
+                        self.current.store(i, Ordering::Relaxed);
+                    }
+                    return Ok(value);
+                }
+                Err(e) => match classify(e) {
+                    Failure::Node(why) => {
+                        tracing::warn!(node = %url, error = %why, "Qdrant node did not answer");
+                        failures.push(format!("{url}: {why}"));
+                    }
+                    Failure::Answer(e) => return Err(e),
+                },
+            }
+        }
+        Err(QdrantError::Unavailable(format!(
+            "no node answered ({})",
+            failures.join("; ")
+        )))
+    }
+}

@@ -1,0 +1,635 @@
+//! One ragd collection stored as one Qdrant collection.
+//!
+//! Each chunk is a point: a named dense vector `dense` (the embedder's vector; cosine, ragd's
+//! HNSW `m` and `ef_construction`) and a named sparse vector `bm25` (the document side of BM25
+//! made by ragd's own analyzer, [`index::sparse_vectors`]; Qdrant multiplies in each term's IDF
+//! with `modifier: idf`). The payload holds what a search result needs (document id, ordinal,
+//! title, text, spans, heading path, metadata) and, on the document's first chunk, its content
+//! hash, `indexed_with` and chunk count: that point is the document's record. Point ids derive
+//! from (document id, ordinal), so writing a document twice writes the same points.
+//!
+//! The collection's settings (the ragd [`CollectionConfig`] and its BM25 parameters) live in
+//! the Qdrant collection's metadata, so every ragd process reads the same ones.
+//!
+//! A document is written in three steps, each acknowledged by the cluster before the next: its
+//! chunks after the first; a deletion of any chunk past its new end (left by a longer earlier
+//! version, or by a write cut short); then the first chunk, which carries the content hash. A
+//! document therefore reads as present with a given hash only once all its chunks are stored,
+//! and a write cut short anywhere is repeated in full by the next ingest of that document.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use index::sparse_vectors::{Bm25Encoder, Bm25Params, SparseVector};
+use index::{
+    ChunkId, ChunkRecord, CollectionConfig, DocumentInfo, DocumentRecord, Filter, IndexError,
+    ScoredChunk, UpsertOutcome,
+};
+use parking_lot::{Mutex, RwLock};
+use qdrant_client::qdrant::{
+    point_id::PointIdOptions, Condition, CountPointsBuilder, DeletePointsBuilder,
+    Filter as QFilter, GetPointsBuilder, NamedVectors, PointId, PointStruct,
+    QueryBatchPointsBuilder, QueryPoints, QueryPointsBuilder, Range, ScoredPoint,
+    SearchParamsBuilder, UpsertPointsBuilder, Value, Vector, WriteOrdering, WriteOrderingType,
+};
+use qdrant_client::Payload;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::cluster::Cluster;
+use super::error::{QdrantError, Result};
+use super::ops::{StoredSettings, LAYOUT};
+
+/// Name of the dense vector in each point.
+pub const DENSE: &str = "dense";
+/// Name of the BM25 sparse vector in each point.
+pub const SPARSE: &str = "bm25";
+/// Writes go to each shard's current leader replica (`medium`): consistent while the cluster
+/// is stable, and still accepted while a node is down (`strong` would refuse them until that
+/// node's shards had a new permanent leader).
+const MEDIUM: WriteOrdering = WriteOrdering {
+    r#type: WriteOrderingType::Medium as i32,
+};
+
+/// The point id of chunk `ordinal` of document `doc_id`: the first 8 bytes of
+/// `sha256(doc_id ‖ 0x00 ‖ ordinal as u32 big-endian)`.
+pub fn chunk_id(doc_id: &str, ordinal: u32) -> ChunkId {
+    let mut h = Sha256::new();
+    h.update(doc_id.as_bytes());
+    h.update([0]);
+    h.update(ordinal.to_be_bytes());
+    let digest = h.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    ChunkId(u64::from_be_bytes(first))
+}
+
+/// A chunk's payload.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ChunkPayload {
+    doc_id: String,
+    ordinal: u32,
+    title: String,
+    text: String,
+    span_start: usize,
+    span_end: usize,
+    #[serde(default)]
+    heading_path: Vec<String>,
+    #[serde(default)]
+    meta: BTreeMap<String, String>,
+    /// On the first chunk only: the document's record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    doc: Option<DocPayload>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct DocPayload {
+    content_hash: String,
+    indexed_with: String,
+    chunks: u32,
+}
+
+fn to_payload<T: Serialize>(value: &T) -> Result<Payload> {
+    let json = serde_json::to_value(value).map_err(|e| QdrantError::Internal(e.to_string()))?;
+    Payload::try_from(json).map_err(|e| QdrantError::Internal(e.to_string()))
+}
+
+fn from_payload<T: for<'de> Deserialize<'de>>(payload: HashMap<String, Value>) -> Result<T> {
+    let map: serde_json::Map<String, serde_json::Value> = payload
+        .into_iter()
+        .map(|(k, v)| (k, serde_json::Value::from(v)))
+        .collect();
+    serde_json::from_value(serde_json::Value::Object(map))
+        .map_err(|e| QdrantError::Internal(format!("a point's payload: {e}")))
+}
+
+fn point_u64(id: Option<PointId>) -> Result<u64> {
+    match id.and_then(|p| p.point_id_options) {
+        Some(PointIdOptions::Num(n)) => Ok(n),
+        other => Err(QdrantError::Internal(format!(
+            "a point id that ragd did not write: {other:?}"
+        ))),
+    }
+}
+
+fn meta_key(key: &str) -> String {
+    format!("meta.{key}")
+}
+
+/// The Qdrant filter of a ragd filter (`None` when it matches everything).
+fn qfilter(filter: &Filter) -> Option<QFilter> {
+    (!filter.is_empty()).then(|| {
+        QFilter::must(
+            filter
+                .must
+                .iter()
+                .map(|(k, v)| Condition::matches(meta_key(k), v.clone())),
+        )
+    })
+}
+
+fn scored(points: Vec<ScoredPoint>) -> Result<Vec<ScoredChunk>> {
+    points
+        .into_iter()
+        .map(|p| {
+            Ok(ScoredChunk {
+                id: ChunkId(point_u64(p.id)?),
+                score: p.score,
+            })
+        })
+        .collect()
+}
+
+fn check_vector(vector: &[f32], dimension: usize) -> Result<(), IndexError> {
+    if vector.len() != dimension {
+        return Err(IndexError::DimensionMismatch {
+            expected: dimension,
+            got: vector.len(),
+        });
+    }
+    if let Some(position) = vector.iter().position(|x| !x.is_finite()) {
+        return Err(IndexError::NonFiniteVector { position });
+    }
+    if vector.iter().all(|x| *x == 0.0) {
+        return Err(IndexError::ZeroVector);
+    }
+    Ok(())
+}
+
+fn check_document(doc: &DocumentRecord, dimension: usize) -> Result<(), IndexError> {
+    if doc.id.is_empty() {
+        return Err(IndexError::EmptyDocumentId);
+    }
+    for c in &doc.chunks {
+        if c.span_start > c.span_end {
+            return Err(IndexError::InvalidSpan {
+                start: c.span_start,
+                end: c.span_end,
+            });
+        }
+        check_vector(&c.vector, dimension)?;
+    }
+    Ok(())
+}
+
+/// One ragd collection on the cluster.
+#[derive(Debug)]
+pub struct QdrantCollection {
+    cluster: Arc<Cluster>,
+    qname: String,
+    config: CollectionConfig,
+    bm25: RwLock<Option<Bm25Params>>,
+    /// Metadata keys with a payload index (filters on them use it).
+    indexed_keys: Mutex<BTreeSet<String>>,
+}
+
+impl QdrantCollection {
+    pub(super) fn new(
+        cluster: Arc<Cluster>,
+        qname: String,
+        settings: StoredSettings,
+        indexed_keys: BTreeSet<String>,
+    ) -> Self {
+        Self {
+            cluster,
+            qname,
+            config: settings.config,
+            bm25: RwLock::new(settings.bm25),
+            indexed_keys: Mutex::new(indexed_keys),
+        }
+    }
+
+    /// The collection's ragd configuration, as stored on the cluster.
+    pub fn config(&self) -> &CollectionConfig {
+        &self.config
+    }
+
+    /// The Qdrant collection's name.
+    pub fn qdrant_name(&self) -> &str {
+        &self.qname
+    }
+
+    /// The encoder of the BM25 vectors, measuring and storing the parameters from `docs` on the
+    /// collection's first write.
+    async fn encoder(&self, docs: &[DocumentRecord]) -> Result<Bm25Encoder> {
+        if let Some(params) = *self.bm25.read() {
+            return Ok(Bm25Encoder::new(self.config.bm25, params));
+        }
+        let samples = docs
+            .iter()
+            .flat_map(|d| d.chunks.iter().map(|c| (d.title.as_str(), c.text.as_str())));
+        let Some(params) = Bm25Params::measured(self.config.bm25, samples) else {
+            // Nothing to write, so nothing to encode: any parameters do.
+            return Ok(Bm25Encoder::new(
+                self.config.bm25,
+                Bm25Params::measured(self.config.bm25, [("", "x")]).expect("one sample"),
+            ));
+        };
+        let settings = StoredSettings {
+            layout: LAYOUT,
+            config: self.config.clone(),
+            bm25: Some(params),
+        };
+        super::ops::write_settings(&self.cluster, &self.qname, &settings).await?;
+        // Another process may have stored its own at the same moment: use what the cluster
+        // holds now, so that both go on with the same.
+        let stored = super::ops::read_settings(&self.cluster, &self.qname).await?;
+        let params = stored.bm25.unwrap_or(params);
+        *self.bm25.write() = Some(params);
+        Ok(Bm25Encoder::new(self.config.bm25, params))
+    }
+
+    async fn index_metadata_keys(&self, docs: &[DocumentRecord]) -> Result<()> {
+        let missing: BTreeSet<String> = {
+            let known = self.indexed_keys.lock();
+            docs.iter()
+                .flat_map(|d| d.metadata.keys())
+                .filter(|k| !known.contains(*k))
+                .cloned()
+                .collect()
+        };
+        for key in missing {
+            super::ops::create_keyword_index(&self.cluster, &self.qname, &meta_key(&key)).await?;
+            self.indexed_keys.lock().insert(key);
+        }
+        Ok(())
+    }
+
+    /// The document records (first chunks' payloads) of `ids`, by id.
+    async fn records(&self, ids: &[&str]) -> Result<HashMap<String, DocPayload>> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let points: Vec<PointId> = ids.iter().map(|id| chunk_id(id, 0).0.into()).collect();
+        let qname = &self.qname;
+        let got = self
+            .cluster
+            .call(|c| {
+                let request = GetPointsBuilder::new(qname, points.clone())
+                    .with_payload(qdrant_client::qdrant::PayloadIncludeSelector::new(vec![
+                        "doc_id".to_string(),
+                        "doc".to_string(),
+                    ]))
+                    .with_vectors(false);
+                async move { c.get_points(request).await }
+            })
+            .await?;
+        #[derive(Deserialize)]
+        struct Record {
+            doc_id: String,
+            doc: Option<DocPayload>,
+        }
+        let mut out = HashMap::new();
+        for p in got.result {
+            let r: Record = from_payload(p.payload)?;
+            if let Some(doc) = r.doc {
+                out.insert(r.doc_id, doc);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes `docs` (each with all its chunks and vectors); a document whose content hash
+    /// and `indexed_with` are unchanged is not written. Returns what happened to each.
+    pub async fn upsert_documents(&self, docs: &[DocumentRecord]) -> Result<Vec<UpsertOutcome>> {
+        for d in docs {
+            check_document(d, self.config.dimension)?;
+        }
+        let ids: Vec<&str> = docs.iter().map(|d| d.id.as_str()).collect();
+        let existing = self.records(&ids).await?;
+        let mut outcomes = Vec::with_capacity(docs.len());
+        let mut changed = Vec::new();
+        for d in docs {
+            let outcome = match existing.get(&d.id) {
+                Some(r) if r.content_hash == d.content_hash && r.indexed_with == d.indexed_with => {
+                    UpsertOutcome::Unchanged
+                }
+                Some(_) => UpsertOutcome::Updated,
+                None => UpsertOutcome::Added,
+            };
+            if outcome != UpsertOutcome::Unchanged {
+                changed.push(d);
+            }
+            outcomes.push(outcome);
+        }
+        if changed.is_empty() {
+            return Ok(outcomes);
+        }
+        let owned: Vec<DocumentRecord> = changed.iter().map(|d| (*d).clone()).collect();
+        let encoder = self.encoder(&owned).await?;
+        self.index_metadata_keys(&owned).await?;
+        let (mut rest, mut firsts) = (Vec::new(), Vec::new());
+        for d in &changed {
+            for (ordinal, chunk) in d.chunks.iter().enumerate() {
+                let ordinal = ordinal as u32;
+                let payload = ChunkPayload {
+                    doc_id: d.id.clone(),
+                    ordinal,
+                    title: d.title.clone(),
+                    text: chunk.text.clone(),
+                    span_start: chunk.span_start,
+                    span_end: chunk.span_end,
+                    heading_path: chunk.heading_path.clone(),
+                    meta: d.metadata.clone(),
+                    doc: (ordinal == 0).then(|| DocPayload {
+                        content_hash: d.content_hash.clone(),
+                        indexed_with: d.indexed_with.clone(),
+                        chunks: d.chunks.len() as u32,
+                    }),
+                };
+                let SparseVector { indices, values } = encoder.document(&d.title, &chunk.text);
+                let mut vectors = NamedVectors::default()
+                    .add_vector(DENSE, Vector::new_dense(chunk.vector.clone()));
+                if !indices.is_empty() {
+                    vectors = vectors.add_vector(SPARSE, Vector::new_sparse(indices, values));
+                }
+                let point =
+                    PointStruct::new(chunk_id(&d.id, ordinal).0, vectors, to_payload(&payload)?);
+                if ordinal == 0 {
+                    firsts.push(point);
+                } else {
+                    rest.push(point);
+                }
+            }
+        }
+        self.upsert(rest).await?;
+        // Chunks past each document's new end: a longer earlier version's, or a cut write's.
+        let stale = QFilter::should(changed.iter().map(|d| {
+            Condition::from(QFilter::must([
+                Condition::matches("doc_id", d.id.clone()),
+                Condition::range(
+                    "ordinal",
+                    Range {
+                        gte: Some(d.chunks.len().max(1) as f64),
+                        ..Default::default()
+                    },
+                ),
+            ]))
+        }));
+        self.delete_where(stale).await?;
+        // A document with no chunk keeps no point at all.
+        let empty: Vec<&str> = changed
+            .iter()
+            .filter(|d| d.chunks.is_empty())
+            .map(|d| d.id.as_str())
+            .collect();
+        if !empty.is_empty() {
+            self.delete_where(QFilter::must([Condition::matches(
+                "doc_id",
+                empty.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            )]))
+            .await?;
+        }
+        self.upsert(firsts).await?;
+        Ok(outcomes)
+    }
+
+    async fn upsert(&self, points: Vec<PointStruct>) -> Result<()> {
+        if points.is_empty() {
+            return Ok(());
+        }
+        let qname = &self.qname;
+        self.cluster
+            .call(|c| {
+                let request = UpsertPointsBuilder::new(qname, points.clone())
+                    .wait(true)
+                    .ordering(MEDIUM);
+                async move { c.upsert_points(request).await }
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_where(&self, filter: QFilter) -> Result<()> {
+        let qname = &self.qname;
+        self.cluster
+            .call(|c| {
+                let request = DeletePointsBuilder::new(qname)
+                    .points(filter.clone())
+                    .wait(true)
+                    .ordering(MEDIUM);
+                async move { c.delete_points(request).await }
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes documents `ids` (every chunk of each); returns how many existed.
+    pub async fn delete_documents(&self, ids: &[String]) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let existing = self.records(&refs).await?.len() as u64;
+        // The records go first: a deletion cut short leaves chunks without a record, which the
+        // next write of that document replaces and a repeated deletion removes.
+        let records: Vec<PointId> = refs.iter().map(|id| chunk_id(id, 0).0.into()).collect();
+        self.delete_where(QFilter::must([Condition::has_id(records)]))
+            .await?;
+        self.delete_where(QFilter::must([Condition::matches("doc_id", ids.to_vec())]))
+            .await?;
+        Ok(existing)
+    }
+
+    /// Document `id`, if stored.
+    pub async fn get_document(&self, id: &str) -> Result<Option<DocumentInfo>> {
+        let qname = &self.qname;
+        let point: PointId = chunk_id(id, 0).0.into();
+        let got = self
+            .cluster
+            .call(|c| {
+                let request = GetPointsBuilder::new(qname, vec![point.clone()])
+                    .with_payload(qdrant_client::qdrant::PayloadExcludeSelector::new(vec![
+                        "text".to_string(),
+                    ]))
+                    .with_vectors(false);
+                async move { c.get_points(request).await }
+            })
+            .await?;
+        let Some(p) = got.result.into_iter().next() else {
+            return Ok(None);
+        };
+        #[derive(Deserialize)]
+        struct First {
+            title: String,
+            #[serde(default)]
+            meta: BTreeMap<String, String>,
+            doc: Option<DocPayload>,
+        }
+        let first: First = from_payload(p.payload)?;
+        let Some(doc) = first.doc else {
+            return Ok(None);
+        };
+        Ok(Some(DocumentInfo {
+            id: id.to_string(),
+            title: first.title,
+            metadata: first.meta,
+            content_hash: doc.content_hash,
+            indexed_with: doc.indexed_with,
+            chunk_ids: (0..doc.chunks).map(|o| chunk_id(id, o)).collect(),
+            seq: 0,
+        }))
+    }
+
+    fn dense_query(&self, vector: &[f32], k: usize, filter: &Filter) -> Result<QueryPoints> {
+        check_vector(vector, self.config.dimension)?;
+        let k = index::reader::clamp_k(k)?;
+        let ef = self.config.hnsw.ef_search.max(k) as u64;
+        let mut q = QueryPointsBuilder::new(&self.qname)
+            .query(vector.to_vec())
+            .using(DENSE)
+            .limit(k as u64)
+            .params(SearchParamsBuilder::default().hnsw_ef(ef))
+            .with_payload(false);
+        if let Some(f) = qfilter(filter) {
+            q = q.filter(f);
+        }
+        Ok(q.build())
+    }
+
+    fn sparse_query(&self, query: &str, k: usize, filter: &Filter) -> Result<QueryPoints> {
+        let k = index::reader::clamp_k(k)?;
+        // The query side needs no parameters but the analyzer.
+        let params = (*self.bm25.read()).unwrap_or(Bm25Params {
+            k1: index::sparse_vectors::DEFAULT_K1,
+            b: index::sparse_vectors::DEFAULT_B,
+            avg_text_terms: 1.0,
+            avg_title_terms: 1.0,
+        });
+        let SparseVector { indices, values } =
+            Bm25Encoder::new(self.config.bm25, params).query(query)?;
+        let pairs: Vec<(u32, f32)> = indices.into_iter().zip(values).collect();
+        let mut q = QueryPointsBuilder::new(&self.qname)
+            .query(qdrant_client::qdrant::Query::new_nearest(pairs.as_slice()))
+            .using(SPARSE)
+            .limit(k as u64)
+            .with_payload(false);
+        if let Some(f) = qfilter(filter) {
+            q = q.filter(f);
+        }
+        Ok(q.build())
+    }
+
+    async fn batch(&self, queries: Vec<QueryPoints>) -> Result<Vec<Vec<ScoredChunk>>> {
+        let qname = &self.qname;
+        let got = self
+            .cluster
+            .call(|c| {
+                let request = QueryBatchPointsBuilder::new(qname, queries.clone());
+                async move { c.query_batch(request).await }
+            })
+            .await?;
+        got.result.into_iter().map(|r| scored(r.result)).collect()
+    }
+
+    /// Top `k` chunks by cosine similarity to `vector`, restricted by `filter`.
+    pub async fn search_dense(
+        &self,
+        vector: &[f32],
+        k: usize,
+        filter: &Filter,
+    ) -> Result<Vec<ScoredChunk>> {
+        let q = self.dense_query(vector, k, filter)?;
+        Ok(self.batch(vec![q]).await?.pop().unwrap_or_default())
+    }
+
+    /// Top `k` chunks by BM25 for `query`, restricted by `filter`.
+    pub async fn search_bm25(
+        &self,
+        query: &str,
+        k: usize,
+        filter: &Filter,
+    ) -> Result<Vec<ScoredChunk>> {
+        let q = self.sparse_query(query, k, filter)?;
+        Ok(self.batch(vec![q]).await?.pop().unwrap_or_default())
+    }
+
+    /// Both legs of a hybrid search in one call: the top `k_dense` by cosine similarity and the
+    /// top `k_sparse` by BM25 (empty when the query has no searchable term).
+    pub async fn search_both(
+        &self,
+        vector: &[f32],
+        query: &str,
+        k_dense: usize,
+        k_sparse: usize,
+        filter: &Filter,
+    ) -> Result<(Vec<ScoredChunk>, Vec<ScoredChunk>)> {
+        let dense = self.dense_query(vector, k_dense, filter)?;
+        let sparse = match self.sparse_query(query, k_sparse, filter) {
+            Ok(q) => Some(q),
+            Err(QdrantError::Index(IndexError::EmptyQuery)) => None,
+            Err(e) => return Err(e),
+        };
+        let with_sparse = sparse.is_some();
+        let mut lists = self
+            .batch(std::iter::once(dense).chain(sparse).collect())
+            .await?
+            .into_iter();
+        let dense = lists.next().unwrap_or_default();
+        let sparse = if with_sparse {
+            lists.next().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        Ok((dense, sparse))
+    }
+
+    /// The chunks `ids`, in order (`None` for an id not stored).
+    pub async fn get_chunks(&self, ids: &[ChunkId]) -> Result<Vec<Option<ChunkRecord>>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let points: Vec<PointId> = ids.iter().map(|id| id.0.into()).collect();
+        let qname = &self.qname;
+        let got = self
+            .cluster
+            .call(|c| {
+                let request = GetPointsBuilder::new(qname, points.clone())
+                    .with_payload(true)
+                    .with_vectors(false);
+                async move { c.get_points(request).await }
+            })
+            .await?;
+        let mut by_id = HashMap::new();
+        for p in got.result {
+            let id = point_u64(p.id)?;
+            let c: ChunkPayload = from_payload(p.payload)?;
+            by_id.insert(
+                id,
+                ChunkRecord {
+                    id: ChunkId(id),
+                    doc_id: c.doc_id,
+                    ordinal: c.ordinal,
+                    title: c.title,
+                    text: c.text,
+                    span_start: c.span_start,
+                    span_end: c.span_end,
+                    heading_path: c.heading_path,
+                    metadata: c.meta,
+                },
+            );
+        }
+        Ok(ids.iter().map(|id| by_id.get(&id.0).cloned()).collect())
+    }
+
+    /// Documents and chunks stored (exact counts).
+    pub async fn counts(&self) -> Result<(u64, u64)> {
+        let qname = &self.qname;
+        let count = |filter: Option<QFilter>| async move {
+            let got = self
+                .cluster
+                .call(|c| {
+                    let mut request = CountPointsBuilder::new(qname).exact(true);
+                    if let Some(f) = filter.clone() {
+                        request = request.filter(f);
+                    }
+                    async move { c.count(request).await }
+                })
+                .await?;
+            Ok::<u64, QdrantError>(got.result.map(|r| r.count).unwrap_or(0))
+        };
+        let documents = count(Some(QFilter::must([Condition::matches("ordinal", 0i64)]))).await?;
+        let chunks = count(None).await?;
+        Ok((documents, chunks))
+    }
+}

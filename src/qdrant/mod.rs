@@ -1,0 +1,24 @@
+//! The Qdrant backend: ragd's collections on a Qdrant cluster, for a corpus or a query load
+//! past one machine.
+//!
+//! Qdrant (sharding, replication, Raft) does the distribution; ragd keeps its own analysis and
+//! scoring, so a collection searches the same on both backends: the BM25 leg is a sparse vector
+//! made by ragd's analyzer (`index::sparse_vectors`) with Qdrant's IDF modifier, and the two
+//! legs of a hybrid search come back in one batched call for ragd's own fusion.
+//!
+//! `settings.rs` is the `[qdrant]` table; `cluster.rs` the connection (one client per node,
+//! failing over between them); `ops.rs` collection metadata and payload indexes;
+//! `collection.rs` one collection's points (layout in its docs); `store.rs` the collections.
+
+mod cluster;
+mod collection;
+mod error;
+mod ops;
+mod settings;
+mod store;
+
+pub use collection::{chunk_id, QdrantCollection, DENSE, SPARSE};
+pub use error::{QdrantError, Result};
+pub use ops::{StoredSettings, LAYOUT, SETTINGS_KEY};
+pub use settings::QdrantSettings;
+pub use store::QdrantStore;

@@ -1,0 +1,375 @@
+//! The Qdrant backend against a real three-node Qdrant cluster on loopback, started by
+//! `scripts/qdrant-cluster` from `$RAGD_QDRANT_BIN` or `../shared/tools/qdrant/`. Without a
+//! binary the cluster tests print one line saying so and pass without running.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+
+use index::{ChunkInput, CollectionConfig, DocumentRecord, Filter, IndexError, UpsertOutcome};
+use ingest::Embedder;
+use ragd::qdrant::{QdrantCollection, QdrantError, QdrantSettings, QdrantStore};
+
+use crate::common::{embedder, free_port, pump_manual};
+
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/qdrant-cluster")
+}
+
+/// A running cluster, stopped on drop.
+struct Cluster {
+    dir: tempfile::TempDir,
+    base: u16,
+    urls: Vec<String>,
+}
+
+impl Cluster {
+    /// Starts three nodes on free ports; `None` (after saying so) without a qdrant binary.
+    fn start(test: &str) -> Option<Self> {
+        let bin = Command::new(script()).arg("bin").output().unwrap();
+        if !bin.status.success() {
+            println!(
+                "SKIPPED {test}: no qdrant binary (set RAGD_QDRANT_BIN or provide \
+                 ../shared/tools/qdrant/qdrant.xz): {}",
+                String::from_utf8_lossy(&bin.stderr).trim()
+            );
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        for _ in 0..20 {
+            let base = free_port() / 100 * 100;
+            if !(1100..=65000).contains(&base) {
+                continue;
+            }
+            let free = (1..=3).all(|n| {
+                (0..3)
+                    .all(|p| std::net::TcpListener::bind(("127.0.0.1", base + 10 * n + p)).is_ok())
+            });
+            if !free {
+                continue;
+            }
+            let out = Command::new(script())
+                .args(["start", dir.path().to_str().unwrap()])
+                .env("RAGD_QDRANT_PORT_BASE", base.to_string())
+                .output()
+                .unwrap();
+            if out.status.success() {
+                let urls = String::from_utf8(out.stdout)
+                    .unwrap()
+                    .lines()
+                    .map(str::to_string)
+                    .collect();
+                return Some(Self { dir, base, urls });
+            }
+            eprintln!(
+                "qdrant-cluster start on base {base} failed, retrying: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        panic!("could not start a Qdrant cluster");
+    }
+
+    fn run(&self, args: &[&str]) {
+        let out = Command::new(script())
+            .arg(args[0])
+            .arg(self.dir.path())
+            .args(&args[1..])
+            .env("RAGD_QDRANT_PORT_BASE", self.base.to_string())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "qdrant-cluster {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn settings(&self) -> QdrantSettings {
+        QdrantSettings {
+            urls: self.urls.clone(),
+            shard_number: 3,
+            replication_factor: 2,
+            timeout_ms: 10_000,
+            ..QdrantSettings::default()
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = Command::new(script())
+            .arg("stop")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn vector(text: &str) -> Vec<f32> {
+    embedder().embed(&[text]).unwrap().remove(0).vector
+}
+
+/// Pump manual `i` as a document of one chunk per sentence.
+fn manual(i: usize) -> DocumentRecord {
+    let d = pump_manual(i);
+    let sentences: Vec<&str> = d.text.split_inclusive(". ").collect();
+    let texts: Vec<&str> = sentences.iter().map(|s| s.trim()).collect();
+    let vectors = embedder().embed(&texts).unwrap();
+    let mut at = 0;
+    let chunks = sentences
+        .iter()
+        .zip(vectors)
+        .map(|(s, v)| {
+            let len = s.chars().count();
+            let c = ChunkInput::new(s.trim(), at, at + len, v.vector);
+            at += len;
+            c
+        })
+        .collect();
+    DocumentRecord {
+        id: d.id,
+        title: d.title,
+        metadata: d.metadata.into_iter().collect::<BTreeMap<_, _>>(),
+        content_hash: format!("{:x}", d.text.len() * 31 + i),
+        indexed_with: "test".into(),
+        chunks,
+    }
+}
+
+fn config(name: &str) -> CollectionConfig {
+    CollectionConfig::new(name, embedder().model_id(), embedder().dimension())
+}
+
+async fn doc_ids(c: &QdrantCollection, hits: &[index::ScoredChunk]) -> Vec<String> {
+    let ids: Vec<_> = hits.iter().map(|h| h.id).collect();
+    c.get_chunks(&ids)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.expect("every hit loads").doc_id)
+        .collect()
+}
+
+/// The part number pump `i`'s manual names (see `pump_manual`).
+fn part_number(i: usize) -> String {
+    let parts = ["seal", "impeller", "bearing", "gasket", "valve", "shaft"];
+    format!("{}-{}-{:02}", parts[i % parts.len()], i * 7, i % 13)
+}
+
+#[test]
+fn a_three_node_cluster_stores_searches_filters_replaces_and_deletes() {
+    let Some(cluster) =
+        Cluster::start("qdrant::a_three_node_cluster_stores_searches_filters_replaces_and_deletes")
+    else {
+        return;
+    };
+    let docs: Vec<DocumentRecord> = (0..240).map(manual).collect();
+    runtime().block_on(async {
+        let store = QdrantStore::connect(&cluster.settings()).await.unwrap();
+        let c = store.open_or_create(&config("pumps"), None).await.unwrap();
+        for batch in docs.chunks(48) {
+            let outcomes = c.upsert_documents(batch).await.unwrap();
+            assert!(outcomes.iter().all(|o| *o == UpsertOutcome::Added));
+        }
+        let chunks: usize = docs.iter().map(|d| d.chunks.len()).sum();
+        assert_eq!(c.counts().await.unwrap(), (240, chunks as u64));
+        assert_eq!(store.list().await.unwrap(), ["pumps"]);
+
+        // BM25 finds a part number by its exact words, across three shards.
+        for i in [3, 77, 151, 239] {
+            let hits = c
+                .search_bm25(&part_number(i), 3, &Filter::default())
+                .await
+                .unwrap();
+            assert_eq!(
+                doc_ids(&c, &hits).await[0],
+                format!("pump-{i:03}"),
+                "{}",
+                part_number(i)
+            );
+        }
+        // Dense search finds a paraphrase; a metadata filter holds on both legs.
+        let q = "Which pump works in the brewery?";
+        let brewery = Filter::default().eq("place", "brewery");
+        let (dense, sparse) = c
+            .search_both(&vector(q), q, 10, 10, &brewery)
+            .await
+            .unwrap();
+        assert_eq!(dense.len(), 10);
+        assert!(!sparse.is_empty());
+        for hit in c
+            .get_chunks(
+                &dense
+                    .iter()
+                    .chain(&sparse)
+                    .map(|h| h.id)
+                    .collect::<Vec<_>>(),
+            )
+            .await
+            .unwrap()
+        {
+            assert_eq!(hit.unwrap().metadata["place"], "brewery");
+        }
+
+        // The document record: hash and chunks.
+        let info = c.get_document("pump-005").await.unwrap().unwrap();
+        assert_eq!(info.content_hash, docs[5].content_hash);
+        assert_eq!(info.chunk_ids.len(), docs[5].chunks.len());
+        assert_eq!(info.metadata, docs[5].metadata);
+
+        // Unchanged documents write nothing; a changed one replaces its chunks.
+        let again = c.upsert_documents(&docs[..10]).await.unwrap();
+        assert!(again.iter().all(|o| *o == UpsertOutcome::Unchanged));
+        let old = c.get_document("pump-007").await.unwrap().unwrap();
+        let mut shorter = docs[7].clone();
+        shorter.content_hash = "changed".into();
+        shorter.chunks.truncate(1);
+        shorter.chunks[0].text = "Pump PX-007 was retired; its ZQ-4242 plate remains.".into();
+        assert_eq!(
+            c.upsert_documents(&[shorter]).await.unwrap(),
+            [UpsertOutcome::Updated]
+        );
+        let new = c.get_document("pump-007").await.unwrap().unwrap();
+        assert_eq!(new.chunk_ids.len(), 1);
+        let gone = c.get_chunks(&old.chunk_ids[1..]).await.unwrap();
+        assert!(
+            gone.iter().all(Option::is_none),
+            "old chunks past the new end are deleted"
+        );
+        let hits = c
+            .search_bm25("ZQ-4242", 1, &Filter::default())
+            .await
+            .unwrap();
+        assert_eq!(doc_ids(&c, &hits).await, ["pump-007"]);
+        let hits = c
+            .search_bm25(&part_number(7), 5, &Filter::default())
+            .await
+            .unwrap();
+        assert!(!doc_ids(&c, &hits).await.contains(&"pump-007".to_string()));
+
+        // Deleted documents are gone from both legs.
+        let deleted = c
+            .delete_documents(&["pump-077".into(), "pump-151".into(), "nope".into()])
+            .await
+            .unwrap();
+        assert_eq!(deleted, 2);
+        assert!(c.get_document("pump-077").await.unwrap().is_none());
+        for i in [77, 151] {
+            let text = &docs[i].chunks[1].text;
+            let (dense, sparse) = c
+                .search_both(&docs[i].chunks[1].vector, text, 5, 5, &Filter::default())
+                .await
+                .unwrap();
+            let found = doc_ids(&c, &[dense, sparse].concat()).await;
+            assert!(!found.contains(&format!("pump-{i:03}")), "{found:?}");
+        }
+        let (documents, _) = c.counts().await.unwrap();
+        assert_eq!(documents, 238);
+
+        // A collection of the same name made for another embedder is refused, with its name.
+        let mut other = config("pumps");
+        other.dimension = 768;
+        other.embedding_model = "another-model".into();
+        match store.open_or_create(&other, None).await {
+            Err(QdrantError::FailedPrecondition(m)) => assert!(m.contains("pumps"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        // Bad input is the caller's error, not the cluster's.
+        assert!(matches!(
+            c.search_dense(&[1.0; 3], 5, &Filter::default()).await,
+            Err(QdrantError::Index(IndexError::DimensionMismatch { .. }))
+        ));
+        assert!(matches!(
+            c.search_bm25("the of", 5, &Filter::default()).await,
+            Err(QdrantError::Index(IndexError::EmptyQuery))
+        ));
+        assert!(store.drop_collection("pumps").await.unwrap());
+        assert!(!store.drop_collection("pumps").await.unwrap());
+        assert!(matches!(
+            store.open("pumps").await,
+            Err(QdrantError::Index(IndexError::CollectionNotFound { .. }))
+        ));
+    });
+}
+
+#[test]
+fn searches_and_writes_go_on_while_a_node_is_killed_and_nothing_acknowledged_is_lost() {
+    let Some(cluster) = Cluster::start(
+        "qdrant::searches_and_writes_go_on_while_a_node_is_killed_and_nothing_acknowledged_is_lost",
+    ) else {
+        return;
+    };
+    let docs: Vec<DocumentRecord> = (0..150).map(manual).collect();
+    let rt = runtime();
+    let store = rt
+        .block_on(QdrantStore::connect(&cluster.settings()))
+        .unwrap();
+    let c = rt
+        .block_on(store.open_or_create(&config("failover"), None))
+        .unwrap();
+    rt.block_on(c.upsert_documents(&docs[..100])).unwrap();
+    // The first node is the one the client talks to first, and the cluster's bootstrap peer.
+    cluster.run(&["kill", "1"]);
+    rt.block_on(async {
+        for i in (0..100).step_by(9) {
+            let hits = c
+                .search_bm25(&part_number(i), 3, &Filter::default())
+                .await
+                .unwrap();
+            assert_eq!(doc_ids(&c, &hits).await[0], format!("pump-{i:03}"));
+        }
+        let outcomes = c.upsert_documents(&docs[100..]).await.unwrap();
+        assert!(outcomes.iter().all(|o| *o == UpsertOutcome::Added));
+    });
+    cluster.run(&["restart", "1"]);
+    rt.block_on(async {
+        // Every acknowledged document is there, on whichever replica answers.
+        for d in &docs {
+            let info = c.get_document(&d.id).await.unwrap();
+            assert_eq!(
+                info.map(|i| i.content_hash),
+                Some(d.content_hash.clone()),
+                "{}",
+                d.id
+            );
+        }
+        let chunks: usize = docs.iter().map(|d| d.chunks.len()).sum();
+        assert_eq!(c.counts().await.unwrap(), (150, chunks as u64));
+    });
+}
+
+#[test]
+fn an_unreachable_cluster_is_a_clear_error_naming_each_node() {
+    let urls = vec![
+        format!("http://127.0.0.1:{}", free_port()),
+        format!("http://127.0.0.1:{}", free_port()),
+    ];
+    let settings = QdrantSettings {
+        urls: urls.clone(),
+        connect_timeout_ms: 500,
+        ..QdrantSettings::default()
+    };
+    match runtime().block_on(QdrantStore::connect(&settings)) {
+        Err(QdrantError::Unavailable(m)) => {
+            for url in &urls {
+                assert!(m.contains(url.as_str()), "{m}");
+            }
+        }
+        other => panic!("{other:?}"),
+    }
+    let bad = QdrantSettings {
+        urls: vec!["127.0.0.1:6334".into()],
+        ..QdrantSettings::default()
+    };
+    assert!(matches!(
+        runtime().block_on(QdrantStore::connect(&bad)),
+        Err(QdrantError::Settings(_))
+    ));
+}
