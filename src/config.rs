@@ -17,6 +17,8 @@
 //! | `RAGD_DEVICE` | `embedder.device`, `generator.device` and `reranker.device` |
 //! | `RAGD_ADDR` | `server.addr` |
 //! | `RAGD_HTTP_ADDR` | `server.http_addr` |
+//! | `RAGD_QDRANT_URLS` | `qdrant.urls` (comma-separated) |
+//! | `RAGD_QDRANT_API_KEY` | `qdrant.api_key` |
 
 use std::path::{Path, PathBuf};
 
@@ -24,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::model::encoder::Precision;
 use crate::model::llm::GenerationParams;
+pub use crate::qdrant::QdrantSettings;
 use crate::serving::GenerationPoolConfig;
 
 /// Errors reading or validating the configuration.
@@ -88,6 +91,10 @@ pub struct Config {
     pub index: index::MaintenanceConfig,
     /// Grounded answering (Ask, `ragd ask`, chat completions): the relevance gate.
     pub answer: AnswerSettings,
+    /// The Qdrant cluster of the scale-out backend (`ragd eval beir --backend qdrant` today):
+    /// node URLs, API key, the shards and replicas of new collections, timeouts. See
+    /// [`crate::qdrant::QdrantSettings`] for every field and its default.
+    pub qdrant: QdrantSettings,
 }
 
 /// Settings of grounded answering.
@@ -368,6 +375,7 @@ impl Default for Config {
             ingest: ingest::LoadOptions::default(),
             index: index::MaintenanceConfig::default(),
             answer: AnswerSettings::default(),
+            qdrant: QdrantSettings::default(),
         }
     }
 }
@@ -485,6 +493,17 @@ impl Config {
         if let Some(v) = get("RAGD_TLS_KEY") {
             self.server.tls_key = Some(v.into());
         }
+        if let Some(v) = get("RAGD_QDRANT_URLS") {
+            self.qdrant.urls = v
+                .split(',')
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .map(str::to_string)
+                .collect();
+        }
+        if let Some(v) = get("RAGD_QDRANT_API_KEY") {
+            self.qdrant.api_key = Some(v);
+        }
         if let Some(v) = get("RAGD_DEVICE") {
             self.embedder.device.clone_from(&v);
             self.reranker.device.clone_from(&v);
@@ -538,6 +557,9 @@ impl Config {
                 field: "server.addr",
                 reason: format!("`{}` is not an IP:port address", self.server.addr),
             });
+        }
+        if let Some((field, reason)) = self.qdrant.problem() {
+            return Err(ConfigError::Invalid { field, reason });
         }
         let gate = &self.answer.gate;
         if !(gate.bias.is_finite() && gate.weights.iter().all(|w| w.is_finite())) {

@@ -45,6 +45,7 @@
 use std::path::PathBuf;
 
 mod archive;
+pub mod backend;
 mod collection;
 pub mod config;
 pub mod dense;
@@ -69,6 +70,7 @@ pub use archive::{
     list_snapshots, read_snapshot_info, ArchivedFile, SnapshotFile, SnapshotInfo, SNAPSHOT_FORMAT,
     SNAPSHOT_SUFFIX,
 };
+pub use backend::{ChunkSource, DocumentSink};
 pub use collection::Collection;
 pub use config::{
     Bm25Analyzer, Bm25Config, CollectionConfig, Distance, HnswConfig, IndexManifest,
@@ -242,6 +244,18 @@ pub enum IndexError {
     /// HNSW; the writer refuses further work until the collection is reopened (which replays it).
     #[error("writer needs recovery: reopen the collection")]
     NeedsRecovery,
+    /// A remote index (the service's Qdrant backend) did not answer: transient, retry.
+    #[error("the index is unavailable: {reason}")]
+    Unavailable {
+        /// Which nodes failed, and how.
+        reason: String,
+    },
+    /// A remote index answered with an error ragd did not expect (ours or the cluster's).
+    #[error("the remote index failed: {reason}")]
+    Remote {
+        /// What it said.
+        reason: String,
+    },
     /// A background HNSW compaction found its collection closed before it could read it.
     #[error("the HNSW compaction was abandoned: the collection was closed")]
     CompactionAbandoned,

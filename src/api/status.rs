@@ -59,7 +59,9 @@ fn index_code(e: &IndexError) -> Code {
         | IndexError::ZeroK => Code::InvalidArgument,
         IndexError::CollectionNotFound { .. } => Code::NotFound,
         IndexError::CollectionExists { .. } => Code::AlreadyExists,
-        IndexError::CollectionBeingDeleted { .. } => Code::Unavailable,
+        IndexError::CollectionBeingDeleted { .. } | IndexError::Unavailable { .. } => {
+            Code::Unavailable
+        }
         // A write that waited through a reindex's switch: retry it.
         IndexError::Reindexed { .. } => Code::Aborted,
         IndexError::CollectionInUse { .. }
@@ -78,6 +80,7 @@ fn index_code(e: &IndexError) -> Code {
         | IndexError::Dense { .. }
         | IndexError::Corrupt { .. }
         | IndexError::NeedsRecovery
+        | IndexError::Remote { .. }
         | IndexError::CompactionAbandoned => Code::Internal,
     }
 }

@@ -245,9 +245,22 @@ pub struct BeirArgs {
     /// Scratch collection name [default: beir-<folder name>].
     #[arg(long)]
     pub collection: Option<String>,
+    /// Where the collection lives: `embedded` (in data_dir) or `qdrant` (the cluster in the
+    /// `[qdrant]` table, e.g. `RAGD_QDRANT_URLS`).
+    #[arg(long, value_enum, default_value_t = BackendArg::Embedded)]
+    pub backend: BackendArg,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `--backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendArg {
+    /// In data_dir, in this process.
+    Embedded,
+    /// On the Qdrant cluster of the `[qdrant]` settings.
+    Qdrant,
 }
 
 /// Runs an eval command.
@@ -615,6 +628,10 @@ fn run_beir(cfg: &Config, args: &BeirArgs) -> anyhow::Result<()> {
         split: args.split.clone(),
         max_queries: args.queries,
         chunking: args.chunker.clone(),
+        backend: match args.backend {
+            BackendArg::Embedded => beir::Backend::Embedded,
+            BackendArg::Qdrant => beir::Backend::Qdrant(cfg.qdrant.clone()),
+        },
         retrieve: RetrieveOptions {
             mode: args.mode.into(),
             fusion: args.fusion,

@@ -10,12 +10,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use index::fusion::Fusion;
-use index::{Collection, Store};
+use index::{ChunkSource, Collection, DocumentSink, Store};
 use ingest::{ChunkingStrategy, Embedder};
 
 use super::dataset::read_split;
 use super::metrics::{evaluate, percentile, Metrics, Run};
 use crate::jobs::{IngestSummary, Pipeline};
+use crate::qdrant::{Blocking, QdrantSettings, QdrantStore};
 use crate::rag::{Mode, RetrieveOptions, Retriever};
 
 /// What [`run`] reports as it goes (it prints nothing itself).
@@ -55,6 +56,18 @@ pub struct EvalConfig {
     pub collection: String,
     /// Score only the first N queries of the split (by id); `None`: all.
     pub max_queries: Option<usize>,
+    /// Where the collection lives.
+    pub backend: Backend,
+}
+
+/// Where an evaluated collection lives.
+#[derive(Debug, Clone, Default)]
+pub enum Backend {
+    /// In `data_dir`, in this process (sled, tantivy, hnsw_rs).
+    #[default]
+    Embedded,
+    /// On a Qdrant cluster.
+    Qdrant(QdrantSettings),
 }
 
 /// Results of a run.
@@ -97,6 +110,20 @@ pub fn ingest_corpus(
 ) -> anyhow::Result<(Arc<Collection>, IngestSummary, f64)> {
     let store = Store::open(&cfg.data_dir)?;
     let collection = crate::jobs::open_or_create(&store, name, embedder.as_ref())?;
+    let (summary, seconds) = ingest_into(cfg, dir, &collection, chunking, embedder, progress)?;
+    Ok((collection, summary, seconds))
+}
+
+/// Ingests `dir/corpus.jsonl` into `sink` (see [`ingest_corpus`]); returns what was written
+/// and the seconds it took.
+pub fn ingest_into(
+    cfg: &crate::Config,
+    dir: &Path,
+    sink: &dyn DocumentSink,
+    chunking: &ChunkingStrategy,
+    embedder: Arc<dyn Embedder>,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> anyhow::Result<(IngestSummary, f64)> {
     let corpus = dir.join("corpus.jsonl");
     // Streamed a line at a time: a corpus of any size loads in the memory of one batch.
     let total = ingest::scan_path(&corpus, &cfg.ingest, &mut || false).bytes;
@@ -104,7 +131,7 @@ pub fn ingest_corpus(
     let started = Instant::now();
     let mut done = 0;
     let summary = pipeline.ingest_stream(
-        &collection,
+        sink,
         ingest::stream_path(&corpus, &cfg.ingest),
         |bytes, _| {
             done += bytes;
@@ -130,7 +157,7 @@ pub fn ingest_corpus(
             .unwrap_or_default()
     );
     progress(Progress::Ingested);
-    Ok((collection, summary, started.elapsed().as_secs_f64()))
+    Ok((summary, started.elapsed().as_secs_f64()))
 }
 
 /// Ingests (or reuses) the corpus, runs the split's queries and scores them.
@@ -141,27 +168,78 @@ pub fn run(
     retriever: &Retriever,
     progress: &mut dyn FnMut(Progress<'_>),
 ) -> anyhow::Result<EvalReport> {
-    let (collection, summary, ingest_seconds) = ingest_corpus(
-        cfg,
-        &eval.dir,
-        &eval.collection,
-        &eval.chunking,
-        embedder,
-        progress,
-    )?;
+    match &eval.backend {
+        Backend::Embedded => {
+            let (collection, summary, ingest_seconds) = ingest_corpus(
+                cfg,
+                &eval.dir,
+                &eval.collection,
+                &eval.chunking,
+                embedder,
+                progress,
+            )?;
+            // Latency is measured in the steady state: after ingest, the dense index's search
+            // copy is refreshed in the background (see `index::dense`); wait for it.
+            collection.settle();
+            let searcher = collection.reader().searcher();
+            let documents = searcher.stats()?.documents;
+            score(
+                eval,
+                &searcher,
+                retriever,
+                summary,
+                ingest_seconds,
+                documents,
+            )
+        }
+        Backend::Qdrant(settings) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            let store = runtime.block_on(QdrantStore::connect(settings))?;
+            let config = crate::jobs::collection_config(&eval.collection, embedder.as_ref());
+            let collection = runtime.block_on(store.open_or_create(&config, None))?;
+            let blocking = Blocking::new(Arc::new(collection), runtime.handle().clone());
+            let (summary, ingest_seconds) = ingest_into(
+                cfg,
+                &eval.dir,
+                &blocking,
+                &eval.chunking,
+                embedder,
+                progress,
+            )?;
+            let (documents, _) = runtime.block_on(blocking.collection().counts())?;
+            score(
+                eval,
+                &blocking,
+                retriever,
+                summary,
+                ingest_seconds,
+                documents,
+            )
+        }
+    }
+}
+
+/// Runs the split's queries against `source` and scores them.
+fn score(
+    eval: &EvalConfig,
+    source: &dyn ChunkSource,
+    retriever: &Retriever,
+    summary: IngestSummary,
+    ingest_seconds: f64,
+    documents: u64,
+) -> anyhow::Result<EvalReport> {
     let mut split = read_split(&eval.dir, &eval.split)?;
     if let Some(n) = eval.max_queries {
         split.keep_first(n);
     }
-    // Latency is measured in the steady state: after ingest, the dense index's search copy
-    // is refreshed in the background (see `index::dense`); wait for it.
-    collection.settle();
-    let searcher = collection.reader().searcher();
     let mut run = Run::new();
     let mut latencies = Vec::with_capacity(split.queries.len());
     for (qid, text) in &split.queries {
         let t = Instant::now();
-        let hits = retriever.retrieve(&searcher, text, &eval.retrieve)?;
+        let hits = retriever.retrieve(source, text, &eval.retrieve)?;
         latencies.push(t.elapsed().as_secs_f64() * 1e3);
         let scored: Vec<(String, f32)> = hits
             .into_iter()
@@ -183,7 +261,7 @@ pub fn run(
         rerank: eval.retrieve.rerank,
         fusion: eval.retrieve.fusion,
         metrics: evaluate(&run, &split.qrels),
-        documents: searcher.stats()?.documents,
+        documents,
         chunks_ingested: summary.chunks,
         ingest_seconds,
         latency_ms_p50: percentile(&latencies, 50.0),

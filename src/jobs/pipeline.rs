@@ -1,5 +1,6 @@
 //! The ingestion pipeline shared by `ragd ingest`, `ragd eval` and (later) bulk jobs:
-//! documents → chunks → embeddings in batches → one `IndexWriter` upsert per document.
+//! documents → chunks → embeddings in batches → one upsert per batch into a
+//! [`DocumentSink`] (an embedded collection, or a Qdrant one).
 //!
 //! Documents whose content hash is already stored, chunked and embedded the same way
 //! ([`indexed_with`]), are skipped before chunking and embedding, so re-ingesting an unchanged
@@ -9,8 +10,8 @@
 use std::sync::Arc;
 
 use index::{
-    ChunkInput, Collection, CollectionConfig, DocumentInfo, DocumentRecord, IndexError,
-    IndexWriter, Store, UpsertOutcome,
+    ChunkInput, Collection, CollectionConfig, DocumentInfo, DocumentRecord, DocumentSink,
+    IndexError, Store, UpsertOutcome,
 };
 use ingest::{chunk_document, Chunk, Chunker, ChunkingStrategy, Document, Embedder};
 
@@ -102,7 +103,7 @@ impl Pipeline {
     /// each entry skipped unread.
     pub fn ingest_stream(
         &self,
-        collection: &Collection,
+        collection: &dyn DocumentSink,
         items: impl Iterator<Item = ingest::Loaded>,
         mut progress: impl FnMut(u64, &IngestSummary),
         mut skipped: impl FnMut(ingest::SkipReason),
@@ -120,7 +121,7 @@ impl Pipeline {
     /// lines that did not load, counted as failed.
     pub fn ingest_batch(
         &self,
-        collection: &Collection,
+        collection: &dyn DocumentSink,
         batch: &ingest::Batch,
     ) -> Result<IngestSummary> {
         let mut summary = if batch.documents.is_empty() {
@@ -137,17 +138,15 @@ impl Pipeline {
     /// embedded together, so short documents still fill the embedder's batches.
     pub fn ingest(
         &self,
-        collection: &Collection,
+        collection: &dyn DocumentSink,
         docs: &[Document],
         mut progress: impl FnMut(usize, usize),
     ) -> Result<IngestSummary> {
-        let writer = collection.writer();
-        let searcher = collection.reader().searcher();
         let mut summary = IngestSummary::default();
         let mut pending: Vec<(&Document, Vec<Chunk>)> = Vec::new();
         let mut pending_chunks = 0;
         for (i, doc) in docs.iter().enumerate() {
-            let stored = searcher.get_document(doc.id().as_str())?;
+            let stored = collection.stored_document(doc.id().as_str())?;
             if doc.text().len() > self.max_document_bytes {
                 let why = format!(
                     "the document has {} bytes of text, over the limit of {} \
@@ -168,12 +167,12 @@ impl Pipeline {
                 }
             }
             if pending_chunks >= self.embed_batch || i + 1 == docs.len() {
-                self.flush(&writer, std::mem::take(&mut pending), &mut summary)?;
+                self.flush(collection, std::mem::take(&mut pending), &mut summary)?;
                 pending_chunks = 0;
                 progress(i + 1, summary.chunks);
             }
         }
-        writer.commit()?;
+        collection.publish()?;
         Ok(summary)
     }
 
@@ -185,10 +184,10 @@ impl Pipeline {
             && (stored.indexed_with == self.indexed_with || stored.indexed_with.is_empty())
     }
 
-    /// Embeds the chunks of `group` together and upserts each document.
+    /// Embeds the chunks of `group` together and upserts the documents in one write.
     fn flush(
         &self,
-        writer: &IndexWriter,
+        sink: &dyn DocumentSink,
         group: Vec<(&Document, Vec<Chunk>)>,
         summary: &mut IngestSummary,
     ) -> Result<()> {
@@ -206,6 +205,7 @@ impl Pipeline {
             )));
         }
         let mut vectors = vectors.into_iter();
+        let mut records = Vec::with_capacity(group.len());
         for (doc, chunks) in group {
             let inputs = chunks
                 .iter()
@@ -222,15 +222,17 @@ impl Pipeline {
                 })
                 .collect::<Vec<_>>();
             summary.chunks += inputs.len();
-            let record = DocumentRecord {
+            records.push(DocumentRecord {
                 id: doc.id().as_str().to_string(),
                 title: doc.title().to_string(),
                 metadata: doc.metadata().clone(),
                 content_hash: doc.content_hash().to_string(),
                 indexed_with: self.indexed_with.clone(),
                 chunks: inputs,
-            };
-            match writer.upsert_document(record)? {
+            });
+        }
+        for outcome in sink.upsert_documents(records)? {
+            match outcome {
                 UpsertOutcome::Added => summary.added += 1,
                 UpsertOutcome::Updated => summary.updated += 1,
                 UpsertOutcome::Unchanged => summary.unchanged += 1,

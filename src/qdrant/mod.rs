@@ -8,8 +8,10 @@
 //!
 //! `settings.rs` is the `[qdrant]` table; `cluster.rs` the connection (one client per node,
 //! failing over between them); `ops.rs` collection metadata and payload indexes;
-//! `collection.rs` one collection's points (layout in its docs); `store.rs` the collections.
+//! `collection.rs` one collection's points (layout in its docs); `store.rs` the collections;
+//! `blocking.rs` a collection behind the index crate's synchronous seam (`index::backend`).
 
+mod blocking;
 mod cluster;
 mod collection;
 mod error;
@@ -17,6 +19,7 @@ mod ops;
 mod settings;
 mod store;
 
+pub use blocking::Blocking;
 pub use collection::{chunk_id, QdrantCollection, DENSE, SPARSE};
 pub use error::{QdrantError, Result};
 pub use ops::{StoredSettings, LAYOUT, SETTINGS_KEY};

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use index::fusion::{self, Fusion, Normalization};
-use index::{ChunkId, ChunkRecord, Filter, ScoredChunk, Searcher};
+use index::{ChunkId, ChunkRecord, ChunkSource, Filter, ScoredChunk};
 use ingest::Embedder;
 use serde::{Deserialize, Serialize};
 
@@ -49,7 +49,7 @@ pub const NOTE_NO_TERMS_HYBRID: &str = "the query has no term BM25 can match (on
 /// Remarks on how `query` was served in `mode`, for the caller to show beside `hits`: today,
 /// that BM25 had no term to match (BM25 mode then finds nothing; hybrid falls back to dense).
 /// Costs a query parse only when the BM25 leg contributed nothing.
-pub fn notes(searcher: &Searcher, query: &str, mode: Mode, hits: &[Hit]) -> Vec<String> {
+pub fn notes(searcher: &dyn ChunkSource, query: &str, mode: Mode, hits: &[Hit]) -> Vec<String> {
     let bm25_silent = match mode {
         Mode::Dense => false,
         Mode::Bm25 => hits.is_empty(),
@@ -210,7 +210,7 @@ impl Retriever {
     /// Retrieves the top `opts.k` chunks for `query`.
     pub fn retrieve(
         &self,
-        searcher: &Searcher,
+        searcher: &dyn ChunkSource,
         query: &str,
         opts: &RetrieveOptions,
     ) -> Result<Vec<Hit>> {
@@ -221,7 +221,7 @@ impl Retriever {
     /// [`crate::metrics`]).
     pub fn retrieve_timed(
         &self,
-        searcher: &Searcher,
+        searcher: &dyn ChunkSource,
         query: &str,
         opts: &RetrieveOptions,
     ) -> Result<(Vec<Hit>, StageTimes)> {
@@ -290,30 +290,37 @@ impl Retriever {
     /// Dense and BM25 candidate lists, computed in parallel (only those the mode needs).
     fn first_stage(
         &self,
-        searcher: &Searcher,
+        searcher: &dyn ChunkSource,
         query: &str,
         opts: &RetrieveOptions,
         times: &mut StageTimes,
     ) -> Result<(Ranked, Ranked)> {
         let want_dense = opts.mode != Mode::Bm25;
         let want_bm25 = opts.mode != Mode::Dense;
+        if want_dense && want_bm25 && searcher.batches_legs() {
+            // A remote index answers both legs in one call: embed, then ask once.
+            let embedding = Instant::now();
+            let vector = self.embed_query(query)?;
+            times.embed = Some(embedding.elapsed());
+            let searching = Instant::now();
+            let (dense, bm25) = searcher.search_both(
+                &vector,
+                query,
+                opts.candidates,
+                opts.candidates,
+                &opts.filter,
+            )?;
+            let took = searching.elapsed();
+            (times.dense, times.bm25) = (Some(took), Some(took));
+            return Ok((pairs(dense), pairs(bm25)));
+        }
         let (dense, bm25) = rayon::join(
             || -> Result<(Ranked, Duration, Duration)> {
                 if !want_dense {
                     return Ok((Vec::new(), Duration::ZERO, Duration::ZERO));
                 }
                 let embedding = Instant::now();
-                let vector = self
-                    .embedder
-                    .embed(&[query])?
-                    .into_iter()
-                    .next()
-                    .ok_or_else(|| {
-                        ServiceError::Internal(
-                            "the embedder returned no vector for the query".into(),
-                        )
-                    })?;
-                let vector = vector.vector;
+                let vector = self.embed_query(query)?;
                 let embed = embedding.elapsed();
                 let searching = Instant::now();
                 let hits = pairs(searcher.search_dense(&vector, opts.candidates, &opts.filter)?);
@@ -347,7 +354,14 @@ impl Retriever {
         Ok((dense, bm25))
     }
 
-    fn load(&self, searcher: &Searcher, ranked: &Ranked) -> Result<Vec<ChunkRecord>> {
+    fn embed_query(&self, query: &str) -> Result<Vec<f32>> {
+        let vector = self.embedder.embed(&[query])?.into_iter().next();
+        vector.map(|e| e.vector).ok_or_else(|| {
+            ServiceError::Internal("the embedder returned no vector for the query".into())
+        })
+    }
+
+    fn load(&self, searcher: &dyn ChunkSource, ranked: &Ranked) -> Result<Vec<ChunkRecord>> {
         let ids: Vec<ChunkId> = ranked.iter().map(|x| x.0).collect();
         let records = searcher.get_chunks(&ids)?;
         // A hit the searcher returned but whose record is gone would be an index bug; report it.

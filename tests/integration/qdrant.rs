@@ -8,7 +8,7 @@ use std::process::Command;
 
 use index::{ChunkInput, CollectionConfig, DocumentRecord, Filter, IndexError, UpsertOutcome};
 use ingest::Embedder;
-use ragd::qdrant::{QdrantCollection, QdrantError, QdrantSettings, QdrantStore};
+use ragd::qdrant::{Blocking, QdrantCollection, QdrantError, QdrantSettings, QdrantStore};
 
 use crate::common::{embedder, free_port, pump_manual};
 
@@ -372,4 +372,75 @@ fn an_unreachable_cluster_is_a_clear_error_naming_each_node() {
         runtime().block_on(QdrantStore::connect(&bad)),
         Err(QdrantError::Settings(_))
     ));
+}
+
+/// Pump manual `i` as the loaders make it.
+fn source_document(i: usize) -> ingest::Document {
+    let d = pump_manual(i);
+    ingest::Document::new(
+        d.id.as_str().into(),
+        &d.title,
+        &d.text,
+        d.metadata.into_iter().collect(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn two_writers_ingesting_the_same_documents_converge_and_retrieval_fuses_both_legs() {
+    let Some(cluster) = Cluster::start(
+        "qdrant::two_writers_ingesting_the_same_documents_converge_and_retrieval_fuses_both_legs",
+    ) else {
+        return;
+    };
+    let docs: Vec<ingest::Document> = (0..200).map(source_document).collect();
+    let rt = runtime();
+    let embedder: std::sync::Arc<dyn Embedder> = crate::common::shared_embedder();
+    // Two ragd processes would each have their own connection: so do the two writers here.
+    let writers: Vec<Blocking> = (0..2)
+        .map(|_| {
+            let store = rt
+                .block_on(QdrantStore::connect(&cluster.settings()))
+                .unwrap();
+            let config = ragd::jobs::collection_config("shared", embedder.as_ref());
+            let c = rt.block_on(store.open_or_create(&config, None)).unwrap();
+            Blocking::new(std::sync::Arc::new(c), rt.handle().clone())
+        })
+        .collect();
+    let chunking = ingest::ChunkingStrategy::default();
+    let pipeline = ragd::jobs::Pipeline::new(&chunking, embedder.clone(), usize::MAX).unwrap();
+    // Both write every document, in opposite orders, at the same time.
+    let reversed: Vec<ingest::Document> = docs.iter().rev().cloned().collect();
+    std::thread::scope(|s| {
+        let a = s.spawn(|| pipeline.ingest(&writers[0], &docs, |_, _| {}).unwrap());
+        let b = s.spawn(|| pipeline.ingest(&writers[1], &reversed, |_, _| {}).unwrap());
+        let (a, b) = (a.join().unwrap(), b.join().unwrap());
+        assert_eq!(a.failed + b.failed, 0);
+        assert_eq!(a.added + a.updated + a.unchanged, 200);
+    });
+    // The same documents in an embedded collection: the chunk count to expect.
+    let dir = tempfile::tempdir().unwrap();
+    let store = index::Store::open(dir.path()).unwrap();
+    let embedded = ragd::jobs::open_or_create(&store, "shared", embedder.as_ref()).unwrap();
+    let expected = pipeline.ingest(&embedded, &docs, |_, _| {}).unwrap();
+    let (documents, chunks) = rt.block_on(writers[0].collection().counts()).unwrap();
+    assert_eq!((documents, chunks), (200, expected.chunks as u64));
+    // Once converged, a third pass writes nothing.
+    let again = pipeline.ingest(&writers[1], &docs, |_, _| {}).unwrap();
+    assert_eq!((again.unchanged, again.chunks), (200, 0));
+
+    // The retriever reads the cluster through the same seam as the embedded index, both legs
+    // in one call, fused by ragd's fusion: the part number and a paraphrase find their pump.
+    let retriever = ragd::wiring::retriever(embedder.clone(), None);
+    let opts = ragd::rag::RetrieveOptions::default();
+    let embedded_searcher = embedded.reader().searcher();
+    for i in [4, 99, 180] {
+        let q = format!("Which pump has part {}?", part_number(i));
+        let remote = retriever.retrieve(&writers[0], &q, &opts).unwrap();
+        let local = retriever.retrieve(&embedded_searcher, &q, &opts).unwrap();
+        assert_eq!(remote[0].chunk.doc_id, format!("pump-{i:03}"), "{q}");
+        assert_eq!(remote[0].chunk.doc_id, local[0].chunk.doc_id);
+        assert_eq!(remote[0].chunk.text, local[0].chunk.text);
+        assert!(remote[0].stages.dense.is_some() && remote[0].stages.bm25.is_some());
+    }
 }

@@ -1,0 +1,114 @@
+//! A Qdrant collection behind the index crate's synchronous seam ([`ChunkSource`],
+//! [`DocumentSink`]), for the retriever and the ingestion pipeline, which run on blocking
+//! threads: each call runs on the tokio runtime of `handle` and waits for it. Never call these
+//! from inside an async task (tokio forbids blocking on a runtime from its own workers).
+
+use std::sync::Arc;
+
+use index::{
+    ChunkId, ChunkRecord, ChunkSource, DocumentInfo, DocumentRecord, DocumentSink, Filter,
+    IndexError, ScoredChunk, UpsertOutcome,
+};
+use tokio::runtime::Handle;
+
+use super::collection::QdrantCollection;
+use super::error::QdrantError;
+
+impl From<QdrantError> for IndexError {
+    fn from(e: QdrantError) -> Self {
+        match e {
+            QdrantError::Index(e) => e,
+            QdrantError::Unavailable(reason) => IndexError::Unavailable { reason },
+            other @ (QdrantError::FailedPrecondition(_)
+            | QdrantError::Unauthenticated(_)
+            | QdrantError::Missing(_)
+            | QdrantError::Settings(_)
+            | QdrantError::Internal(_)) => IndexError::Remote {
+                reason: other.to_string(),
+            },
+        }
+    }
+}
+
+/// A Qdrant collection used synchronously.
+#[derive(Debug, Clone)]
+pub struct Blocking {
+    collection: Arc<QdrantCollection>,
+    handle: Handle,
+}
+
+impl Blocking {
+    /// `collection`, its calls run on `handle`'s runtime.
+    pub fn new(collection: Arc<QdrantCollection>, handle: Handle) -> Self {
+        Self { collection, handle }
+    }
+
+    /// The collection.
+    pub fn collection(&self) -> &Arc<QdrantCollection> {
+        &self.collection
+    }
+
+    fn wait<T>(
+        &self,
+        call: impl std::future::Future<Output = super::error::Result<T>>,
+    ) -> index::Result<T> {
+        self.handle.block_on(call).map_err(IndexError::from)
+    }
+}
+
+impl ChunkSource for Blocking {
+    fn search_dense(
+        &self,
+        vector: &[f32],
+        k: usize,
+        filter: &Filter,
+    ) -> index::Result<Vec<ScoredChunk>> {
+        self.wait(self.collection.search_dense(vector, k, filter))
+    }
+
+    fn search_bm25(
+        &self,
+        query: &str,
+        k: usize,
+        filter: &Filter,
+    ) -> index::Result<Vec<ScoredChunk>> {
+        self.wait(self.collection.search_bm25(query, k, filter))
+    }
+
+    fn get_chunks(&self, ids: &[ChunkId]) -> index::Result<Vec<Option<ChunkRecord>>> {
+        self.wait(self.collection.get_chunks(ids))
+    }
+
+    fn batches_legs(&self) -> bool {
+        true
+    }
+
+    fn search_both(
+        &self,
+        vector: &[f32],
+        query: &str,
+        k_dense: usize,
+        k_sparse: usize,
+        filter: &Filter,
+    ) -> index::Result<(Vec<ScoredChunk>, Vec<ScoredChunk>)> {
+        self.wait(
+            self.collection
+                .search_both(vector, query, k_dense, k_sparse, filter),
+        )
+    }
+}
+
+impl DocumentSink for Blocking {
+    fn stored_document(&self, id: &str) -> index::Result<Option<DocumentInfo>> {
+        self.wait(self.collection.get_document(id))
+    }
+
+    fn upsert_documents(&self, docs: Vec<DocumentRecord>) -> index::Result<Vec<UpsertOutcome>> {
+        self.wait(self.collection.upsert_documents(&docs))
+    }
+
+    /// Nothing to do: Qdrant searches see a write once it is acknowledged.
+    fn publish(&self) -> index::Result<()> {
+        Ok(())
+    }
+}
