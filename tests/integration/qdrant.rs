@@ -26,6 +26,11 @@ struct Cluster {
 impl Cluster {
     /// Starts three nodes on free ports; `None` (after saying so) without a qdrant binary.
     fn start(test: &str) -> Option<Self> {
+        Self::start_with(test, &[])
+    }
+
+    /// [`Self::start`] with extra environment for the nodes (`QDRANT__...` settings).
+    fn start_with(test: &str, env: &[(&str, &str)]) -> Option<Self> {
         let bin = Command::new(script()).arg("bin").output().unwrap();
         if !bin.status.success() {
             println!(
@@ -36,7 +41,7 @@ impl Cluster {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
-        for _ in 0..20 {
+        for _ in 0..5 {
             let base = free_port() / 100 * 100;
             if !(1100..=65000).contains(&base) {
                 continue;
@@ -51,6 +56,7 @@ impl Cluster {
             let out = Command::new(script())
                 .args(["start", dir.path().to_str().unwrap()])
                 .env("RAGD_QDRANT_PORT_BASE", base.to_string())
+                .envs(env.iter().copied())
                 .output()
                 .unwrap();
             if out.status.success() {
@@ -443,4 +449,47 @@ fn two_writers_ingesting_the_same_documents_converge_and_retrieval_fuses_both_le
         assert_eq!(remote[0].chunk.text, local[0].chunk.text);
         assert!(remote[0].stages.dense.is_some() && remote[0].stages.bm25.is_some());
     }
+}
+
+#[test]
+fn the_api_key_is_sent_from_the_settings_or_its_file_and_a_wrong_one_is_refused() {
+    let Some(cluster) = Cluster::start_with(
+        "qdrant::the_api_key_is_sent_from_the_settings_or_its_file_and_a_wrong_one_is_refused",
+        &[("QDRANT__SERVICE__API_KEY", "s3cret-key")],
+    ) else {
+        return;
+    };
+    let rt = runtime();
+    let connect = |settings: QdrantSettings| {
+        rt.block_on(async {
+            let store = QdrantStore::connect(&settings).await?;
+            store.list().await
+        })
+    };
+    // Without a key, or with a wrong one, every call is refused: a clear error, not a retry
+    // loop over the nodes.
+    for key in [None, Some("wrong")] {
+        let settings = QdrantSettings {
+            api_key: key.map(str::to_string),
+            ..cluster.settings()
+        };
+        match connect(settings) {
+            Err(QdrantError::Unauthenticated(_)) => {}
+            other => panic!("{key:?}: {other:?}"),
+        }
+    }
+    let settings = QdrantSettings {
+        api_key: Some("s3cret-key".into()),
+        ..cluster.settings()
+    };
+    assert_eq!(connect(settings).unwrap(), Vec::<String>::new());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("qdrant.key");
+    std::fs::write(&file, "s3cret-key\n").unwrap();
+    let settings = QdrantSettings {
+        api_key: Some("wrong".into()),
+        api_key_file: Some(file),
+        ..cluster.settings()
+    };
+    assert!(connect(settings).is_ok(), "the file wins over api_key");
 }
