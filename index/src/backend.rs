@@ -22,6 +22,13 @@ pub trait ChunkSource: Send + Sync {
     /// The chunks `ids`, in order (`None` for one not stored).
     fn get_chunks(&self, ids: &[ChunkId]) -> Result<Vec<Option<ChunkRecord>>>;
 
+    /// Whether searches and [`Self::get_chunks`] read one consistent snapshot (the embedded
+    /// index), so that every hit has its record; a remote index may lose a chunk to a deletion
+    /// between the two calls.
+    fn reads_one_snapshot(&self) -> bool {
+        true
+    }
+
     /// Whether [`Self::search_both`] is one call (a remote index) rather than two local
     /// searches that are better run in parallel with the query's embedding.
     fn batches_legs(&self) -> bool {

@@ -95,13 +95,22 @@ pub struct Bm25Params {
 }
 
 impl Bm25Params {
+    /// tantivy's `k1` and `b` with average lengths of 1: for encoding queries, whose vectors do
+    /// not depend on the averages, before a collection has measured its own.
+    pub const UNMEASURED: Self = Self {
+        k1: DEFAULT_K1,
+        b: DEFAULT_B,
+        avg_text_terms: 1.0,
+        avg_title_terms: 1.0,
+    };
+
     /// tantivy's `k1` and `b` with the average lengths of `samples` (title, text) as
     /// [`Bm25Encoder`] counts them; `None` when there are none.
     pub fn measured<'a>(
         config: Bm25Config,
         samples: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Option<Self> {
-        let encoder = Bm25Encoder::new(config, Self::placeholder());
+        let encoder = Bm25Encoder::new(config, Self::UNMEASURED);
         let (mut n, mut text, mut title) = (0usize, 0usize, 0usize);
         for (t, body) in samples {
             let (x, y) = encoder.lengths(t, body);
@@ -115,15 +124,6 @@ impl Bm25Params {
             avg_text_terms: (text as f32 / n as f32).max(1.0),
             avg_title_terms: (title as f32 / n as f32).max(1.0),
         })
-    }
-
-    fn placeholder() -> Self {
-        Self {
-            k1: DEFAULT_K1,
-            b: DEFAULT_B,
-            avg_text_terms: 1.0,
-            avg_title_terms: 1.0,
-        }
     }
 
     /// Rejects parameters BM25 is undefined or degenerate for.

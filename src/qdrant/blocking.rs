@@ -83,6 +83,11 @@ impl ChunkSource for Blocking {
         true
     }
 
+    /// A deletion may land between a search and the chunks' read.
+    fn reads_one_snapshot(&self) -> bool {
+        false
+    }
+
     fn search_both(
         &self,
         vector: &[f32],

@@ -211,7 +211,7 @@ impl QdrantCollection {
 
     /// The encoder of the BM25 vectors, measuring and storing the parameters from `docs` on the
     /// collection's first write.
-    async fn encoder(&self, docs: &[DocumentRecord]) -> Result<Bm25Encoder> {
+    async fn encoder(&self, docs: &[&DocumentRecord]) -> Result<Bm25Encoder> {
         if let Some(params) = *self.bm25.read() {
             return Ok(Bm25Encoder::new(self.config.bm25, params));
         }
@@ -219,11 +219,8 @@ impl QdrantCollection {
             .iter()
             .flat_map(|d| d.chunks.iter().map(|c| (d.title.as_str(), c.text.as_str())));
         let Some(params) = Bm25Params::measured(self.config.bm25, samples) else {
-            // Nothing to write, so nothing to encode: any parameters do.
-            return Ok(Bm25Encoder::new(
-                self.config.bm25,
-                Bm25Params::measured(self.config.bm25, [("", "x")]).expect("one sample"),
-            ));
+            // No chunk to write, so nothing to encode: any parameters do.
+            return Ok(Bm25Encoder::new(self.config.bm25, Bm25Params::UNMEASURED));
         };
         let settings = StoredSettings {
             layout: LAYOUT,
@@ -239,7 +236,7 @@ impl QdrantCollection {
         Ok(Bm25Encoder::new(self.config.bm25, params))
     }
 
-    async fn index_metadata_keys(&self, docs: &[DocumentRecord]) -> Result<()> {
+    async fn index_metadata_keys(&self, docs: &[&DocumentRecord]) -> Result<()> {
         let missing: BTreeSet<String> = {
             let known = self.indexed_keys.lock();
             docs.iter()
@@ -315,9 +312,8 @@ impl QdrantCollection {
         if changed.is_empty() {
             return Ok(outcomes);
         }
-        let owned: Vec<DocumentRecord> = changed.iter().map(|d| (*d).clone()).collect();
-        let encoder = self.encoder(&owned).await?;
-        self.index_metadata_keys(&owned).await?;
+        let encoder = self.encoder(&changed).await?;
+        self.index_metadata_keys(&changed).await?;
         let (mut rest, mut firsts) = (Vec::new(), Vec::new());
         for d in &changed {
             for (ordinal, chunk) in d.chunks.iter().enumerate() {
@@ -490,12 +486,7 @@ impl QdrantCollection {
     fn sparse_query(&self, query: &str, k: usize, filter: &Filter) -> Result<QueryPoints> {
         let k = index::reader::clamp_k(k)?;
         // The query side needs no parameters but the analyzer.
-        let params = (*self.bm25.read()).unwrap_or(Bm25Params {
-            k1: index::sparse_vectors::DEFAULT_K1,
-            b: index::sparse_vectors::DEFAULT_B,
-            avg_text_terms: 1.0,
-            avg_title_terms: 1.0,
-        });
+        let params = (*self.bm25.read()).unwrap_or(Bm25Params::UNMEASURED);
         let SparseVector { indices, values } =
             Bm25Encoder::new(self.config.bm25, params).query(query)?;
         let pairs: Vec<(u32, f32)> = indices.into_iter().zip(values).collect();

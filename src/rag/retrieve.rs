@@ -264,7 +264,8 @@ impl Retriever {
         let mut hits: Vec<Hit> = top
             .iter()
             .zip(records)
-            .map(|(&(id, score), chunk)| Hit {
+            .filter_map(|(&(id, score), chunk)| Some((id, score, chunk?)))
+            .map(|(id, score, chunk)| Hit {
                 chunk,
                 score,
                 stages: StageScores {
@@ -361,19 +362,25 @@ impl Retriever {
         })
     }
 
-    fn load(&self, searcher: &dyn ChunkSource, ranked: &Ranked) -> Result<Vec<ChunkRecord>> {
+    /// The records of `ranked`'s chunks, in order. A chunk deleted between the search and this
+    /// read is `None` where the source has no snapshots (a remote index: the hit is dropped);
+    /// in a snapshot it would be an index bug, reported.
+    fn load(
+        &self,
+        searcher: &dyn ChunkSource,
+        ranked: &Ranked,
+    ) -> Result<Vec<Option<ChunkRecord>>> {
         let ids: Vec<ChunkId> = ranked.iter().map(|x| x.0).collect();
         let records = searcher.get_chunks(&ids)?;
-        // A hit the searcher returned but whose record is gone would be an index bug; report it.
-        records
-            .into_iter()
-            .zip(&ids)
-            .map(|(r, id)| {
-                r.ok_or_else(|| {
-                    ServiceError::Internal(format!("chunk {} is indexed but has no record", id.0))
-                })
-            })
-            .collect()
+        if searcher.reads_one_snapshot() {
+            if let Some(pos) = records.iter().position(Option::is_none) {
+                return Err(ServiceError::Internal(format!(
+                    "chunk {} is indexed but has no record",
+                    ids[pos].0
+                )));
+            }
+        }
+        Ok(records)
     }
 
     /// Reranks `hits` (the first `opts.rerank_candidates` fused hits, at most the reranker's
