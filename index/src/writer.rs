@@ -69,6 +69,27 @@ struct Prepared {
     vectors: Vec<Vec<f32>>,
 }
 
+/// Checks `doc` as every index must before storing it (a non-empty id, spans with
+/// `start <= end`, vectors of `dimension` finite components and non-zero norm) and returns its
+/// chunks' vectors normalised (see [`crate::dense::normalise`]).
+pub fn validate_document(doc: &DocumentRecord, dimension: usize) -> Result<Vec<Vec<f32>>> {
+    if doc.id.is_empty() {
+        return Err(IndexError::EmptyDocumentId);
+    }
+    doc.chunks
+        .iter()
+        .map(|c| {
+            if c.span_start > c.span_end {
+                return Err(IndexError::InvalidSpan {
+                    start: c.span_start,
+                    end: c.span_end,
+                });
+            }
+            normalise(&c.vector, dimension)
+        })
+        .collect()
+}
+
 impl IndexWriter {
     pub(crate) fn new(shared: Arc<Shared>, state: WriterState) -> Self {
         Self {
@@ -99,20 +120,7 @@ impl IndexWriter {
     }
 
     fn prepare(&self, doc: DocumentRecord) -> Result<Prepared> {
-        if doc.id.is_empty() {
-            return Err(IndexError::EmptyDocumentId);
-        }
-        let dim = self.shared.config.dimension;
-        let mut vectors = Vec::with_capacity(doc.chunks.len());
-        for c in &doc.chunks {
-            if c.span_start > c.span_end {
-                return Err(IndexError::InvalidSpan {
-                    start: c.span_start,
-                    end: c.span_end,
-                });
-            }
-            vectors.push(normalise(&c.vector, dim)?);
-        }
+        let vectors = validate_document(&doc, self.shared.config.dimension)?;
         Ok(Prepared { doc, vectors })
     }
 

@@ -17,7 +17,7 @@
 //! document therefore reads as present with a given hash only once all its chunks are stored,
 //! and a write cut short anywhere is repeated in full by the next ingest of that document.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use index::sparse_vectors::{Bm25Encoder, Bm25Params, SparseVector};
@@ -25,7 +25,7 @@ use index::{
     ChunkId, ChunkRecord, CollectionConfig, DocumentInfo, DocumentRecord, Filter, IndexError,
     ScoredChunk, UpsertOutcome,
 };
-use parking_lot::{Mutex, RwLock};
+use parking_lot::RwLock;
 use qdrant_client::qdrant::{
     point_id::PointIdOptions, Condition, CountPointsBuilder, DeletePointsBuilder,
     Filter as QFilter, GetPointsBuilder, NamedVectors, PointId, PointStruct,
@@ -77,6 +77,9 @@ struct ChunkPayload {
     heading_path: Vec<String>,
     #[serde(default)]
     meta: BTreeMap<String, String>,
+    /// `meta` as filters match it (see [`META_PAIRS`]).
+    #[serde(default)]
+    meta_kv: Vec<String>,
     /// On the first chunk only: the document's record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     doc: Option<DocPayload>,
@@ -112,8 +115,12 @@ fn point_u64(id: Option<PointId>) -> Result<u64> {
     }
 }
 
-fn meta_key(key: &str) -> String {
-    format!("meta.{key}")
+/// The payload field filters match: one keyword `key\u{1f}value` per metadata pair (as the
+/// tantivy index's `meta` field), so any key works, dots and all, under one payload index.
+pub const META_PAIRS: &str = "meta_kv";
+
+fn meta_pair(key: &str, value: &str) -> String {
+    format!("{key}\u{1f}{value}")
 }
 
 /// The Qdrant filter of a ragd filter (`None` when it matches everything).
@@ -123,7 +130,7 @@ fn qfilter(filter: &Filter) -> Option<QFilter> {
             filter
                 .must
                 .iter()
-                .map(|(k, v)| Condition::matches(meta_key(k), v.clone())),
+                .map(|(k, v)| Condition::matches(META_PAIRS, meta_pair(k, v))),
         )
     })
 }
@@ -140,38 +147,6 @@ fn scored(points: Vec<ScoredPoint>) -> Result<Vec<ScoredChunk>> {
         .collect()
 }
 
-fn check_vector(vector: &[f32], dimension: usize) -> Result<(), IndexError> {
-    if vector.len() != dimension {
-        return Err(IndexError::DimensionMismatch {
-            expected: dimension,
-            got: vector.len(),
-        });
-    }
-    if let Some(position) = vector.iter().position(|x| !x.is_finite()) {
-        return Err(IndexError::NonFiniteVector { position });
-    }
-    if vector.iter().all(|x| *x == 0.0) {
-        return Err(IndexError::ZeroVector);
-    }
-    Ok(())
-}
-
-fn check_document(doc: &DocumentRecord, dimension: usize) -> Result<(), IndexError> {
-    if doc.id.is_empty() {
-        return Err(IndexError::EmptyDocumentId);
-    }
-    for c in &doc.chunks {
-        if c.span_start > c.span_end {
-            return Err(IndexError::InvalidSpan {
-                start: c.span_start,
-                end: c.span_end,
-            });
-        }
-        check_vector(&c.vector, dimension)?;
-    }
-    Ok(())
-}
-
 /// One ragd collection on the cluster.
 #[derive(Debug)]
 pub struct QdrantCollection {
@@ -179,23 +154,15 @@ pub struct QdrantCollection {
     qname: String,
     config: CollectionConfig,
     bm25: RwLock<Option<Bm25Params>>,
-    /// Metadata keys with a payload index (filters on them use it).
-    indexed_keys: Mutex<BTreeSet<String>>,
 }
 
 impl QdrantCollection {
-    pub(super) fn new(
-        cluster: Arc<Cluster>,
-        qname: String,
-        settings: StoredSettings,
-        indexed_keys: BTreeSet<String>,
-    ) -> Self {
+    pub(super) fn new(cluster: Arc<Cluster>, qname: String, settings: StoredSettings) -> Self {
         Self {
             cluster,
             qname,
             config: settings.config,
             bm25: RwLock::new(settings.bm25),
-            indexed_keys: Mutex::new(indexed_keys),
         }
     }
 
@@ -236,22 +203,6 @@ impl QdrantCollection {
         Ok(Bm25Encoder::new(self.config.bm25, params))
     }
 
-    async fn index_metadata_keys(&self, docs: &[&DocumentRecord]) -> Result<()> {
-        let missing: BTreeSet<String> = {
-            let known = self.indexed_keys.lock();
-            docs.iter()
-                .flat_map(|d| d.metadata.keys())
-                .filter(|k| !known.contains(*k))
-                .cloned()
-                .collect()
-        };
-        for key in missing {
-            super::ops::create_keyword_index(&self.cluster, &self.qname, &meta_key(&key)).await?;
-            self.indexed_keys.lock().insert(key);
-        }
-        Ok(())
-    }
-
     /// The document records (first chunks' payloads) of `ids`, by id.
     async fn records(&self, ids: &[&str]) -> Result<HashMap<String, DocPayload>> {
         if ids.is_empty() {
@@ -289,14 +240,17 @@ impl QdrantCollection {
     /// Writes `docs` (each with all its chunks and vectors); a document whose content hash
     /// and `indexed_with` are unchanged is not written. Returns what happened to each.
     pub async fn upsert_documents(&self, docs: &[DocumentRecord]) -> Result<Vec<UpsertOutcome>> {
-        for d in docs {
-            check_document(d, self.config.dimension)?;
-        }
+        // Validated (as the embedded index does) and normalised: every vector is sent at norm
+        // ~1, so the cosine Qdrant computes is the one the embedded index computes.
+        let vectors = docs
+            .iter()
+            .map(|d| index::writer::validate_document(d, self.config.dimension))
+            .collect::<Result<Vec<_>, IndexError>>()?;
         let ids: Vec<&str> = docs.iter().map(|d| d.id.as_str()).collect();
         let existing = self.records(&ids).await?;
         let mut outcomes = Vec::with_capacity(docs.len());
         let mut changed = Vec::new();
-        for d in docs {
+        for (d, v) in docs.iter().zip(vectors) {
             let outcome = match existing.get(&d.id) {
                 Some(r) if r.content_hash == d.content_hash && r.indexed_with == d.indexed_with => {
                     UpsertOutcome::Unchanged
@@ -305,18 +259,19 @@ impl QdrantCollection {
                 None => UpsertOutcome::Added,
             };
             if outcome != UpsertOutcome::Unchanged {
-                changed.push(d);
+                changed.push((d, v));
             }
             outcomes.push(outcome);
         }
         if changed.is_empty() {
             return Ok(outcomes);
         }
+        let (changed, vectors): (Vec<&DocumentRecord>, Vec<Vec<Vec<f32>>>) =
+            changed.into_iter().unzip();
         let encoder = self.encoder(&changed).await?;
-        self.index_metadata_keys(&changed).await?;
         let (mut rest, mut firsts) = (Vec::new(), Vec::new());
-        for d in &changed {
-            for (ordinal, chunk) in d.chunks.iter().enumerate() {
+        for (d, normalised) in changed.iter().zip(vectors) {
+            for (ordinal, (chunk, vector)) in d.chunks.iter().zip(normalised).enumerate() {
                 let ordinal = ordinal as u32;
                 let payload = ChunkPayload {
                     doc_id: d.id.clone(),
@@ -327,6 +282,7 @@ impl QdrantCollection {
                     span_end: chunk.span_end,
                     heading_path: chunk.heading_path.clone(),
                     meta: d.metadata.clone(),
+                    meta_kv: d.metadata.iter().map(|(k, v)| meta_pair(k, v)).collect(),
                     doc: (ordinal == 0).then(|| DocPayload {
                         content_hash: d.content_hash.clone(),
                         indexed_with: d.indexed_with.clone(),
@@ -334,8 +290,8 @@ impl QdrantCollection {
                     }),
                 };
                 let SparseVector { indices, values } = encoder.document(&d.title, &chunk.text);
-                let mut vectors = NamedVectors::default()
-                    .add_vector(DENSE, Vector::new_dense(chunk.vector.clone()));
+                let mut vectors =
+                    NamedVectors::default().add_vector(DENSE, Vector::new_dense(vector));
                 if !indices.is_empty() {
                     vectors = vectors.add_vector(SPARSE, Vector::new_sparse(indices, values));
                 }
@@ -468,11 +424,11 @@ impl QdrantCollection {
     }
 
     fn dense_query(&self, vector: &[f32], k: usize, filter: &Filter) -> Result<QueryPoints> {
-        check_vector(vector, self.config.dimension)?;
+        let vector = index::dense::normalise(vector, self.config.dimension)?;
         let k = index::reader::clamp_k(k)?;
         let ef = self.config.hnsw.ef_search.max(k) as u64;
         let mut q = QueryPointsBuilder::new(&self.qname)
-            .query(vector.to_vec())
+            .query(vector)
             .using(DENSE)
             .limit(k as u64)
             .params(SearchParamsBuilder::default().hnsw_ef(ef))

@@ -1,7 +1,7 @@
 //! Collection-level calls shared by the store and its collections: ragd's settings in a Qdrant
 //! collection's metadata, and payload indexes.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use index::sparse_vectors::Bm25Params;
 use index::CollectionConfig;
@@ -43,8 +43,6 @@ impl StoredSettings {
 pub struct Described {
     /// ragd's settings, `None` when the collection has none (ragd did not make it).
     pub settings: Option<StoredSettings>,
-    /// Payload fields with an index.
-    pub indexed: BTreeSet<String>,
 }
 
 /// Reads the collection `qname`; `Ok(None)` when it does not exist.
@@ -74,10 +72,7 @@ pub async fn describe(cluster: &Cluster, qname: &str) -> Result<Option<Described
         ),
         None => None,
     };
-    Ok(Some(Described {
-        settings,
-        indexed: info.payload_schema.keys().cloned().collect(),
-    }))
+    Ok(Some(Described { settings }))
 }
 
 /// The ragd settings of collection `qname`.

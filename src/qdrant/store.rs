@@ -1,6 +1,5 @@
 //! ragd's collections on a Qdrant cluster: create, open, list and drop them.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use index::sparse_vectors::Bm25Params;
@@ -12,7 +11,7 @@ use qdrant_client::qdrant::{
 };
 
 use super::cluster::Cluster;
-use super::collection::{QdrantCollection, DENSE, SPARSE};
+use super::collection::{QdrantCollection, DENSE, META_PAIRS, SPARSE};
 use super::error::{QdrantError, Result};
 use super::ops::{self, StoredSettings, LAYOUT};
 use super::settings::QdrantSettings;
@@ -65,17 +64,7 @@ impl QdrantStore {
                 settings.layout
             )));
         }
-        Ok(QdrantCollection::new(
-            self.cluster.clone(),
-            qname,
-            settings,
-            described
-                .indexed
-                .iter()
-                .filter_map(|f| f.strip_prefix("meta."))
-                .map(str::to_string)
-                .collect::<BTreeSet<_>>(),
-        ))
+        Ok(QdrantCollection::new(self.cluster.clone(), qname, settings))
     }
 
     /// Opens collection `config.name`, creating it if the cluster has none. An existing one
@@ -152,6 +141,7 @@ impl QdrantStore {
             Err(e) => return Err(e),
         }
         ops::create_keyword_index(&self.cluster, &qname, "doc_id").await?;
+        ops::create_keyword_index(&self.cluster, &qname, META_PAIRS).await?;
         ops::create_index(&self.cluster, &qname, "ordinal", FieldType::Integer).await?;
         tracing::info!(collection = %config.name, qdrant = %qname, "created the Qdrant collection");
         Ok(())

@@ -96,3 +96,12 @@ pub async fn assert_serving(channel: tonic::transport::Channel) {
         .status;
     assert_eq!(status, ServingStatus::Serving as i32);
 }
+
+/// A two-thread tokio runtime for tests that drive async clients from plain test threads.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}

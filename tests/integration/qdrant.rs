@@ -3,6 +3,7 @@
 //! binary the cluster tests print one line saying so and pass without running.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -10,7 +11,7 @@ use index::{ChunkInput, CollectionConfig, DocumentRecord, Filter, IndexError, Up
 use ingest::Embedder;
 use ragd::qdrant::{Blocking, QdrantCollection, QdrantError, QdrantSettings, QdrantStore};
 
-use crate::common::{embedder, free_port, pump_manual};
+use crate::common::{embedder, free_port, pump_manual, runtime};
 
 fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/qdrant-cluster")
@@ -33,7 +34,9 @@ impl Cluster {
     fn start_with(test: &str, env: &[(&str, &str)]) -> Option<Self> {
         let bin = Command::new(script()).arg("bin").output().unwrap();
         if !bin.status.success() {
-            println!(
+            // Straight to stderr: libtest's capture (print macros only) would hide it.
+            let _ = writeln!(
+                std::io::stderr(),
                 "SKIPPED {test}: no qdrant binary (set RAGD_QDRANT_BIN or provide \
                  ../shared/tools/qdrant/qdrant.xz): {}",
                 String::from_utf8_lossy(&bin.stderr).trim()
@@ -110,14 +113,6 @@ impl Drop for Cluster {
     }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 fn vector(text: &str) -> Vec<f32> {
     embedder().embed(&[text]).unwrap().remove(0).vector
 }
@@ -139,10 +134,13 @@ fn manual(i: usize) -> DocumentRecord {
             c
         })
         .collect();
+    let mut metadata: BTreeMap<String, String> = d.metadata.into_iter().collect();
+    // A key with a dot: a flat key, never a path into nested payload.
+    metadata.insert("site.zone".into(), ["north", "south"][i % 2].into());
     DocumentRecord {
         id: d.id,
         title: d.title,
-        metadata: d.metadata.into_iter().collect::<BTreeMap<_, _>>(),
+        metadata,
         content_hash: format!("{:x}", d.text.len() * 31 + i),
         indexed_with: "test".into(),
         chunks,

@@ -39,18 +39,12 @@ use ragd::jobs::JobRecord;
 use tonic::transport::Channel;
 use tonic::Code;
 
+use crate::common::runtime;
+
 /// The two tests time and measure a child process: never both at once.
 fn serial() -> MutexGuard<'static, ()> {
     static SERIAL: Mutex<()> = Mutex::new(());
     SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 // ---- the synthetic corpus ----

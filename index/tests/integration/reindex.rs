@@ -99,8 +99,10 @@ fn a_reindex_under_writes_and_searches_holds_every_write_and_fails_no_search() {
     let stop = Arc::new(AtomicBool::new(false));
     // What the writes acknowledged: id → content hash, `None` once deleted.
     let written: Arc<Mutex<BTreeMap<String, Option<String>>>> = Arc::default();
+    let landed = Arc::new(AtomicUsize::new(0));
     let writer = {
-        let (store, stop, written) = (store.clone(), stop.clone(), written.clone());
+        let (store, stop, written, landed) =
+            (store.clone(), stop.clone(), written.clone(), landed.clone());
         std::thread::spawn(move || {
             let mut i = 0u32;
             let mut retried = 0;
@@ -123,6 +125,7 @@ fn a_reindex_under_writes_and_searches_holds_every_write_and_fails_no_search() {
                 match result {
                     Ok(state) => {
                         written.lock().insert(id, state);
+                        landed.fetch_add(1, Ordering::SeqCst);
                         if i.is_multiple_of(5) {
                             w.commit().unwrap();
                         }
@@ -169,9 +172,10 @@ fn a_reindex_under_writes_and_searches_holds_every_write_and_fails_no_search() {
         },
     };
     let (collection, report) = store.reindex("src", &target(), &mut reembed).unwrap();
-    // Writes and searches go on against the new generation for a moment.
+    // Writes and searches go on against the new generation for a moment (and, on a loaded
+    // machine where the copy outran the writer, until more than 30 writes have landed).
     let after = searches.load(Ordering::SeqCst);
-    while searches.load(Ordering::SeqCst) < after + 20 {
+    while searches.load(Ordering::SeqCst) < after + 20 || landed.load(Ordering::SeqCst) <= 30 {
         std::thread::yield_now();
     }
     stop.store(true, Ordering::SeqCst);
