@@ -71,7 +71,8 @@ impl ChunkSource for Searcher {
 
 /// What ingestion writes: documents, each with all its chunks and vectors.
 pub trait DocumentSink: Send + Sync {
-    /// Document `id` as stored, to skip one whose content has not changed.
+    /// Document `id` as stored, to skip one whose content has not changed: every acknowledged
+    /// write counts, published or not.
     fn stored_document(&self, id: &str) -> Result<Option<DocumentInfo>>;
 
     /// Writes `docs` (an unchanged content hash and `indexed_with` write nothing); returns what

@@ -693,3 +693,42 @@ fn term_idf_weighs_a_rare_term_above_a_common_one() {
     }
     assert_eq!(s.analyze("The Zebras about").unwrap(), ["zebra", "about"]);
 }
+
+#[test]
+fn the_backend_seam_serves_the_embedded_index() {
+    use ragd_index::{ChunkSource, DocumentSink};
+    let dir = tempfile::tempdir().unwrap();
+    let c = create(dir.path(), "c");
+    let outcomes =
+        DocumentSink::upsert_documents(&c, vec![doc("a", 1, 2, DIM), doc("b", 1, 2, DIM)]).unwrap();
+    assert_eq!(outcomes, [UpsertOutcome::Added, UpsertOutcome::Added]);
+    // An acknowledged write is stored (sled has it) before it is published to searches.
+    assert_eq!(c.stored_document("a").unwrap().unwrap().chunk_ids.len(), 2);
+    assert!(c
+        .reader()
+        .searcher()
+        .search_bm25(&marker("a", 1), 3, &Filter::default())
+        .unwrap()
+        .is_empty());
+    c.publish().unwrap();
+
+    let s = c.reader().searcher();
+    let source: &dyn ChunkSource = &s;
+    assert!(!source.batches_legs() && source.reads_one_snapshot());
+    let vector = doc("a", 1, 2, DIM).chunks[0].vector.clone();
+    let (dense, sparse) = source
+        .search_both(&vector, &marker("a", 1), 3, 3, &Filter::default())
+        .unwrap();
+    assert_eq!(dense.len(), 3);
+    let top = source
+        .get_chunks(&[sparse[0].id])
+        .unwrap()
+        .remove(0)
+        .unwrap();
+    assert_eq!(top.doc_id, "a");
+    // A query BM25 cannot match leaves its leg empty instead of failing both.
+    let (dense, sparse) = source
+        .search_both(&vector, "the of", 3, 3, &Filter::default())
+        .unwrap();
+    assert_eq!((dense.len(), sparse.len()), (3, 0));
+}
