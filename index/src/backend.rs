@@ -71,9 +71,10 @@ impl ChunkSource for Searcher {
 
 /// What ingestion writes: documents, each with all its chunks and vectors.
 pub trait DocumentSink: Send + Sync {
-    /// Document `id` as stored, to skip one whose content has not changed: every acknowledged
-    /// write counts, published or not.
-    fn stored_document(&self, id: &str) -> Result<Option<DocumentInfo>>;
+    /// Documents `ids` as stored, in order (`None` for one not stored), to skip those whose
+    /// content has not changed: every acknowledged write counts, published or not. One call
+    /// for the lot, so that a remote index answers a batch in one round trip.
+    fn stored_documents(&self, ids: &[&str]) -> Result<Vec<Option<DocumentInfo>>>;
 
     /// Writes `docs` (an unchanged content hash and `indexed_with` write nothing); returns what
     /// happened to each, in order. Acknowledged writes are durable; [`Self::publish`] makes
@@ -85,8 +86,9 @@ pub trait DocumentSink: Send + Sync {
 }
 
 impl DocumentSink for Collection {
-    fn stored_document(&self, id: &str) -> Result<Option<DocumentInfo>> {
-        self.reader().searcher().get_document(id)
+    fn stored_documents(&self, ids: &[&str]) -> Result<Vec<Option<DocumentInfo>>> {
+        let searcher = self.reader().searcher();
+        ids.iter().map(|id| searcher.get_document(id)).collect()
     }
 
     fn upsert_documents(&self, docs: Vec<DocumentRecord>) -> Result<Vec<UpsertOutcome>> {
@@ -99,8 +101,8 @@ impl DocumentSink for Collection {
 }
 
 impl<T: DocumentSink + ?Sized> DocumentSink for std::sync::Arc<T> {
-    fn stored_document(&self, id: &str) -> Result<Option<DocumentInfo>> {
-        (**self).stored_document(id)
+    fn stored_documents(&self, ids: &[&str]) -> Result<Vec<Option<DocumentInfo>>> {
+        (**self).stored_documents(ids)
     }
 
     fn upsert_documents(&self, docs: Vec<DocumentRecord>) -> Result<Vec<UpsertOutcome>> {

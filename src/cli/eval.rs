@@ -488,6 +488,13 @@ fn run_gate(cfg: &Config, args: &GateArgs) -> anyhow::Result<()> {
                 .take(args.offtopic_limit),
         );
     }
+    // Opened before the (long) measurement, so a path that cannot be written fails at once.
+    let rows_file = match &args.rows {
+        Some(path) => {
+            Some(fs_err::File::create(path).with_context(|| format!("--rows {}", path.display()))?)
+        }
+        None => None,
+    };
     let models = Models::load(cfg, true, &RerankChoice::None)?;
     let generator = models.generator()?.clone();
     let retriever = models.retriever();
@@ -511,8 +518,8 @@ fn run_gate(cfg: &Config, args: &GateArgs) -> anyhow::Result<()> {
     rows.extend(run.measure(&offtopic, false, &mut || bar.inc(1))?);
     bar.finish_and_clear();
     let configured = acfg.gate;
-    if let Some(path) = &args.rows {
-        write_rows(path, &rows)?;
+    if let Some(file) = rows_file {
+        write_rows(file, &rows).context("writing --rows")?;
     }
     let report = gate::summarise(&rows, &configured);
     if args.json {
@@ -523,8 +530,8 @@ fn run_gate(cfg: &Config, args: &GateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn write_rows<T: serde::Serialize>(path: &std::path::Path, rows: &[T]) -> anyhow::Result<()> {
-    let mut out = std::io::BufWriter::new(fs_err::File::create(path)?);
+fn write_rows<T: serde::Serialize>(file: fs_err::File, rows: &[T]) -> anyhow::Result<()> {
+    let mut out = std::io::BufWriter::new(file);
     for row in rows {
         serde_json::to_writer(&mut out, row)?;
         out.write_all(b"\n")?;
@@ -562,6 +569,11 @@ fn print_gate_report(name: &str, report: &gate::GateReport) {
 }
 
 fn run_gate_fit(args: &GateFitArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&args.keep),
+        "--keep {} is not a share between 0 and 1",
+        args.keep
+    );
     let mut files = Vec::new();
     for path in &args.rows {
         let mut rows: Vec<gate::GateQuestion> = Vec::new();

@@ -145,8 +145,9 @@ impl Pipeline {
         let mut summary = IngestSummary::default();
         let mut pending: Vec<(&Document, Vec<Chunk>)> = Vec::new();
         let mut pending_chunks = 0;
-        for (i, doc) in docs.iter().enumerate() {
-            let stored = collection.stored_document(doc.id().as_str())?;
+        let ids: Vec<&str> = docs.iter().map(|d| d.id().as_str()).collect();
+        let stored_docs = collection.stored_documents(&ids)?;
+        for (i, (doc, stored)) in docs.iter().zip(stored_docs).enumerate() {
             if doc.text().len() > self.max_document_bytes {
                 let why = format!(
                     "the document has {} bytes of text, over the limit of {} \

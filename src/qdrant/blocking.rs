@@ -104,8 +104,8 @@ impl ChunkSource for Blocking {
 }
 
 impl DocumentSink for Blocking {
-    fn stored_document(&self, id: &str) -> index::Result<Option<DocumentInfo>> {
-        self.wait(self.collection.get_document(id))
+    fn stored_documents(&self, ids: &[&str]) -> index::Result<Vec<Option<DocumentInfo>>> {
+        self.wait(self.collection.get_documents(ids))
     }
 
     fn upsert_documents(&self, docs: Vec<DocumentRecord>) -> index::Result<Vec<UpsertOutcome>> {

@@ -203,40 +203,6 @@ impl QdrantCollection {
         Ok(Bm25Encoder::new(self.config.bm25, params))
     }
 
-    /// The document records (first chunks' payloads) of `ids`, by id.
-    async fn records(&self, ids: &[&str]) -> Result<HashMap<String, DocPayload>> {
-        if ids.is_empty() {
-            return Ok(HashMap::new());
-        }
-        let points: Vec<PointId> = ids.iter().map(|id| chunk_id(id, 0).0.into()).collect();
-        let qname = &self.qname;
-        let got = self
-            .cluster
-            .call(|c| {
-                let request = GetPointsBuilder::new(qname, points.clone())
-                    .with_payload(qdrant_client::qdrant::PayloadIncludeSelector::new(vec![
-                        "doc_id".to_string(),
-                        "doc".to_string(),
-                    ]))
-                    .with_vectors(false);
-                async move { c.get_points(request).await }
-            })
-            .await?;
-        #[derive(Deserialize)]
-        struct Record {
-            doc_id: String,
-            doc: Option<DocPayload>,
-        }
-        let mut out = HashMap::new();
-        for p in got.result {
-            let r: Record = from_payload(p.payload)?;
-            if let Some(doc) = r.doc {
-                out.insert(r.doc_id, doc);
-            }
-        }
-        Ok(out)
-    }
-
     /// Writes `docs` (each with all its chunks and vectors); a document whose content hash
     /// and `indexed_with` are unchanged is not written. Returns what happened to each.
     pub async fn upsert_documents(&self, docs: &[DocumentRecord]) -> Result<Vec<UpsertOutcome>> {
@@ -247,11 +213,11 @@ impl QdrantCollection {
             .map(|d| index::writer::validate_document(d, self.config.dimension))
             .collect::<Result<Vec<_>, IndexError>>()?;
         let ids: Vec<&str> = docs.iter().map(|d| d.id.as_str()).collect();
-        let existing = self.records(&ids).await?;
+        let existing = self.get_documents(&ids).await?;
         let mut outcomes = Vec::with_capacity(docs.len());
         let mut changed = Vec::new();
-        for (d, v) in docs.iter().zip(vectors) {
-            let outcome = match existing.get(&d.id) {
+        for ((d, v), stored) in docs.iter().zip(vectors).zip(existing) {
+            let outcome = match stored {
                 Some(r) if r.content_hash == d.content_hash && r.indexed_with == d.indexed_with => {
                     UpsertOutcome::Unchanged
                 }
@@ -372,7 +338,7 @@ impl QdrantCollection {
             return Ok(0);
         }
         let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-        let existing = self.records(&refs).await?.len() as u64;
+        let existing = self.get_documents(&refs).await?.iter().flatten().count() as u64;
         // The records go first: a deletion cut short leaves chunks without a record, which the
         // next write of that document replaces and a repeated deletion removes.
         let records: Vec<PointId> = refs.iter().map(|id| chunk_id(id, 0).0.into()).collect();
@@ -385,12 +351,21 @@ impl QdrantCollection {
 
     /// Document `id`, if stored.
     pub async fn get_document(&self, id: &str) -> Result<Option<DocumentInfo>> {
+        Ok(self.get_documents(&[id]).await?.pop().flatten())
+    }
+
+    /// Documents `ids`, in order (`None` for one not stored), read in one call: each
+    /// document's record is its first chunk's payload.
+    pub async fn get_documents(&self, ids: &[&str]) -> Result<Vec<Option<DocumentInfo>>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let points: Vec<PointId> = ids.iter().map(|id| chunk_id(id, 0).0.into()).collect();
         let qname = &self.qname;
-        let point: PointId = chunk_id(id, 0).0.into();
         let got = self
             .cluster
             .call(|c| {
-                let request = GetPointsBuilder::new(qname, vec![point.clone()])
+                let request = GetPointsBuilder::new(qname, points.clone())
                     .with_payload(qdrant_client::qdrant::PayloadExcludeSelector::new(vec![
                         "text".to_string(),
                     ]))
@@ -398,29 +373,35 @@ impl QdrantCollection {
                 async move { c.get_points(request).await }
             })
             .await?;
-        let Some(p) = got.result.into_iter().next() else {
-            return Ok(None);
-        };
         #[derive(Deserialize)]
         struct First {
+            doc_id: String,
             title: String,
             #[serde(default)]
             meta: BTreeMap<String, String>,
             doc: Option<DocPayload>,
         }
-        let first: First = from_payload(p.payload)?;
-        let Some(doc) = first.doc else {
-            return Ok(None);
-        };
-        Ok(Some(DocumentInfo {
-            id: id.to_string(),
-            title: first.title,
-            metadata: first.meta,
-            content_hash: doc.content_hash,
-            indexed_with: doc.indexed_with,
-            chunk_ids: (0..doc.chunks).map(|o| chunk_id(id, o)).collect(),
-            seq: 0,
-        }))
+        let mut by_id = HashMap::new();
+        for p in got.result {
+            let first: First = from_payload(p.payload)?;
+            // A first chunk without the record is a write cut short: not stored yet.
+            let Some(doc) = first.doc else {
+                continue;
+            };
+            let info = DocumentInfo {
+                chunk_ids: (0..doc.chunks)
+                    .map(|o| chunk_id(&first.doc_id, o))
+                    .collect(),
+                id: first.doc_id,
+                title: first.title,
+                metadata: first.meta,
+                content_hash: doc.content_hash,
+                indexed_with: doc.indexed_with,
+                seq: 0,
+            };
+            by_id.insert(info.id.clone(), info);
+        }
+        Ok(ids.iter().map(|id| by_id.get(*id).cloned()).collect())
     }
 
     fn dense_query(&self, vector: &[f32], k: usize, filter: &Filter) -> Result<QueryPoints> {

@@ -292,15 +292,18 @@ fn runs(
 }
 
 /// The span of `text` (a sentence) of the `expected` kind nearest the question's terms, as a
-/// byte range; `is_question_term` says whether a word repeats the question. `None` when the
-/// sentence holds no such span that adds to the question.
+/// byte range; `is_question_term` says whether the word at a byte range of `text` repeats the
+/// question. `None` when the sentence holds no such span that adds to the question.
 pub fn typed_span(
     text: &str,
     expected: Expected,
-    is_question_term: impl Fn(&str) -> bool,
+    is_question_term: impl Fn(Range<usize>) -> bool,
 ) -> Option<Range<usize>> {
     let ws = words(text);
-    let asked: Vec<bool> = ws.iter().map(|w| is_question_term(w.text)).collect();
+    let asked: Vec<bool> = ws
+        .iter()
+        .map(|w| is_question_term(w.range.clone()))
+        .collect();
     // A year of any length beside its era: "218 BC", "AD 79".
     let era = |i: usize| {
         ws.get(i).is_some_and(|w| {
@@ -380,16 +383,23 @@ pub fn typed_span(
 }
 
 /// [`typed_span`] for a question whose terms are `question_terms` (the multilingual BM25
-/// analyzer's, as the evidence ranks by).
+/// analyzer's, as the evidence ranks by): the sentence is analysed once, and a word repeats
+/// the question when one of its terms is a question term.
 pub fn typed_span_for(
     text: &str,
     expected: Expected,
     question_terms: &HashSet<String>,
 ) -> Option<Range<usize>> {
-    typed_span(text, expected, |w| {
-        index::sparse::terms(Bm25Analyzer::Multilingual, w)
+    let repeated: Vec<Range<usize>> =
+        index::sparse::located_terms(Bm25Analyzer::Multilingual, text)
+            .into_iter()
+            .filter(|(t, _)| question_terms.contains(t))
+            .map(|(_, r)| r)
+            .collect();
+    typed_span(text, expected, |word| {
+        repeated
             .iter()
-            .any(|t| question_terms.contains(t))
+            .any(|r| r.start < word.end && word.start < r.end)
     })
 }
 

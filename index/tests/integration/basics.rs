@@ -703,7 +703,9 @@ fn the_backend_seam_serves_the_embedded_index() {
         DocumentSink::upsert_documents(&c, vec![doc("a", 1, 2, DIM), doc("b", 1, 2, DIM)]).unwrap();
     assert_eq!(outcomes, [UpsertOutcome::Added, UpsertOutcome::Added]);
     // An acknowledged write is stored (sled has it) before it is published to searches.
-    assert_eq!(c.stored_document("a").unwrap().unwrap().chunk_ids.len(), 2);
+    let stored = c.stored_documents(&["a", "nope"]).unwrap();
+    assert_eq!(stored[0].as_ref().unwrap().chunk_ids.len(), 2);
+    assert!(stored[1].is_none());
     assert!(c
         .reader()
         .searcher()
