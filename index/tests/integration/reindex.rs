@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::RecvTimeoutError;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use ragd_index::testing::{doc, marker, test_config, unit};
@@ -100,9 +102,16 @@ fn a_reindex_under_writes_and_searches_holds_every_write_and_fails_no_search() {
     // What the writes acknowledged: id → content hash, `None` once deleted.
     let written: Arc<Mutex<BTreeMap<String, Option<String>>>> = Arc::default();
     let landed = Arc::new(AtomicUsize::new(0));
+    // What the writer is doing now, for the message of a test that would otherwise hang.
+    let doing = Arc::new(Mutex::new(String::from("starting")));
     let writer = {
-        let (store, stop, written, landed) =
-            (store.clone(), stop.clone(), written.clone(), landed.clone());
+        let (store, stop, written, landed, doing) = (
+            store.clone(),
+            stop.clone(),
+            written.clone(),
+            landed.clone(),
+            doing.clone(),
+        );
         std::thread::spawn(move || {
             let mut i = 0u32;
             let mut retried = 0;
@@ -113,8 +122,10 @@ fn a_reindex_under_writes_and_searches_holds_every_write_and_fails_no_search() {
                     1 => (format!("d{}", 1 + i % 250), 2 + i),
                     _ => (format!("d{}", 1 + (i * 7) % 250), 0),
                 };
+                *doing.lock() = format!("opening src for {id}");
                 let c = store.collection("src").unwrap();
                 let w = c.writer();
+                *doing.lock() = format!("writing {id} v{version} (retried {retried})");
                 let result = if version == 0 {
                     w.delete_document(&id).map(|_| None)
                 } else {
@@ -127,7 +138,13 @@ fn a_reindex_under_writes_and_searches_holds_every_write_and_fails_no_search() {
                         written.lock().insert(id, state);
                         landed.fetch_add(1, Ordering::SeqCst);
                         if i.is_multiple_of(5) {
-                            w.commit().unwrap();
+                            *doing.lock() = format!("committing after write {i}");
+                            match w.commit() {
+                                // The switch came between the write and its commit: the write
+                                // was copied across, and the new generation opened with it.
+                                Ok(_) | Err(IndexError::Reindexed { .. }) => {}
+                                Err(e) => panic!("commit after write {i}: {e}"),
+                            }
                         }
                         i += 1;
                     }
@@ -136,7 +153,9 @@ fn a_reindex_under_writes_and_searches_holds_every_write_and_fails_no_search() {
                     Err(e) => panic!("write {id}: {e}"),
                 }
             }
+            *doing.lock() = "the last commit".into();
             store.collection("src").unwrap().writer().commit().unwrap();
+            *doing.lock() = "done".into();
             (i, retried)
         })
     };
@@ -164,26 +183,68 @@ fn a_reindex_under_writes_and_searches_holds_every_write_and_fails_no_search() {
             failures
         })
     };
-    // Slow the copy down a little so that writes land in every round.
-    let mut reembed = ByText {
-        during: |_: &ReindexProgress| {
-            std::thread::sleep(std::time::Duration::from_millis(2));
-            Ok(())
-        },
+    let stuck = |what: &str| {
+        format!(
+            "{what}: {} writes landed, {} searches ran, the writer is {}",
+            landed.load(Ordering::SeqCst),
+            searches.load(Ordering::SeqCst),
+            doing.lock()
+        )
     };
-    let (collection, report) = store.reindex("src", &target(), &mut reembed).unwrap();
+    // The reindex runs on a thread of its own, so that a hang fails this test with what each
+    // thread was doing instead of holding up the whole run.
+    let reindexed = {
+        let store = store.clone();
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            // Slow the copy down a little so that writes land in every round.
+            let mut reembed = ByText {
+                during: |_: &ReindexProgress| {
+                    std::thread::sleep(Duration::from_millis(2));
+                    Ok(())
+                },
+            };
+            let _ = sender.send(store.reindex("src", &target(), &mut reembed));
+        });
+        receiver
+    };
+    let (collection, report) = match reindexed.recv_timeout(Duration::from_secs(300)) {
+        Ok(result) => result.unwrap(),
+        Err(RecvTimeoutError::Timeout) => panic!("{}", stuck("no reindex after 300 s")),
+        Err(RecvTimeoutError::Disconnected) => panic!("{}", stuck("the reindex panicked")),
+    };
     // Writes and searches go on against the new generation for a moment (and, on a loaded
     // machine where the copy outran the writer, until more than 30 writes have landed).
+    // The wait is bounded, and ends at once if either thread has stopped (a panic in
+    // it surfaces at the join below instead of leaving this loop spinning forever).
     let after = searches.load(Ordering::SeqCst);
-    while searches.load(Ordering::SeqCst) < after + 20 || landed.load(Ordering::SeqCst) <= 30 {
-        std::thread::yield_now();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while (searches.load(Ordering::SeqCst) < after + 20 || landed.load(Ordering::SeqCst) <= 30)
+        && !writer.is_finished()
+        && !searcher.is_finished()
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(5));
     }
     stop.store(true, Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !(writer.is_finished() && searcher.is_finished()) {
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            stuck("the writer or the searcher did not stop in 120 s")
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let (writes, retried) = writer.join().unwrap();
     let failures = searcher.join().unwrap();
     assert!(failures.is_empty(), "failed searches: {failures:?}");
-    assert!(searches.load(Ordering::SeqCst) > 20);
-    assert!(writes > 30, "only {writes} writes landed");
+    let searched = searches.load(Ordering::SeqCst);
+    assert!(searched > 20, "only {searched} searches ran ({report:?})");
+    assert!(
+        writes > 30,
+        "only {writes} writes landed, {retried} retried after the switch ({report:?})"
+    );
     assert!(report.rounds >= 2, "{report:?}");
     eprintln!("{writes} writes ({retried} retried after the switch), {report:?}");
 
