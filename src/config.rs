@@ -17,6 +17,7 @@
 //! | `RAGD_DEVICE` | `embedder.device`, `generator.device` and `reranker.device` |
 //! | `RAGD_ADDR` | `server.addr` |
 //! | `RAGD_HTTP_ADDR` | `server.http_addr` |
+//! | `RAGD_BACKEND` | `backend` |
 //! | `RAGD_QDRANT_URLS` | `qdrant.urls` (comma-separated) |
 //! | `RAGD_QDRANT_API_KEY` | `qdrant.api_key` |
 
@@ -91,10 +92,25 @@ pub struct Config {
     pub index: index::MaintenanceConfig,
     /// Grounded answering (Ask, `ragd ask`, chat completions): the relevance gate.
     pub answer: AnswerSettings,
-    /// The Qdrant cluster of the scale-out backend (`ragd eval beir --backend qdrant` today):
-    /// node URLs, API key, the shards and replicas of new collections, timeouts. See
-    /// [`crate::qdrant::QdrantSettings`] for every field and its default.
+    /// Where `ragd serve` keeps its collections: `embedded` (the data folder; default) or
+    /// `qdrant` (the `[qdrant]` cluster, shared by any number of servers). Env `RAGD_BACKEND`.
+    pub backend: Backend,
+    /// The Qdrant cluster of the scale-out backend (`backend = "qdrant"`, and
+    /// `ragd eval beir --backend qdrant`): node URLs, API key, the shards and replicas of new
+    /// collections, timeouts. See [`crate::qdrant::QdrantSettings`] for every field and its
+    /// default.
     pub qdrant: QdrantSettings,
+}
+
+/// Where a server's collections live.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// In the data folder: sled, tantivy and hnsw_rs in this process.
+    #[default]
+    Embedded,
+    /// On the Qdrant cluster of `[qdrant]`; job records stay in the data folder.
+    Qdrant,
 }
 
 /// Settings of grounded answering.
@@ -375,6 +391,7 @@ impl Default for Config {
             ingest: ingest::LoadOptions::default(),
             index: index::MaintenanceConfig::default(),
             answer: AnswerSettings::default(),
+            backend: Backend::default(),
             qdrant: QdrantSettings::default(),
         }
     }
@@ -492,6 +509,18 @@ impl Config {
         }
         if let Some(v) = get("RAGD_TLS_KEY") {
             self.server.tls_key = Some(v.into());
+        }
+        if let Some(v) = get("RAGD_BACKEND") {
+            self.backend = match v.as_str() {
+                "embedded" => Backend::Embedded,
+                "qdrant" => Backend::Qdrant,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        field: "backend",
+                        reason: format!("RAGD_BACKEND=`{v}`: use `embedded` or `qdrant`"),
+                    })
+                }
+            };
         }
         if let Some(v) = get("RAGD_QDRANT_URLS") {
             self.qdrant.urls = v

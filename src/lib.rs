@@ -2,7 +2,8 @@
 //!
 //! The service crate wires the two libraries together — [`ingest`] (documents and chunks) and
 //! `index` (storage and search) — and owns the models ([`model`]), configuration ([`config`]),
-//! ingestion pipeline and bulk jobs ([`jobs`]), retrieval ([`rag`]), the Qdrant backend for scaling out ([`qdrant`]), the shared server state
+//! where collections live ([`collections`]: the data folder, or the Qdrant backend for scaling
+//! out, [`qdrant`]), ingestion pipeline and bulk jobs ([`jobs`]), retrieval ([`rag`]), the shared server state
 //! ([`state`]), the operations both APIs share ([`api`]), the gRPC API ([`grpc`]), the HTTP API
 //! ([`http`]), metrics ([`metrics`]), benchmarks ([`bench`]) and the command line ([`cli`]).
 //! [`serve`] runs both servers; tests start them in-process with [`grpc::serve_with`] and
@@ -13,6 +14,7 @@
 pub mod api;
 pub mod bench;
 pub mod cli;
+pub mod collections;
 pub mod config;
 pub mod error;
 pub mod eval;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
-use crate::config::Config;
+use crate::config::{Backend, Config};
 use crate::grpc::{security, Security};
 use crate::state::AppState;
 
@@ -40,6 +40,15 @@ pub async fn serve(
     }
     let http_tls = crate::http::tls_acceptor(&config.server)?;
     let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
+    if config.backend == Backend::Qdrant {
+        // A cluster that does not answer fails the start, naming each node, before the models
+        // load, rather than every call afterwards.
+        crate::qdrant::QdrantStore::connect(&config.qdrant)
+            .await
+            .context(
+                "backend = \"qdrant\": the [qdrant] cluster (qdrant.urls, RAGD_QDRANT_URLS)",
+            )?;
+    }
     let state = tokio::task::spawn_blocking(move || AppState::load(config)).await??;
     let grpc_listener = TcpListener::bind(&grpc_addr)
         .await

@@ -13,13 +13,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use index::{Collection, DocumentInfo, Store};
+use index::{Collection, DocumentInfo};
 use ingest::{ChunkingStrategy, Document, Embedder};
 use parking_lot::Mutex;
 
+use crate::collections::{self, check_embedder_config, Collections, Opened, Reading};
 use crate::config::Config;
 use crate::error::{Result, ServiceError};
-use crate::jobs::{open_or_create, IngestSummary, JobManager, Pipeline};
+use crate::jobs::{IngestSummary, JobManager, Pipeline};
 use crate::model::llm::{GenerationParams, Generator};
 use crate::model::Reranker;
 use crate::rag::answer::{self, Prepared};
@@ -32,6 +33,10 @@ use crate::wiring::{self, Models, RerankChoice};
 /// The request gate's name in refusals: it admits every embed, search and write.
 const GATE: &str = "server";
 
+/// Why snapshots are refused on a cluster.
+const SNAPSHOTS: &str = "snapshots need backend = \"embedded\": on the qdrant backend, use \
+                         Qdrant's own snapshots of its collections";
+
 /// Shared state of a running server. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
@@ -41,7 +46,7 @@ pub struct AppState {
 struct Inner {
     config: Config,
     generation: Option<GenerationPool>,
-    store: Arc<Store>,
+    collections: Collections,
     embedder: Arc<dyn Embedder>,
     retriever: Retriever,
     reranker: Option<Arc<dyn Reranker>>,
@@ -55,44 +60,7 @@ struct Inner {
     draining: std::sync::atomic::AtomicBool,
 }
 
-/// A collection and its counts, as listed.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct CollectionInfo {
-    /// Its name.
-    pub name: String,
-    /// The embedding model it was made with.
-    pub embedding_model: String,
-    /// Vector dimension.
-    pub dimension: usize,
-    /// The embedder's fingerprint it was made with (empty when not recorded).
-    pub embedder_fingerprint: String,
-    /// Documents stored.
-    pub documents: u64,
-    /// Chunks stored.
-    pub chunks: u64,
-}
-
-impl From<index::CollectionSummary> for CollectionInfo {
-    fn from(s: index::CollectionSummary) -> Self {
-        let index::CollectionSummary {
-            name,
-            embedding_model,
-            dimension,
-            embedder_fingerprint,
-            documents,
-            chunks,
-            open: _,
-        } = s;
-        Self {
-            name,
-            embedding_model,
-            dimension,
-            embedder_fingerprint,
-            documents,
-            chunks,
-        }
-    }
-}
+pub use crate::collections::CollectionInfo;
 
 /// What a search request asks for.
 #[derive(Debug, Clone)]
@@ -177,12 +145,8 @@ impl AppState {
             }
             (reranker, _) => reranker,
         };
-        let store = Arc::new(
-            Store::open(&config.data_dir)
-                .with_context(|| format!("data folder {}", config.data_dir.display()))?
-                .with_maintenance(config.index),
-        );
-        let jobs = JobManager::open(&config, store.clone(), embedder.clone())?;
+        let collections = Collections::open(&config, tokio::runtime::Handle::try_current().ok())?;
+        let jobs = JobManager::open(&config, collections.clone(), embedder.clone())?;
         let inner = Inner {
             gate: RequestGate::new(GATE, config.embedder.queue),
             retriever: wiring::retriever(embedder.clone(), reranker.clone()),
@@ -190,7 +154,7 @@ impl AppState {
             reindexing: Mutex::new(HashMap::new()),
             generation,
             config,
-            store,
+            collections,
             embedder,
             jobs: Arc::new(jobs),
             draining: std::sync::atomic::AtomicBool::new(false),
@@ -295,37 +259,44 @@ impl AppState {
             .map_err(|e| ServiceError::Internal(format!("blocking task failed: {e}")))?
     }
 
+    /// Where the collections live.
+    pub fn collections(&self) -> &Collections {
+        &self.inner.collections
+    }
+
     /// Creates an empty collection for the server's embedder.
     pub fn create_collection(&self, name: &str) -> Result<CollectionInfo> {
-        let config = crate::jobs::collection_config(name, self.inner.embedder.as_ref());
-        let collection = self.inner.store.create_collection(config)?;
-        describe(&collection)
+        self.inner
+            .collections
+            .create(name, self.inner.embedder.as_ref())
     }
 
-    /// Every collection, sorted by name, from the manifests and the counts each commit records:
-    /// listing opens none (see [`Store::summaries`]).
+    /// Every collection, sorted by name, with its counts (on the embedded store from the
+    /// manifests and the counts each commit records: listing opens none, see
+    /// `index::Store::summaries`).
     pub fn list_collections(&self) -> Result<Vec<CollectionInfo>> {
-        let summaries = self.inner.store.summaries()?;
-        Ok(summaries.into_iter().map(CollectionInfo::from).collect())
+        self.inner.collections.list()
     }
 
-    /// Closes the collections unused for `idle` (see [`Store::close_idle`]); returns their names.
+    /// Closes the embedded collections unused for `idle` (see `index::Store::close_idle`);
+    /// returns their names. A cluster's collections hold nothing open here.
     pub fn close_idle_collections(&self, idle: std::time::Duration) -> Vec<String> {
-        self.inner.store.close_idle(idle)
+        match &self.inner.collections {
+            Collections::Embedded(store) => store.close_idle(idle),
+            Collections::Qdrant(_) => Vec::new(),
+        }
     }
 
-    /// Deletes a collection (refused while a job or request holds it).
+    /// Deletes a collection (on the embedded store, refused while a job or request holds it).
     pub fn delete_collection(&self, name: &str) -> Result<()> {
-        Ok(self.inner.store.delete_collection(name)?)
+        self.inner.collections.delete(name)
     }
 
     /// Opens `name`, creating it for the server's embedder if missing.
-    pub fn open_or_create(&self, name: &str) -> Result<Arc<Collection>> {
-        Ok(open_or_create(
-            &self.inner.store,
-            name,
-            self.inner.embedder.as_ref(),
-        )?)
+    pub fn open_or_create(&self, name: &str) -> Result<Opened> {
+        self.inner
+            .collections
+            .open_or_create(name, self.inner.embedder.as_ref())
     }
 
     /// A pipeline with `chunking` over the server's embedder.
@@ -340,18 +311,18 @@ impl AppState {
     /// Ingests one batch of documents and commits it.
     pub fn ingest(
         &self,
-        collection: &Collection,
+        collection: &Opened,
         pipeline: &Pipeline,
         docs: &[Document],
     ) -> Result<IngestSummary> {
-        pipeline.ingest(collection, docs, |_, _| {})
+        pipeline.ingest(collection.sink(), docs, |_, _| {})
     }
 
     /// Takes a snapshot of `collection` into the snapshot folder (see [`snapshots`]): writes to
     /// it wait while its store is exported, searches do not.
     pub fn create_snapshot(&self, collection: &str) -> Result<SnapshotView> {
         let dir = self.inner.config.snapshot_dir();
-        snapshots::create(&self.inner.store, &dir, collection)
+        snapshots::create(self.embedded(SNAPSHOTS)?, &dir, collection)
     }
 
     /// The snapshots in the snapshot folder, of `collection` only when given, newest first.
@@ -368,28 +339,37 @@ impl AppState {
     ) -> Result<(CollectionInfo, SnapshotView)> {
         let path = snapshots::resolve(&self.inner.config.snapshot_dir(), snapshot)?;
         let embedder = snapshots::EmbedderId::of(self.inner.embedder.as_ref());
-        let (collection, view) = snapshots::restore(&self.inner.store, &path, name, &embedder)?;
+        let store = self.embedded(SNAPSHOTS)?;
+        let (collection, view) = snapshots::restore(store, &path, name, &embedder)?;
         Ok((describe(&collection)?, view))
     }
 
-    /// Checkpoints every open collection (see `index::Store::checkpoint_all`).
+    /// Checkpoints every open embedded collection (see `index::Store::checkpoint_all`); a
+    /// cluster keeps its own.
     pub fn checkpoint_all(&self) -> Result<()> {
-        Ok(self.inner.store.checkpoint_all()?)
+        match &self.inner.collections {
+            Collections::Embedded(store) => Ok(store.checkpoint_all()?),
+            Collections::Qdrant(_) => Ok(()),
+        }
     }
 
-    /// Deletes documents by id and commits; returns (deleted, ids not stored).
+    /// The embedded store, for what only it does; refused on a cluster with `why`.
+    fn embedded(&self, why: &'static str) -> Result<&Arc<index::Store>> {
+        self.inner.collections.embedded(why)
+    }
+
+    /// Deletes documents by id and publishes the deletion; returns (deleted, ids not stored).
     pub fn delete_documents(&self, collection: &str, ids: &[String]) -> Result<(u64, Vec<String>)> {
-        let writer = self.inner.store.collection(collection)?.writer();
+        let opened = self.inner.collections.get(collection)?;
         let mut deleted = 0;
         let mut missing = Vec::new();
-        for (id, existed) in ids.iter().zip(writer.delete_documents(ids)?) {
+        for (id, existed) in ids.iter().zip(opened.delete_documents(ids)?) {
             if existed {
                 deleted += 1;
             } else {
                 missing.push(id.clone());
             }
         }
-        writer.commit()?;
         Ok((deleted, missing))
     }
 
@@ -400,15 +380,16 @@ impl AppState {
         id: &str,
         with_chunks: bool,
     ) -> Result<DocumentView> {
-        let searcher = self.inner.store.collection(collection)?.reader().searcher();
-        let info = searcher
+        let reading = self.inner.collections.get(collection)?.reading();
+        let info = reading
             .get_document(id)?
             .ok_or_else(|| ServiceError::NotFound {
                 kind: "document",
                 id: id.to_string(),
             })?;
         let chunks = if with_chunks {
-            searcher
+            reading
+                .source()
                 .get_chunks(&info.chunk_ids)?
                 .into_iter()
                 .flatten()
@@ -448,10 +429,10 @@ impl AppState {
         g.temperature = q.temperature.unwrap_or(g.temperature);
         g.seed = q.seed.unwrap_or(g.seed);
         g.stop.extend(q.stop.iter().cloned());
-        let (searcher, retriever) = self.searcher(&q.collection)?;
+        let (reading, retriever) = self.reading(&q.collection)?;
         let prepared = answer::prepare(
             &retriever,
-            &searcher,
+            reading.source(),
             pool.generator().as_ref(),
             &q.question,
             &cfg,
@@ -459,23 +440,24 @@ impl AppState {
         Ok((prepared, cfg.generation))
     }
 
-    /// A searcher of `collection` and the retriever for it: the server's, or, while the
+    /// The reading side of `collection` and the retriever for it: the server's, or, while the
     /// collection is being reindexed from another embedder, one over that embedder. Refused
     /// when the collection was made with another embedder than these (its queries would not be
     /// comparable to its vectors).
-    fn searcher(&self, collection: &str) -> Result<(index::Searcher, Retriever)> {
-        let c = self.inner.store.collection(collection)?;
-        let retriever = match crate::jobs::check_embedder(&c, self.inner.embedder.as_ref()) {
+    fn reading(&self, collection: &str) -> Result<(Reading, Retriever)> {
+        let c = self.inner.collections.get(collection)?;
+        let config = c.config();
+        let retriever = match check_embedder_config(config, self.inner.embedder.as_ref()) {
             Ok(()) => self.inner.retriever.clone(),
             Err(refused) => {
                 let own = self.inner.reindexing.lock().get(collection).cloned();
                 match own {
-                    Some(r) if crate::jobs::check_embedder(&c, r.embedder().as_ref()).is_ok() => r,
+                    Some(r) if check_embedder_config(config, r.embedder().as_ref()).is_ok() => r,
                     _ => return Err(refused.into()),
                 }
             }
         };
-        Ok((c.reader().searcher(), retriever))
+        Ok((c.reading(), retriever))
     }
 
     /// Re-embeds collection `name` with the server's embedder into a new generation and
@@ -489,7 +471,11 @@ impl AppState {
         name: &str,
         progress: impl FnMut(&index::ReindexProgress) -> Result<()>,
     ) -> Result<(CollectionInfo, ReindexView)> {
-        let source = self.inner.store.collection(name)?;
+        let store = self.embedded(
+            "reindexing needs backend = \"embedded\": on the qdrant backend, ingest into a new \
+             collection and delete the old one",
+        )?;
+        let source = store.collection(name)?;
         let previous = source.config().clone();
         let own = crate::jobs::check_embedder(&source, self.inner.embedder.as_ref()).is_ok();
         drop(source);
@@ -513,12 +499,7 @@ impl AppState {
                 }
             }
         };
-        let result = crate::reindex::reindex(
-            &self.inner.store,
-            name,
-            self.inner.embedder.as_ref(),
-            progress,
-        );
+        let result = crate::reindex::reindex(store, name, self.inner.embedder.as_ref(), progress);
         drop(serving);
         let (collection, report) = result?;
         let view = ReindexView {
@@ -533,9 +514,9 @@ impl AppState {
     /// Runs a retrieval on a snapshot of the collection; returns the hits and the time taken.
     pub fn search(&self, q: &SearchQuery) -> Result<(Vec<Hit>, f64, Vec<String>)> {
         let start = Instant::now();
-        let (searcher, retriever) = self.searcher(&q.collection)?;
-        let hits = retriever.retrieve(&searcher, &q.query, &q.options)?;
-        let notes = crate::rag::retrieve::notes(&searcher, &q.query, q.options.mode, &hits);
+        let (reading, retriever) = self.reading(&q.collection)?;
+        let hits = retriever.retrieve(reading.source(), &q.query, &q.options)?;
+        let notes = crate::rag::retrieve::notes(reading.source(), &q.query, q.options.mode, &hits);
         Ok((hits, start.elapsed().as_secs_f64() * 1e3, notes))
     }
 }
@@ -571,18 +552,9 @@ impl Drop for ServedWhileReindexing<'_> {
     }
 }
 
-/// A collection's name, embedder and counts.
-pub fn describe(c: &Collection) -> Result<CollectionInfo> {
-    let stats = c.reader().searcher().stats()?;
-    let config = c.config();
-    Ok(CollectionInfo {
-        name: config.name.clone(),
-        embedding_model: config.embedding_model.clone(),
-        dimension: config.dimension,
-        embedder_fingerprint: config.embedder_fingerprint.clone(),
-        documents: stats.documents,
-        chunks: stats.meta_chunks,
-    })
+/// An embedded collection's name, embedder and counts.
+pub fn describe(c: &Arc<Collection>) -> Result<CollectionInfo> {
+    collections::describe(&Opened::Embedded(c.clone()))
 }
 
 #[cfg(test)]

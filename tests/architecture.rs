@@ -17,6 +17,7 @@ const LAYERS: &[&[&str]] = &[
     &["qdrant"],
     &["config"],
     &["error"],
+    &["collections"],
     &["jobs", "rag", "snapshots"],
     &["wiring", "eval", "reindex"],
     &["state"],

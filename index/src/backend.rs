@@ -22,6 +22,14 @@ pub trait ChunkSource: Send + Sync {
     /// The chunks `ids`, in order (`None` for one not stored).
     fn get_chunks(&self, ids: &[ChunkId]) -> Result<Vec<Option<ChunkRecord>>>;
 
+    /// The distinct terms of `text`, in order, as the collection's BM25 analyzer makes them.
+    fn analyze(&self, text: &str) -> Result<Vec<String>>;
+
+    /// The distinct terms of `text` (as [`Self::analyze`] makes them) with the inverse
+    /// document frequency BM25 weighs each by in this index: how much finding the term says
+    /// about a chunk.
+    fn term_idf(&self, text: &str) -> Result<Vec<(String, f32)>>;
+
     /// Whether searches and [`Self::get_chunks`] read one consistent snapshot (the embedded
     /// index), so that every hit has its record; a remote index may lose a chunk to a deletion
     /// between the two calls.
@@ -66,6 +74,14 @@ impl ChunkSource for Searcher {
 
     fn get_chunks(&self, ids: &[ChunkId]) -> Result<Vec<Option<ChunkRecord>>> {
         Searcher::get_chunks(self, ids)
+    }
+
+    fn analyze(&self, text: &str) -> Result<Vec<String>> {
+        Searcher::analyze(self, text)
+    }
+
+    fn term_idf(&self, text: &str) -> Result<Vec<(String, f32)>> {
+        Searcher::term_idf(self, text)
     }
 }
 

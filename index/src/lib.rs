@@ -256,6 +256,13 @@ pub enum IndexError {
         /// What it said.
         reason: String,
     },
+    /// A remote index holds something that cannot be used as asked: a collection made with
+    /// another embedder or dimension, or one ragd did not make.
+    #[error("{reason}")]
+    Incompatible {
+        /// What, and what to do about it.
+        reason: String,
+    },
     /// A background HNSW compaction found its collection closed before it could read it.
     #[error("the HNSW compaction was abandoned: the collection was closed")]
     CompactionAbandoned,

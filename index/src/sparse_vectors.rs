@@ -52,6 +52,13 @@ impl SparseVector {
         self.indices.is_empty()
     }
 
+    /// The weight of dimension `id` (0 when the vector lacks it).
+    pub fn weight(&self, id: u32) -> f32 {
+        self.indices
+            .binary_search(&id)
+            .map_or(0.0, |i| self.values[i])
+    }
+
     /// The dot product with `other`.
     pub fn dot(&self, other: &SparseVector) -> f32 {
         let (mut i, mut j, mut sum) = (0, 0, 0.0);
@@ -223,6 +230,16 @@ impl Bm25Encoder {
         for (term, f) in tf {
             *weights.entry(term_id(term)).or_default() += boost * f * (k1 + 1.0) / (f + norm);
         }
+    }
+
+    /// The distinct terms of `text`, in order, as the collection's analyzer makes them (what
+    /// the embedded index's `Searcher::analyze` returns).
+    pub fn analyze(&self, text: &str) -> Vec<String> {
+        let mut seen = std::collections::HashSet::new();
+        terms(self.analyzer, text)
+            .into_iter()
+            .filter(|t| seen.insert(t.clone()))
+            .collect()
     }
 
     /// The query-side vector of `query`: weight 1 on each distinct term.

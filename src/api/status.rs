@@ -68,6 +68,7 @@ fn index_code(e: &IndexError) -> Code {
         | IndexError::ReindexRunning { .. }
         | IndexError::ManifestMismatch { .. }
         | IndexError::EmbedderMismatch { .. }
+        | IndexError::Incompatible { .. }
         | IndexError::BadSnapshot { .. } => Code::FailedPrecondition,
         // Vectors and spans come from our own embedder and chunker, never from the caller.
         IndexError::DimensionMismatch { .. }

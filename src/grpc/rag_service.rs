@@ -16,6 +16,7 @@ use super::convert::{self, IngestBatch};
 use super::deadline;
 use super::pb;
 use crate::api::{self, stop_at, within, AskEvent};
+use crate::collections::Opened;
 use crate::error::{Result, ServiceError};
 use crate::jobs::{IngestSummary, JobSpec, JobWatch, Pipeline};
 use crate::state::{AppState, AskQuery, SearchQuery};
@@ -283,7 +284,7 @@ async fn ingest_stream(
     state: &AppState,
     mut stream: Streaming<pb::IngestDocumentsRequest>,
 ) -> Result<IngestSummary> {
-    let mut target: Option<(String, Arc<index::Collection>, Arc<Pipeline>)> = None;
+    let mut target: Option<Target> = None;
     let mut total = IngestSummary::default();
     while let Some(msg) = stream.message().await.map_err(stream_error)? {
         let batch = IngestBatch::from(msg);
@@ -306,7 +307,7 @@ async fn ingest_stream(
     Ok(total)
 }
 
-type Target = (String, Arc<index::Collection>, Arc<Pipeline>);
+type Target = (String, Arc<Opened>, Arc<Pipeline>);
 
 /// A failed read of the request stream: an over-long message (tonic reports OUT_OF_RANGE) is
 /// the caller's RESOURCE_EXHAUSTED, as gRPC conventionally reports message size limits; a
@@ -333,7 +334,7 @@ async fn open_target(state: &AppState, batch: &IngestBatch) -> Result<Target> {
     let name = batch.collection.clone();
     state
         .blocking(move |s| {
-            let collection = s.open_or_create(&name)?;
+            let collection = Arc::new(s.open_or_create(&name)?);
             let pipeline = Arc::new(s.pipeline(&strategy)?);
             Ok((name, collection, pipeline))
         })

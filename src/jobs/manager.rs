@@ -16,7 +16,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use index::Store;
 use ingest::Embedder;
 use parking_lot::Mutex;
 use tokio::sync::watch;
@@ -25,6 +24,7 @@ use tokio::task::JoinHandle;
 use super::record::{JobRecord, JobSpec, JobState};
 use super::runner::{run_job, RunContext};
 use super::store::JobStore;
+use crate::collections::Collections;
 use crate::config::Config;
 use crate::error::{Result, ServiceError};
 
@@ -55,12 +55,17 @@ pub struct JobManager {
 
 impl JobManager {
     /// Opens the job store in the data folder.
-    pub fn open(config: &Config, store: Arc<Store>, embedder: Arc<dyn Embedder>) -> Result<Self> {
+    /// Jobs write into `collections` (records stay in the data folder whatever the backend).
+    pub fn open(
+        config: &Config,
+        collections: Collections,
+        embedder: Arc<dyn Embedder>,
+    ) -> Result<Self> {
         let jobs = Arc::new(JobStore::open(&config.data_dir)?);
         Ok(Self {
             context: RunContext {
                 jobs: jobs.clone(),
-                store,
+                collections,
                 embedder,
                 batch: config.server.job_batch_documents,
                 max_document_bytes: config.server.max_document_bytes,
@@ -85,6 +90,13 @@ impl JobManager {
             return Err(ServiceError::InvalidArgument(
                 "a job needs at least one path".into(),
             ));
+        }
+        if spec.sync {
+            // Checked before the job is recorded, so a refused sync leaves nothing behind.
+            self.context.collections.embedded(
+                "folder sync (a job with `sync`) needs backend = \"embedded\": the qdrant \
+                 backend cannot list a collection's documents by source yet",
+            )?;
         }
         spec.paths = spec
             .paths
@@ -327,6 +339,7 @@ fn not_found(id: &str) -> ServiceError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use index::Store;
     use ingest::testing::HashEmbedder;
     use ingest::{ChunkingStrategy, EmbedError, Embedding, TokenCounter};
 
@@ -406,7 +419,7 @@ mod tests {
                 std::thread::sleep(Duration::from_millis(5));
             }
         });
-        let jobs = JobManager::open(&config, store, embedder).unwrap();
+        let jobs = JobManager::open(&config, Collections::Embedded(store), embedder).unwrap();
         let spec = |collection: &str| JobSpec {
             collection: collection.into(),
             paths: vec![docs.canonicalize().unwrap()],
@@ -440,7 +453,7 @@ mod tests {
                 "embedder bug on a poisoned text"
             );
         });
-        JobManager::open(config, store, embedder).unwrap()
+        JobManager::open(config, Collections::Embedded(store), embedder).unwrap()
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,11 +10,12 @@
 use std::sync::Arc;
 
 use index::{
-    ChunkInput, Collection, CollectionConfig, DocumentInfo, DocumentRecord, DocumentSink,
-    IndexError, Store, UpsertOutcome,
+    ChunkInput, Collection, DocumentInfo, DocumentRecord, DocumentSink, IndexError, Store,
+    UpsertOutcome,
 };
 use ingest::{chunk_document, Chunk, Chunker, ChunkingStrategy, Document, Embedder};
 
+use crate::collections::{check_embedder_config, collection_config};
 use crate::error::{Result, ServiceError};
 
 /// Counts of one ingestion run.
@@ -300,33 +301,8 @@ pub fn open_or_create(
     }
 }
 
-/// The configuration of a new collection `name` for `embedder`: its model, dimension and
-/// fingerprint recorded in the manifest.
-pub fn collection_config(name: &str, embedder: &dyn Embedder) -> CollectionConfig {
-    let mut config = CollectionConfig::new(name, embedder.model_id(), embedder.dimension());
-    config.embedder_fingerprint = embedder.fingerprint();
-    config
-}
-
 /// Refuses to use `collection` with an embedder other than the one its vectors were made with
-/// (another model or dimension, or another fingerprint where the collection recorded one).
-///
-/// Called on every search: the match is compared field by field, and the manifests that name
-/// the difference are built only when there is one.
+/// (see [`check_embedder_config`]).
 pub fn check_embedder(collection: &Collection, embedder: &dyn Embedder) -> index::Result<()> {
-    let stored = collection.config();
-    let fingerprint = embedder.fingerprint();
-    let recorded = &stored.embedder_fingerprint;
-    if stored.embedding_model == embedder.model_id()
-        && stored.dimension == embedder.dimension()
-        && (recorded.is_empty() || fingerprint.is_empty() || *recorded == fingerprint)
-    {
-        return Ok(());
-    }
-    let mut requested = stored.clone();
-    requested.embedding_model = embedder.model_id().to_string();
-    requested.dimension = embedder.dimension();
-    requested.embedder_fingerprint = fingerprint;
-    index::IndexManifest::from_config(stored)
-        .check_compatible(&index::IndexManifest::from_config(&requested))
+    check_embedder_config(collection.config(), embedder)
 }

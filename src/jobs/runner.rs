@@ -21,14 +21,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use index::{IndexError, Store};
+use index::IndexError;
 use ingest::{Embedder, LoadOptions, Loaded};
 use tokio::sync::watch;
 
 use super::pipeline::STREAM_BATCH_TEXT_BYTES;
 use super::record::{JobRecord, JobState};
 use super::store::JobStore;
-use super::{open_or_create, Pipeline};
+use super::Pipeline;
+use crate::collections::{Collections, Opened};
 use crate::error::{Result, ServiceError};
 
 /// What a runner needs; shared by all jobs.
@@ -37,7 +38,7 @@ pub struct RunContext {
     /// Where records are saved.
     pub jobs: Arc<JobStore>,
     /// The collections.
-    pub store: Arc<Store>,
+    pub collections: Collections,
     /// The server's embedder.
     pub embedder: Arc<dyn Embedder>,
     /// Documents per acknowledged batch.
@@ -105,7 +106,7 @@ fn run(
         tx.send_replace(record.clone());
     }
     let name = record.spec.collection.clone();
-    let open = || open_or_create(&cx.store, &name, cx.embedder.as_ref());
+    let open = || cx.collections.open_or_create(&name, cx.embedder.as_ref());
     let mut collection = open()?;
     let pipeline = Pipeline::new(
         &record.spec.chunker,
@@ -127,15 +128,31 @@ fn run(
             if let Some(s) = stop() {
                 return Ok(Some(s));
             }
-            let summary = match pipeline.ingest_batch(&collection, &batch) {
-                // A reindex switched the collection to a new generation during the batch: go
-                // on there. The batch's documents that landed before the switch were copied
-                // across, so they count as unchanged now.
-                Err(ServiceError::Index(IndexError::Reindexed { .. })) => {
-                    collection = open()?;
-                    pipeline.ingest_batch(&collection, &batch)?
+            let mut patience = Patience::default();
+            let summary = loop {
+                match pipeline.ingest_batch(collection.sink(), &batch) {
+                    // A reindex switched the collection to a new generation during the batch:
+                    // go on there. The batch's documents that landed before the switch were
+                    // copied across, so they count as unchanged now.
+                    Err(ServiceError::Index(IndexError::Reindexed { .. })) => {
+                        collection = open()?;
+                        break pipeline.ingest_batch(collection.sink(), &batch)?;
+                    }
+                    // A remote index did not answer (a cluster electing new leaders after a
+                    // node died, say): the batch is written again, which its content hashes
+                    // make idempotent, until it lands or the job's patience runs out.
+                    Err(ServiceError::Index(IndexError::Unavailable { reason })) => {
+                        let Some(pause) = patience.next() else {
+                            return Err(IndexError::Unavailable { reason }.into());
+                        };
+                        tracing::warn!(job = %record.id, %reason, retry_in = ?pause, "the index is unavailable: retrying the batch");
+                        std::thread::sleep(pause);
+                        if let Some(s) = stop() {
+                            return Ok(Some(s));
+                        }
+                    }
+                    result => break result?,
                 }
-                result => result?,
             };
             record.add_batch(summary, batch.documents.len(), batch.input_bytes);
             record.set_rate(
@@ -158,13 +175,43 @@ fn run(
             if let Some(s) = stop() {
                 return Ok(Some(s));
             }
-            let deleted = super::sync::remove_gone(&collection, path, &cx.load)?;
+            let deleted = match &collection {
+                Opened::Embedded(c) => super::sync::remove_gone(c, path, &cx.load)?,
+                Opened::Qdrant(_) => {
+                    return Err(ServiceError::Unimplemented(
+                        "folder sync needs backend = \"embedded\"",
+                    ))
+                }
+            };
             record.progress.deleted += deleted as u64;
             cx.jobs.save(record)?;
             tx.send_replace(record.clone());
         }
     }
     Ok(None)
+}
+
+/// How long a job waits out an unavailable index before it fails: pauses of 0.5 s doubling to
+/// 8 s, two minutes in all.
+#[derive(Debug, Default)]
+struct Patience {
+    waited: std::time::Duration,
+    tries: u32,
+}
+
+impl Patience {
+    const TOTAL: std::time::Duration = std::time::Duration::from_secs(120);
+
+    /// The next pause, or `None` once the total is spent.
+    fn next(&mut self) -> Option<std::time::Duration> {
+        if self.waited >= Self::TOTAL {
+            return None;
+        }
+        let pause = std::time::Duration::from_millis(500 << self.tries.min(4));
+        self.tries += 1;
+        self.waited += pause;
+        Some(pause)
+    }
 }
 
 /// The items of a path's stream after the first `acknowledged` documents and the errors met

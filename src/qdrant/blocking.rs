@@ -19,8 +19,8 @@ impl From<QdrantError> for IndexError {
         match e {
             QdrantError::Index(e) => e,
             QdrantError::Unavailable(reason) => IndexError::Unavailable { reason },
-            other @ (QdrantError::FailedPrecondition(_)
-            | QdrantError::Unauthenticated(_)
+            QdrantError::FailedPrecondition(reason) => IndexError::Incompatible { reason },
+            other @ (QdrantError::Unauthenticated(_)
             | QdrantError::Missing(_)
             | QdrantError::Settings(_)
             | QdrantError::Internal(_)) => IndexError::Remote {
@@ -46,6 +46,17 @@ impl Blocking {
     /// The collection.
     pub fn collection(&self) -> &Arc<QdrantCollection> {
         &self.collection
+    }
+
+    /// Deletes documents `ids` (those stored; the rest are no-ops); returns how many points
+    /// went.
+    pub fn delete_documents(&self, ids: &[String]) -> index::Result<u64> {
+        self.wait(self.collection.delete_documents(ids))
+    }
+
+    /// Documents and chunks stored (exact counts).
+    pub fn counts(&self) -> index::Result<(u64, u64)> {
+        self.wait(self.collection.counts())
     }
 
     fn wait<T>(
@@ -77,6 +88,14 @@ impl ChunkSource for Blocking {
 
     fn get_chunks(&self, ids: &[ChunkId]) -> index::Result<Vec<Option<ChunkRecord>>> {
         self.wait(self.collection.get_chunks(ids))
+    }
+
+    fn analyze(&self, text: &str) -> index::Result<Vec<String>> {
+        Ok(self.collection.analyze(text))
+    }
+
+    fn term_idf(&self, text: &str) -> index::Result<Vec<(String, f32)>> {
+        self.wait(self.collection.term_idf(text))
     }
 
     fn batches_legs(&self) -> bool {

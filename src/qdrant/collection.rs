@@ -28,8 +28,8 @@ use index::{
 use parking_lot::RwLock;
 use qdrant_client::qdrant::{
     point_id::PointIdOptions, Condition, CountPointsBuilder, DeletePointsBuilder,
-    Filter as QFilter, GetPointsBuilder, NamedVectors, PointId, PointStruct,
-    QueryBatchPointsBuilder, QueryPoints, QueryPointsBuilder, Range, ScoredPoint,
+    Filter as QFilter, GetPointsBuilder, NamedVectors, PayloadIncludeSelector, PointId,
+    PointStruct, QueryBatchPointsBuilder, QueryPoints, QueryPointsBuilder, Range, ScoredPoint,
     SearchParamsBuilder, UpsertPointsBuilder, Value, Vector, WriteOrdering, WriteOrderingType,
 };
 use qdrant_client::Payload;
@@ -154,15 +154,22 @@ pub struct QdrantCollection {
     qname: String,
     config: CollectionConfig,
     bm25: RwLock<Option<Bm25Params>>,
+    shards: u32,
 }
 
 impl QdrantCollection {
-    pub(super) fn new(cluster: Arc<Cluster>, qname: String, settings: StoredSettings) -> Self {
+    pub(super) fn new(
+        cluster: Arc<Cluster>,
+        qname: String,
+        settings: StoredSettings,
+        shards: u32,
+    ) -> Self {
         Self {
             cluster,
             qname,
             config: settings.config,
             bm25: RwLock::new(settings.bm25),
+            shards,
         }
     }
 
@@ -420,12 +427,94 @@ impl QdrantCollection {
         Ok(q.build())
     }
 
+    /// The encoder with the parameters known so far (the query side and the analyzer need
+    /// none; the document side of a collection never written to has none).
+    fn current_encoder(&self) -> Bm25Encoder {
+        let params = (*self.bm25.read()).unwrap_or(Bm25Params::UNMEASURED);
+        Bm25Encoder::new(self.config.bm25, params)
+    }
+
+    /// The distinct terms of `text`, in order, as the collection's BM25 analyzer makes them.
+    pub fn analyze(&self, text: &str) -> Vec<String> {
+        self.current_encoder().analyze(text)
+    }
+
+    /// The distinct terms of `text` with the IDF Qdrant weighs each by.
+    ///
+    /// Qdrant has no document-frequency call, so each term is asked of the index itself, all
+    /// in one batch: a sparse query of that term alone, weight 1, returns the chunk it scores
+    /// highest with that score, which is the term's IDF (`modifier: idf`) times the document
+    /// side of BM25 for the term in that chunk; ragd computes that side from the chunk's title
+    /// and text, and divides it out. With several shards the IDF is the one of the shard that
+    /// holds that chunk, as a search weighs it there. A term no chunk holds has the IDF of a
+    /// document frequency of 0 among a shard's share of the chunks.
+    pub async fn term_idf(&self, text: &str) -> Result<Vec<(String, f32)>> {
+        let terms = self.analyze(text);
+        if terms.is_empty() {
+            return Ok(Vec::new());
+        }
+        let encoder = self.current_encoder();
+        let queries: Vec<QueryPoints> = terms
+            .iter()
+            .map(|t| {
+                let probe = [(index::sparse_vectors::term_id(t), 1.0f32)];
+                QueryPointsBuilder::new(&self.qname)
+                    .query(qdrant_client::qdrant::Query::new_nearest(probe.as_slice()))
+                    .using(SPARSE)
+                    .limit(1)
+                    .with_payload(PayloadIncludeSelector {
+                        fields: vec!["title".into(), "text".into()],
+                    })
+                    .build()
+            })
+            .collect();
+        let qname = &self.qname;
+        let got = self
+            .cluster
+            .call(|c| {
+                let request = QueryBatchPointsBuilder::new(qname, queries.clone());
+                async move { c.query_batch(request).await }
+            })
+            .await?;
+        #[derive(Deserialize)]
+        struct Text {
+            title: String,
+            text: String,
+        }
+        let mut idf = Vec::with_capacity(terms.len());
+        let mut absent = Vec::new();
+        for (term, found) in terms.into_iter().zip(got.result) {
+            let top = found.result.into_iter().next();
+            let weighed = match top {
+                Some(p) => {
+                    let score = p.score;
+                    let chunk: Text = from_payload(p.payload)?;
+                    let side = encoder
+                        .document(&chunk.title, &chunk.text)
+                        .weight(index::sparse_vectors::term_id(&term));
+                    (side > 0.0).then(|| score / side)
+                }
+                None => None,
+            };
+            if weighed.is_none() {
+                absent.push(idf.len());
+            }
+            idf.push((term, weighed.unwrap_or(0.0)));
+        }
+        if !absent.is_empty() {
+            let (_, chunks) = self.counts().await?;
+            let n = chunks as f64 / f64::from(self.shards);
+            let unseen = (1.0 + (n + 0.5) / 0.5).ln() as f32;
+            for i in absent {
+                idf[i].1 = unseen;
+            }
+        }
+        Ok(idf)
+    }
+
     fn sparse_query(&self, query: &str, k: usize, filter: &Filter) -> Result<QueryPoints> {
         let k = index::reader::clamp_k(k)?;
-        // The query side needs no parameters but the analyzer.
-        let params = (*self.bm25.read()).unwrap_or(Bm25Params::UNMEASURED);
-        let SparseVector { indices, values } =
-            Bm25Encoder::new(self.config.bm25, params).query(query)?;
+        let SparseVector { indices, values } = self.current_encoder().query(query)?;
         let pairs: Vec<(u32, f32)> = indices.into_iter().zip(values).collect();
         let mut q = QueryPointsBuilder::new(&self.qname)
             .query(qdrant_client::qdrant::Query::new_nearest(pairs.as_slice()))

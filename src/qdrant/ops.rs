@@ -43,6 +43,8 @@ impl StoredSettings {
 pub struct Described {
     /// ragd's settings, `None` when the collection has none (ragd did not make it).
     pub settings: Option<StoredSettings>,
+    /// How many shards the collection is cut into.
+    pub shards: u32,
 }
 
 /// Reads the collection `qname`; `Ok(None)` when it does not exist.
@@ -72,7 +74,12 @@ pub async fn describe(cluster: &Cluster, qname: &str) -> Result<Option<Described
         ),
         None => None,
     };
-    Ok(Some(Described { settings }))
+    let shards = info
+        .config
+        .as_ref()
+        .and_then(|c| c.params.as_ref())
+        .map_or(1, |p| p.shard_number.max(1));
+    Ok(Some(Described { settings, shards }))
 }
 
 /// The ragd settings of collection `qname`.

@@ -27,17 +27,30 @@ impl QdrantStore {
     /// Connects to the cluster in `settings`; [`QdrantError::Unavailable`] naming every node
     /// when none answers.
     pub async fn connect(settings: &QdrantSettings) -> Result<Self> {
-        let cluster = Cluster::new(settings)?;
-        let version = cluster.check().await?;
+        let store = Self::new(settings)?;
+        store.check().await?;
+        Ok(store)
+    }
+
+    /// The cluster in `settings`, without a call yet (clients connect on first use); errors
+    /// only for unusable settings.
+    pub fn new(settings: &QdrantSettings) -> Result<Self> {
+        Ok(Self {
+            cluster: Arc::new(Cluster::new(settings)?),
+            settings: settings.clone(),
+        })
+    }
+
+    /// Asks the cluster for its version; [`QdrantError::Unavailable`] naming every node when
+    /// none answers.
+    pub async fn check(&self) -> Result<String> {
+        let version = self.cluster.check().await?;
         tracing::info!(
-            urls = ?cluster.urls().collect::<Vec<_>>(),
+            urls = ?self.cluster.urls().collect::<Vec<_>>(),
             %version,
             "connected to the Qdrant cluster"
         );
-        Ok(Self {
-            cluster: Arc::new(cluster),
-            settings: settings.clone(),
-        })
+        Ok(version)
     }
 
     /// The Qdrant name of ragd collection `name`.
@@ -64,7 +77,12 @@ impl QdrantStore {
                 settings.layout
             )));
         }
-        Ok(QdrantCollection::new(self.cluster.clone(), qname, settings))
+        Ok(QdrantCollection::new(
+            self.cluster.clone(),
+            qname,
+            settings,
+            described.shards,
+        ))
     }
 
     /// Opens collection `config.name`, creating it if the cluster has none. An existing one

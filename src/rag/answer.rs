@@ -30,7 +30,7 @@ use std::ops::{ControlFlow, Range};
 use std::time::{Duration, Instant};
 
 use index::config::Bm25Analyzer;
-use index::Searcher;
+use index::ChunkSource;
 use serde::Serialize;
 
 use super::citations::check_citations;
@@ -178,7 +178,7 @@ pub struct Answer {
 /// Retrieves for `question` and builds its prompt, or decides it is not answerable.
 pub fn prepare(
     retriever: &Retriever,
-    searcher: &Searcher,
+    searcher: &dyn ChunkSource,
     generator: &dyn Generator,
     question: &str,
     cfg: &AnswerConfig,
@@ -549,7 +549,7 @@ fn citation(hit: &Hit, number: usize) -> Citation {
 /// Blocks; run it off the async runtime.
 pub fn answer(
     retriever: &Retriever,
-    searcher: &Searcher,
+    searcher: &dyn ChunkSource,
     generator: &dyn Generator,
     question: &str,
     cfg: &AnswerConfig,

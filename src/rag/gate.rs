@@ -26,7 +26,7 @@
 
 use std::collections::HashSet;
 
-use index::Searcher;
+use index::ChunkSource;
 use serde::{Deserialize, Serialize};
 
 use super::evidence::Evidence;
@@ -62,7 +62,7 @@ impl GateFeatures {
     /// `evidence`, weighting terms by their IDF in `searcher`'s collection; `None` without a
     /// dense score (BM25-only retrieval: the gate cannot judge, the model decides).
     pub fn measure(
-        searcher: &Searcher,
+        searcher: &dyn ChunkSource,
         question: &str,
         hits: &[Hit],
         evidence: &Evidence,

@@ -46,7 +46,7 @@ impl Server {
     }
 
     /// [`Self::start_answering`] with `reranker` and the config edited.
-    async fn start_answering_with(
+    pub(crate) async fn start_answering_with(
         data: &Path,
         reranker: Option<std::sync::Arc<dyn ragd::model::Reranker>>,
         edit: impl FnOnce(&mut ragd::Config),
@@ -122,11 +122,11 @@ fn search(collection: &str, query: &str, k: u32) -> pb::SearchRequest {
     }
 }
 
-fn code<T: std::fmt::Debug>(r: Result<tonic::Response<T>, tonic::Status>) -> Code {
+pub(crate) fn code<T: std::fmt::Debug>(r: Result<tonic::Response<T>, tonic::Status>) -> Code {
     r.expect_err("the call should fail").code()
 }
 
-async fn ingest_kb(
+pub(crate) async fn ingest_kb(
     client: &mut RagClient<Channel>,
     collection: &str,
 ) -> pb::IngestDocumentsResponse {
@@ -810,7 +810,7 @@ fn cli_serve_ingest_search_and_sigterm() {
     assert_eq!(dumps.len(), 1, "{dumps:?}");
 }
 
-fn ask(collection: &str, question: &str, max_tokens: u32) -> pb::AskRequest {
+pub(crate) fn ask(collection: &str, question: &str, max_tokens: u32) -> pb::AskRequest {
     pb::AskRequest {
         collection: collection.into(),
         question: question.into(),
@@ -826,7 +826,9 @@ fn ask(collection: &str, question: &str, max_tokens: u32) -> pb::AskRequest {
 
 /// Reads an Ask stream to its end: the concatenated deltas and the final message, which must
 /// come last and once.
-async fn read_answer(mut stream: tonic::Streaming<pb::AskResponse>) -> (String, pb::AskFinal) {
+pub(crate) async fn read_answer(
+    mut stream: tonic::Streaming<pb::AskResponse>,
+) -> (String, pb::AskFinal) {
     let mut text = String::new();
     let mut last = None;
     while let Some(msg) = stream.next().await {

@@ -11,6 +11,7 @@ mod grpc;
 mod http;
 mod ops_cli;
 mod qdrant;
+mod qdrant_serve;
 mod reindex;
 mod reliability;
 mod reranker;

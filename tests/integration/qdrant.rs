@@ -18,7 +18,7 @@ fn script() -> PathBuf {
 }
 
 /// A running cluster, stopped on drop.
-struct Cluster {
+pub(crate) struct Cluster {
     dir: tempfile::TempDir,
     base: u16,
     urls: Vec<String>,
@@ -26,7 +26,7 @@ struct Cluster {
 
 impl Cluster {
     /// Starts three nodes on free ports; `None` (after saying so) without a qdrant binary.
-    fn start(test: &str) -> Option<Self> {
+    pub(crate) fn start(test: &str) -> Option<Self> {
         Self::start_with(test, &[])
     }
 
@@ -78,7 +78,7 @@ impl Cluster {
         panic!("could not start a Qdrant cluster");
     }
 
-    fn run(&self, args: &[&str]) {
+    pub(crate) fn run(&self, args: &[&str]) {
         let out = Command::new(script())
             .arg(args[0])
             .arg(self.dir.path())
@@ -93,7 +93,7 @@ impl Cluster {
         );
     }
 
-    fn settings(&self) -> QdrantSettings {
+    pub(crate) fn settings(&self) -> QdrantSettings {
         QdrantSettings {
             urls: self.urls.clone(),
             shard_number: 3,
@@ -447,6 +447,41 @@ fn two_writers_ingesting_the_same_documents_converge_and_retrieval_fuses_both_le
         assert_eq!(remote[0].chunk.text, local[0].chunk.text);
         assert!(remote[0].stages.dense.is_some() && remote[0].stages.bm25.is_some());
     }
+
+    // The IDF the relevance gate weighs a question's terms by, asked of the cluster (it has no
+    // document-frequency call): on one shard it equals the embedded index's, for terms held
+    // by many chunks, by one, and by none.
+    let one_shard = QdrantSettings {
+        shard_number: 1,
+        replication_factor: 1,
+        ..cluster.settings()
+    };
+    let store = rt.block_on(QdrantStore::connect(&one_shard)).unwrap();
+    let config = ragd::jobs::collection_config("one_shard", embedder.as_ref());
+    let c = rt.block_on(store.open_or_create(&config, None)).unwrap();
+    let one = Blocking::new(std::sync::Arc::new(c), rt.handle().clone());
+    pipeline.ingest(&one, &docs, |_, _| {}).unwrap();
+    let question = format!(
+        "Which pump has part {} and a zebra impeller?",
+        part_number(4)
+    );
+    let remote = index::ChunkSource::term_idf(&one, &question).unwrap();
+    let local = embedded_searcher.term_idf(&question).unwrap();
+    assert_eq!(
+        remote.iter().map(|(t, _)| t).collect::<Vec<_>>(),
+        local.iter().map(|(t, _)| t).collect::<Vec<_>>()
+    );
+    assert!(remote.iter().any(|(t, _)| t == "zebra"), "{remote:?}");
+    for ((term, r), (_, l)) in remote.iter().zip(&local) {
+        assert!(
+            (r - l).abs() <= 1e-3 * l.max(1.0),
+            "{term}: {r} on the cluster, {l} embedded"
+        );
+    }
+    assert_eq!(
+        index::ChunkSource::analyze(&one, &question).unwrap(),
+        embedded_searcher.analyze(&question).unwrap()
+    );
 }
 
 #[test]

@@ -1,0 +1,353 @@
+//! `backend = "qdrant"`: ragd servers in front of one real three-node Qdrant cluster (see
+//! `qdrant.rs` for the cluster; without a qdrant binary these tests say SKIPPED and pass).
+//! What one server writes, the others search, answer from and delete, through the gRPC API and
+//! through `ragd serve` processes; what only the embedded store does is refused by name; a
+//! cluster that does not answer is UNAVAILABLE per call and a clear error at start.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use index::CollectionConfig;
+use ragd::config::Backend;
+use ragd::grpc::pb;
+use ragd::qdrant::QdrantStore;
+use tokio_stream::StreamExt;
+use tonic::Code;
+
+use crate::grpc::{ask, code, ingest_kb, read_answer, Server};
+use crate::qdrant::Cluster;
+
+fn kb() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/kb")
+}
+
+fn search(collection: &str, query: &str, k: u32) -> pb::SearchRequest {
+    pb::SearchRequest {
+        collection: collection.into(),
+        query: query.into(),
+        options: Some(pb::RetrievalOptions {
+            k,
+            ..Default::default()
+        }),
+    }
+}
+
+fn top_document(found: &pb::SearchResponse) -> String {
+    found.hits[0].chunk.as_ref().unwrap().document_id.clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_servers_on_one_cluster_serve_the_same_collections() {
+    let test = "two_servers_on_one_cluster_serve_the_same_collections";
+    let Some(cluster) = Cluster::start(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let settings = cluster.settings();
+    let on_cluster = |cfg: &mut ragd::Config| {
+        cfg.backend = Backend::Qdrant;
+        cfg.qdrant = settings.clone();
+        cfg.server.allowed_roots = vec![kb()];
+    };
+    let a = Server::start_answering_with(&dir.path().join("a"), None, on_cluster).await;
+    let b = Server::start_answering_with(&dir.path().join("b"), None, on_cluster).await;
+    let (mut ca, mut cb) = (a.client().await, b.client().await);
+
+    // What A ingests, B lists, finds, reads and answers from, citing it.
+    let counts = ingest_kb(&mut ca, "kb").await.counts.unwrap();
+    assert_eq!((counts.added, counts.failed), (4, 1), "{counts:?}");
+    let listed = cb
+        .list_collections(pb::ListCollectionsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .collections;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!((listed[0].name.as_str(), listed[0].documents), ("kb", 4));
+    assert_eq!(listed[0].dimension, 384);
+    let found = cb
+        .search(search("kb", "which seal fits the XJ-9000?", 3))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(top_document(&found), "pump.md", "{found:?}");
+    // Keyword-exact and CJK queries reach the BM25 leg on the cluster too.
+    let nf4 = cb
+        .search(search("kb", "NF4", 1))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(top_document(&nf4), "nf4.md", "{nf4:?}");
+    let zh = cb
+        .search(search("kb", "中文句子", 1))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(top_document(&zh), "zh.md", "{zh:?}");
+    let doc = cb
+        .get_document(pb::GetDocumentRequest {
+            collection: "kb".into(),
+            id: "pump.md".into(),
+            include_chunks: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        doc.chunks.iter().any(|c| c.text.contains("SS-441")),
+        "{doc:?}"
+    );
+
+    let q = ask(
+        "kb",
+        "Which shaft seal does the XJ-9000 pump built in 2021 use?",
+        48,
+    );
+    let (_, fin) = read_answer(cb.ask(q).await.unwrap().into_inner()).await;
+    assert!(!fin.not_found, "{fin:?}");
+    assert!(
+        fin.citations.iter().any(|c| c.document_id == "pump.md"),
+        "{fin:?}"
+    );
+    // The relevance gate weighs the question's terms by the cluster's own IDF.
+    let q = ask("kb", "Who won the 2018 FIFA World Cup?", 48);
+    let (_, fin) = read_answer(cb.ask(q).await.unwrap().into_inner()).await;
+    assert!(fin.not_found, "{fin:?}");
+
+    // Unchanged documents are found stored by the other server and written again by neither.
+    let counts = ingest_kb(&mut cb, "kb").await.counts.unwrap();
+    assert_eq!((counts.added, counts.unchanged, counts.chunks), (0, 4, 0));
+
+    // A bulk job on A (its record in A's data folder), searched on B.
+    let job = ca
+        .start_ingest_job(pb::StartIngestJobRequest {
+            collection: "bulk".into(),
+            paths: vec![kb().display().to_string()],
+            chunker: String::new(),
+            sync: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut updates = ca
+        .watch_ingest_job(pb::WatchIngestJobRequest { id: job.id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut last = None;
+    while let Some(update) = updates.next().await {
+        last = Some(update.unwrap());
+    }
+    let last = last.unwrap();
+    assert_eq!(
+        pb::JobState::try_from(last.state).unwrap(),
+        pb::JobState::Succeeded,
+        "{last:?}"
+    );
+    assert_eq!(last.progress.unwrap().documents_done, 6, "{last:?}");
+    let found = cb
+        .search(search(
+            "bulk",
+            "Which shaft seal fits an XJ-9000 pump built in 2021?",
+            1,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(top_document(&found), "parts-catalog.md", "{found:?}");
+    // A sync job needs to list a collection's documents by file: refused before it is recorded.
+    let sync = ca
+        .start_ingest_job(pb::StartIngestJobRequest {
+            collection: "bulk".into(),
+            paths: vec![kb().display().to_string()],
+            chunker: String::new(),
+            sync: true,
+        })
+        .await;
+    assert_eq!(code(sync), Code::Unimplemented);
+
+    // Deleted through B, gone for A at once.
+    let deleted = cb
+        .delete_documents(pb::DeleteDocumentsRequest {
+            collection: "kb".into(),
+            ids: vec!["kv.md".into(), "no.md".into()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(deleted.deleted, 1, "{deleted:?}");
+    let gone = ca
+        .get_document(pb::GetDocumentRequest {
+            collection: "kb".into(),
+            id: "kv.md".into(),
+            include_chunks: false,
+        })
+        .await;
+    assert_eq!(code(gone), Code::NotFound);
+
+    // What only the embedded store does is refused, naming the backend.
+    let snapshot = ca
+        .create_snapshot(pb::CreateSnapshotRequest {
+            collection: "kb".into(),
+        })
+        .await
+        .expect_err("no snapshots on the cluster");
+    assert_eq!(snapshot.code(), Code::Unimplemented);
+    assert!(snapshot.message().contains("qdrant"), "{snapshot:?}");
+    let reindex = match ca
+        .reindex_collection(pb::ReindexCollectionRequest { name: "kb".into() })
+        .await
+    {
+        Err(status) => status,
+        Ok(events) => events.into_inner().message().await.unwrap_err(),
+    };
+    assert_eq!(reindex.code(), Code::Unimplemented, "{reindex:?}");
+
+    // A collection made with another embedder is FAILED_PRECONDITION, on every server.
+    let store = QdrantStore::connect(&settings).await.unwrap();
+    store
+        .open_or_create(&CollectionConfig::new("other", "another-model", 8), None)
+        .await
+        .unwrap();
+    let other = cb.search(search("other", "seal", 1)).await;
+    assert_eq!(code(other), Code::FailedPrecondition);
+    let created = ca
+        .create_collection(pb::CreateCollectionRequest {
+            name: "other".into(),
+        })
+        .await;
+    assert_eq!(code(created), Code::AlreadyExists);
+
+    // Deleted through A, gone for B.
+    ca.delete_collection(pb::DeleteCollectionRequest {
+        name: "bulk".into(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        code(cb.search(search("bulk", "seal", 1)).await),
+        Code::NotFound
+    );
+
+    // The cluster gone: each call is UNAVAILABLE (retry later), and the servers stay up.
+    cluster.run(&["stop"]);
+    let down = ca
+        .search(search("kb", "seal", 1))
+        .await
+        .expect_err("no node answers");
+    assert_eq!(down.code(), Code::Unavailable, "{down:?}");
+    assert_eq!(
+        code(cb.list_collections(pb::ListCollectionsRequest {}).await),
+        Code::Unavailable
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// `ragd serve` with `--data-dir DIR` and the cluster's environment.
+fn ragd(data: &Path, urls: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ragd"));
+    c.arg("--data-dir")
+        .arg(data)
+        .env("RAGD_BACKEND", "qdrant")
+        .env("RAGD_QDRANT_URLS", urls);
+    c
+}
+
+fn wait_for(addr: &str, server: &mut std::process::Child) {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(
+            server.try_wait().unwrap().is_none(),
+            "ragd serve on {addr} exited"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "ragd serve on {addr} did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn ragd_serve_processes_share_a_cluster_and_one_without_it_does_not_start() {
+    let test = "ragd_serve_processes_share_a_cluster_and_one_without_it_does_not_start";
+    let Some(cluster) = Cluster::start(test) else {
+        return;
+    };
+    let urls = cluster.settings().urls.join(",");
+    let dir = tempfile::tempdir().unwrap();
+    let addrs: Vec<String> = (0..2)
+        .map(|_| format!("127.0.0.1:{}", crate::common::free_port()))
+        .collect();
+    let mut servers: Vec<_> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, addr)| {
+            ragd(&dir.path().join(format!("server-{i}")), &urls)
+                .args(["serve", "--http-addr", "off", "--addr", addr])
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (addr, server) in addrs.iter().zip(&mut servers) {
+        wait_for(addr, server);
+    }
+    let client = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_ragd"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "ragd {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let kb = kb();
+    let summary = client(&[
+        "ingest",
+        "--server",
+        &addrs[0],
+        "--collection",
+        "kb",
+        "--json",
+        kb.to_str().unwrap(),
+    ]);
+    assert_eq!(summary["added"], 6, "{summary}");
+    let found = client(&[
+        "search",
+        "--server",
+        &addrs[1],
+        "--collection",
+        "kb",
+        "--json",
+        "-k",
+        "1",
+        "Which shaft seal fits an XJ-9000 pump built in 2021?",
+    ]);
+    assert_eq!(found["hits"][0]["doc_id"], "parts-catalog.md", "{found}");
+    for server in &mut servers {
+        // SAFETY: sending SIGTERM to a child we spawned and have not yet waited for.
+        unsafe {
+            libc::kill(server.id() as i32, libc::SIGTERM);
+        }
+        assert!(server.wait().unwrap().success());
+    }
+
+    // No node answers: the start fails, naming each node (before any model loads).
+    cluster.run(&["stop"]);
+    let out = ragd(&dir.path().join("server-0"), &urls)
+        .args(["serve", "--http-addr", "off", "--addr", &addrs[0]])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("qdrant"), "{err}");
+    for url in urls.split(',') {
+        assert!(err.contains(url), "{url} not named: {err}");
+    }
+}
