@@ -540,7 +540,7 @@ async fn health_and_reflection() {
 }
 
 /// A JSONL corpus of `n` short documents in `dir`.
-fn corpus(dir: &Path, n: usize) -> PathBuf {
+pub(crate) fn corpus(dir: &Path, n: usize) -> PathBuf {
     let path = dir.join("corpus.jsonl");
     let lines: Vec<String> = (0..n)
         .map(|i| {
@@ -553,7 +553,7 @@ fn corpus(dir: &Path, n: usize) -> PathBuf {
     path
 }
 
-fn job_request(path: &Path) -> pb::StartIngestJobRequest {
+pub(crate) fn job_request(path: &Path) -> pb::StartIngestJobRequest {
     pb::StartIngestJobRequest {
         collection: "bulk".into(),
         paths: vec![path.display().to_string()],
@@ -567,7 +567,10 @@ fn state(job: &pb::IngestJob) -> pb::JobState {
 }
 
 /// Watches `id` until a record with documents done, returning the stream for later updates.
-async fn until_started(c: &mut RagClient<Channel>, id: &str) -> tonic::Streaming<pb::IngestJob> {
+pub(crate) async fn until_started(
+    c: &mut RagClient<Channel>,
+    id: &str,
+) -> tonic::Streaming<pb::IngestJob> {
     let mut updates = c
         .watch_ingest_job(pb::WatchIngestJobRequest { id: id.into() })
         .await

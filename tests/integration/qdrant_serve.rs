@@ -15,7 +15,7 @@ use ragd::qdrant::QdrantStore;
 use tokio_stream::StreamExt;
 use tonic::Code;
 
-use crate::grpc::{ask, code, ingest_kb, read_answer, Server};
+use crate::grpc::{ask, code, corpus, ingest_kb, job_request, read_answer, until_started, Server};
 use crate::qdrant::Cluster;
 
 fn kb() -> PathBuf {
@@ -243,6 +243,81 @@ async fn two_servers_on_one_cluster_serve_the_same_collections() {
     );
     a.shutdown().await;
     b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_bulk_job_waits_out_two_killed_nodes_and_loses_nothing() {
+    let test = "a_bulk_job_waits_out_two_killed_nodes_and_loses_nothing";
+    let Some(cluster) = Cluster::start(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("files");
+    std::fs::create_dir_all(&root).unwrap();
+    let path = corpus(&root, 400);
+    let settings = cluster.settings();
+    let server = Server::start_with(&dir.path().join("data"), |cfg| {
+        cfg.backend = Backend::Qdrant;
+        cfg.qdrant = settings.clone();
+        cfg.server.allowed_roots = vec![root.clone()];
+        cfg.server.job_batch_documents = 8;
+    })
+    .await;
+    let mut c = server.client().await;
+    let job = c
+        .start_ingest_job(job_request(&path))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut updates = until_started(&mut c, &job.id).await;
+    // SIGKILL two of the three nodes while the job writes, the one the client talks to first
+    // (and the cluster's bootstrap peer) among them: shards lose every replica, so batches
+    // fail UNAVAILABLE and the job waits them out, writing each again, instead of failing.
+    cluster.run(&["kill", "1"]);
+    cluster.run(&["kill", "2"]);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let waiting = c
+        .get_ingest_job(pb::GetIngestJobRequest { id: job.id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        pb::JobState::try_from(waiting.state).unwrap(),
+        pb::JobState::Running,
+        "{waiting:?}"
+    );
+    cluster.run(&["restart", "1"]);
+    cluster.run(&["restart", "2"]);
+    let mut last = None;
+    while let Some(update) = updates.next().await {
+        last = Some(update.unwrap());
+    }
+    let last = last.unwrap();
+    assert_eq!(
+        pb::JobState::try_from(last.state).unwrap(),
+        pb::JobState::Succeeded,
+        "{last:?}"
+    );
+    let counts = last.progress.unwrap().counts.unwrap();
+    assert_eq!(counts.added + counts.unchanged, 400, "{counts:?}");
+    assert_eq!(counts.failed, 0, "{counts:?}");
+    let listed = c
+        .list_collections(pb::ListCollectionsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .collections;
+    assert_eq!(
+        (listed[0].name.as_str(), listed[0].documents),
+        ("bulk", 400)
+    );
+    let found = c
+        .search(search("bulk", "Note number 397", 1))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(top_document(&found), "d397", "{found:?}");
+    server.shutdown().await;
 }
 
 /// `ragd serve` with `--data-dir DIR` and the cluster's environment.
