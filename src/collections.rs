@@ -179,15 +179,16 @@ impl Collections {
     /// anything), its calls made on `handle`'s runtime.
     pub fn open(config: &Config, handle: Option<Handle>) -> anyhow::Result<Self> {
         use anyhow::Context;
-        Ok(match config.backend {
+        Ok(match config.index.backend {
             Backend::Embedded => Self::Embedded(Arc::new(
                 Store::open(&config.data_dir)
                     .with_context(|| format!("data folder {}", config.data_dir.display()))?
-                    .with_maintenance(config.index),
+                    .with_maintenance(config.index.maintenance),
             )),
             Backend::Qdrant => {
-                let handle = handle
-                    .context("backend = \"qdrant\" needs a tokio runtime to make its calls on")?;
+                let handle = handle.context(
+                    "index.backend = \"qdrant\" needs a tokio runtime to make its calls on",
+                )?;
                 let _in_runtime = handle.enter();
                 let store = QdrantStore::new(&config.qdrant).context("the [qdrant] settings")?;
                 Self::Qdrant(QdrantCollections { store, handle })

@@ -17,7 +17,7 @@
 //! | `RAGD_DEVICE` | `embedder.device`, `generator.device` and `reranker.device` |
 //! | `RAGD_ADDR` | `server.addr` |
 //! | `RAGD_HTTP_ADDR` | `server.http_addr` |
-//! | `RAGD_BACKEND` | `backend` |
+//! | `RAGD_BACKEND` | `index.backend` |
 //! | `RAGD_QDRANT_URLS` | `qdrant.urls` (comma-separated) |
 //! | `RAGD_QDRANT_API_KEY` | `qdrant.api_key` |
 
@@ -85,21 +85,50 @@ pub struct Config {
     /// `max_line_bytes` (one JSONL line, i.e. one document; a JSONL file itself may be any size;
     /// default 64 MiB), `lossy_utf8`, `include_hidden`, `follow_links` (all false).
     pub ingest: ingest::LoadOptions,
-    /// Index maintenance, for every collection opened: `dump_every_writes` (a commit also
-    /// saves the HNSW graph after this many writes; default 10000), `compact_tombstone_ratio`
-    /// and `compact_min_tombstones` (rebuild the graph without deleted points past 20% and 256),
+    /// Where collections live (`backend`) and, for the embedded backend, index maintenance
+    /// for every collection opened: `dump_every_writes` (a commit also saves the HNSW graph
+    /// after this many writes; default 10000), `compact_tombstone_ratio` and
+    /// `compact_min_tombstones` (rebuild the graph without deleted points past 20% and 256),
     /// `sled_cache_bytes` (64 MiB), `tantivy_memory_bytes` (32 MiB, at least 15 MB).
-    pub index: index::MaintenanceConfig,
+    pub index: IndexSettings,
     /// Grounded answering (Ask, `ragd ask`, chat completions): the relevance gate.
     pub answer: AnswerSettings,
-    /// Where `ragd serve` keeps its collections: `embedded` (the data folder; default) or
-    /// `qdrant` (the `[qdrant]` cluster, shared by any number of servers). Env `RAGD_BACKEND`.
-    pub backend: Backend,
-    /// The Qdrant cluster of the scale-out backend (`backend = "qdrant"`, and
+    /// The Qdrant cluster of the scale-out backend (`index.backend = "qdrant"`, and
     /// `ragd eval beir --backend qdrant`): node URLs, API key, the shards and replicas of new
     /// collections, timeouts. See [`crate::qdrant::QdrantSettings`] for every field and its
     /// default.
     pub qdrant: QdrantSettings,
+}
+
+/// The `[index]` table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct IndexSettings {
+    /// Where `ragd serve` keeps its collections: `embedded` (the data folder; default) or
+    /// `qdrant` (the `[qdrant]` cluster, shared by any number of servers). Env `RAGD_BACKEND`.
+    pub backend: Backend,
+    /// Maintenance of the embedded backend's collections, the table's other keys.
+    #[serde(flatten)]
+    pub maintenance: index::MaintenanceConfig,
+}
+
+/// `backend` is taken out of the table and the rest read as the index crate's
+/// [`index::MaintenanceConfig`], which refuses unknown keys (serde's `flatten` would let them
+/// pass unnoticed).
+impl<'de> Deserialize<'de> for IndexSettings {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut table = toml::Table::deserialize(d)?;
+        let backend = match table.remove("backend") {
+            Some(v) => Backend::deserialize(v).map_err(D::Error::custom)?,
+            None => Backend::default(),
+        };
+        let maintenance = index::MaintenanceConfig::deserialize(toml::Value::Table(table))
+            .map_err(D::Error::custom)?;
+        Ok(Self {
+            backend,
+            maintenance,
+        })
+    }
 }
 
 /// Where a server's collections live.
@@ -389,9 +418,8 @@ impl Default for Config {
             reranker: RerankerConfig::default(),
             server: ServerConfig::default(),
             ingest: ingest::LoadOptions::default(),
-            index: index::MaintenanceConfig::default(),
+            index: IndexSettings::default(),
             answer: AnswerSettings::default(),
-            backend: Backend::default(),
             qdrant: QdrantSettings::default(),
         }
     }
@@ -511,12 +539,12 @@ impl Config {
             self.server.tls_key = Some(v.into());
         }
         if let Some(v) = get("RAGD_BACKEND") {
-            self.backend = match v.as_str() {
+            self.index.backend = match v.as_str() {
                 "embedded" => Backend::Embedded,
                 "qdrant" => Backend::Qdrant,
                 _ => {
                     return Err(ConfigError::Invalid {
-                        field: "backend",
+                        field: "index.backend",
                         reason: format!("RAGD_BACKEND=`{v}`: use `embedded` or `qdrant`"),
                     })
                 }

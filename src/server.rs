@@ -40,13 +40,13 @@ pub async fn serve(
     }
     let http_tls = crate::http::tls_acceptor(&config.server)?;
     let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
-    if config.backend == Backend::Qdrant {
+    if config.index.backend == Backend::Qdrant {
         // A cluster that does not answer fails the start, naming each node, before the models
         // load, rather than every call afterwards.
         crate::qdrant::QdrantStore::connect(&config.qdrant)
             .await
             .context(
-                "backend = \"qdrant\": the [qdrant] cluster (qdrant.urls, RAGD_QDRANT_URLS)",
+                "index.backend = \"qdrant\": the [qdrant] cluster (qdrant.urls, RAGD_QDRANT_URLS)",
             )?;
     }
     let state = tokio::task::spawn_blocking(move || AppState::load(config)).await??;

@@ -34,7 +34,7 @@ use crate::wiring::{self, Models, RerankChoice};
 const GATE: &str = "server";
 
 /// Why snapshots are refused on a cluster.
-const SNAPSHOTS: &str = "snapshots need backend = \"embedded\": on the qdrant backend, use \
+const SNAPSHOTS: &str = "snapshots need index.backend = \"embedded\": on the qdrant backend, use \
                          Qdrant's own snapshots of its collections";
 
 /// Shared state of a running server. Cheap to clone.
@@ -472,7 +472,7 @@ impl AppState {
         progress: impl FnMut(&index::ReindexProgress) -> Result<()>,
     ) -> Result<(CollectionInfo, ReindexView)> {
         let store = self.embedded(
-            "reindexing needs backend = \"embedded\": on the qdrant backend, ingest into a new \
+            "reindexing needs index.backend = \"embedded\": on the qdrant backend, ingest into a new \
              collection and delete the old one",
         )?;
         let source = store.collection(name)?;

@@ -35,6 +35,14 @@ pub struct ServeArgs {
     /// Serve a non-loopback address without a token (trusted networks only).
     #[arg(long)]
     pub allow_unauthenticated: bool,
+    /// Where collections live: `embedded` (the data folder) or `qdrant` (the Qdrant cluster of
+    /// [qdrant], shared with other servers) [default: index.backend, env RAGD_BACKEND].
+    #[arg(long, value_parser = ["embedded", "qdrant"])]
+    pub backend: Option<String>,
+    /// gRPC URL of a node of the Qdrant cluster (repeatable; replaces qdrant.urls) [env
+    /// RAGD_QDRANT_URLS, comma-separated].
+    #[arg(long = "qdrant-url")]
+    pub qdrant_urls: Vec<String>,
 }
 
 /// Runs the server on a multi-threaded runtime; returns after a graceful shutdown.
@@ -56,6 +64,14 @@ pub fn run(mut cfg: Config, args: &ServeArgs) -> anyhow::Result<()> {
         cfg.server.tls_key = Some(key.clone());
     }
     cfg.server.allow_unauthenticated |= args.allow_unauthenticated;
+    match args.backend.as_deref() {
+        Some("qdrant") => cfg.index.backend = crate::config::Backend::Qdrant,
+        Some(_) => cfg.index.backend = crate::config::Backend::Embedded,
+        None => {}
+    }
+    if !args.qdrant_urls.is_empty() {
+        cfg.qdrant.urls.clone_from(&args.qdrant_urls);
+    }
     cfg.server
         .allowed_roots
         .extend(args.allow_roots.iter().cloned());

@@ -82,3 +82,24 @@ fn a_gate_fitted_elsewhere_is_read_and_checked() {
     assert!(bad.validate().is_err());
     assert!(Config::from_toml("[answer.gate]\nweights = [1.0]\n", Path::new("x")).is_err());
 }
+
+#[test]
+fn index_backend_sits_beside_maintenance_and_unknown_index_keys_are_errors() {
+    let cfg = Config::from_toml(
+        "[index]\nbackend = \"qdrant\"\ndump_every_writes = 5\n",
+        Path::new("x"),
+    )
+    .unwrap();
+    assert_eq!(cfg.index.backend, Backend::Qdrant);
+    assert_eq!(cfg.index.maintenance.dump_every_writes, 5);
+    let bad = Config::from_toml("[index]\nbackend = \"qdrant\"\nbogus = 1\n", Path::new("x"));
+    assert!(bad.unwrap_err().to_string().contains("bogus"));
+    let bad = Config::from_toml("[index]\nbackend = \"cloud\"\n", Path::new("x"));
+    assert!(bad.unwrap_err().to_string().contains("cloud"));
+    let mut cfg = Config::default();
+    cfg.apply_env(|k| (k == "RAGD_BACKEND").then(|| "qdrant".to_string()))
+        .unwrap();
+    assert_eq!(cfg.index.backend, Backend::Qdrant);
+    let bad = cfg.apply_env(|k| (k == "RAGD_BACKEND").then(|| "cloud".to_string()));
+    assert!(bad.unwrap_err().to_string().contains("RAGD_BACKEND"));
+}

@@ -94,7 +94,7 @@ impl JobManager {
         if spec.sync {
             // Checked before the job is recorded, so a refused sync leaves nothing behind.
             self.context.collections.embedded(
-                "folder sync (a job with `sync`) needs backend = \"embedded\": the qdrant \
+                "folder sync (a job with `sync`) needs index.backend = \"embedded\": the qdrant \
                  backend cannot list a collection's documents by source yet",
             )?;
         }

@@ -179,7 +179,7 @@ fn run(
                 Opened::Embedded(c) => super::sync::remove_gone(c, path, &cx.load)?,
                 Opened::Qdrant(_) => {
                     return Err(ServiceError::Unimplemented(
-                        "folder sync needs backend = \"embedded\"",
+                        "folder sync needs index.backend = \"embedded\"",
                     ))
                 }
             };

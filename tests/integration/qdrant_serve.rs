@@ -46,7 +46,7 @@ async fn two_servers_on_one_cluster_serve_the_same_collections() {
     let dir = tempfile::tempdir().unwrap();
     let settings = cluster.settings();
     let on_cluster = |cfg: &mut ragd::Config| {
-        cfg.backend = Backend::Qdrant;
+        cfg.index.backend = Backend::Qdrant;
         cfg.qdrant = settings.clone();
         cfg.server.allowed_roots = vec![kb()];
     };
@@ -257,7 +257,7 @@ async fn a_bulk_job_waits_out_two_killed_nodes_and_loses_nothing() {
     let path = corpus(&root, 400);
     let settings = cluster.settings();
     let server = Server::start_with(&dir.path().join("data"), |cfg| {
-        cfg.backend = Backend::Qdrant;
+        cfg.index.backend = Backend::Qdrant;
         cfg.qdrant = settings.clone();
         cfg.server.allowed_roots = vec![root.clone()];
         cfg.server.job_batch_documents = 8;
@@ -320,13 +320,20 @@ async fn a_bulk_job_waits_out_two_killed_nodes_and_loses_nothing() {
     server.shutdown().await;
 }
 
-/// `ragd serve` with `--data-dir DIR` and the cluster's environment.
-fn ragd(data: &Path, urls: &str) -> Command {
+/// `ragd serve --data-dir DIR` on the cluster at `urls` (comma-separated): told by the
+/// environment, or (`flags`) by the command line.
+fn ragd_serve(data: &Path, urls: &str, flags: bool) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_ragd"));
-    c.arg("--data-dir")
-        .arg(data)
-        .env("RAGD_BACKEND", "qdrant")
-        .env("RAGD_QDRANT_URLS", urls);
+    c.arg("--data-dir").arg(data).arg("serve");
+    if flags {
+        c.args(["--backend", "qdrant"]);
+        for url in urls.split(',') {
+            c.args(["--qdrant-url", url]);
+        }
+    } else {
+        c.env("RAGD_BACKEND", "qdrant")
+            .env("RAGD_QDRANT_URLS", urls);
+    }
     c
 }
 
@@ -360,8 +367,8 @@ fn ragd_serve_processes_share_a_cluster_and_one_without_it_does_not_start() {
         .iter()
         .enumerate()
         .map(|(i, addr)| {
-            ragd(&dir.path().join(format!("server-{i}")), &urls)
-                .args(["serve", "--http-addr", "off", "--addr", addr])
+            ragd_serve(&dir.path().join(format!("server-{i}")), &urls, i == 1)
+                .args(["--http-addr", "off", "--addr", addr])
                 .stderr(Stdio::null())
                 .spawn()
                 .unwrap()
@@ -415,8 +422,8 @@ fn ragd_serve_processes_share_a_cluster_and_one_without_it_does_not_start() {
 
     // No node answers: the start fails, naming each node (before any model loads).
     cluster.run(&["stop"]);
-    let out = ragd(&dir.path().join("server-0"), &urls)
-        .args(["serve", "--http-addr", "off", "--addr", &addrs[0]])
+    let out = ragd_serve(&dir.path().join("server-0"), &urls, false)
+        .args(["--http-addr", "off", "--addr", &addrs[0]])
         .output()
         .unwrap();
     assert!(!out.status.success());
