@@ -23,7 +23,7 @@ use tokio::runtime::Handle;
 
 use crate::config::{Backend, Config};
 use crate::error::{Result, ServiceError};
-use crate::qdrant::{Blocking, QdrantError, QdrantStore};
+use crate::qdrant::{Blocking, QdrantError, QdrantJobRecords, QdrantStore};
 
 /// A collection and its counts, as listed.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -194,6 +194,15 @@ impl Collections {
                 Self::Qdrant(QdrantCollections { store, handle })
             }
         })
+    }
+
+    /// On a cluster, where every server's bulk-job records are copied, and the runtime their
+    /// calls wait on.
+    pub fn job_copies(&self) -> Option<(QdrantJobRecords, Handle)> {
+        match self {
+            Self::Embedded(_) => None,
+            Self::Qdrant(q) => Some((QdrantJobRecords::new(&q.store), q.handle.clone())),
+        }
     }
 
     /// Which backend this is, for messages.

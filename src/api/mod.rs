@@ -91,6 +91,13 @@ pub fn watch_job(watch: JobWatch) -> mpsc::Receiver<JobRecord> {
             JobWatch::Done(record) => {
                 let _ = tx.send(*record).await;
             }
+            JobWatch::Polled(mut copies) => {
+                while let Some(record) = copies.recv().await {
+                    if tx.send(record).await.is_err() {
+                        break;
+                    }
+                }
+            }
             JobWatch::Live(mut updates) => loop {
                 let record = updates.borrow_and_update().clone();
                 let terminal = record.state.is_terminal();

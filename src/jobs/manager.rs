@@ -34,7 +34,13 @@ pub enum JobWatch {
     Live(watch::Receiver<JobRecord>),
     /// The job is not running here: its stored record.
     Done(Box<JobRecord>),
+    /// Another server on the cluster runs the job: its record as copied there, each change,
+    /// the last one terminal.
+    Polled(tokio::sync::mpsc::Receiver<JobRecord>),
 }
+
+/// How often a job another server runs is read from the cluster while watched.
+const REMOTE_WATCH_EVERY: Duration = Duration::from_secs(1);
 
 /// A job in progress.
 struct LiveJob {
@@ -61,7 +67,10 @@ impl JobManager {
         collections: Collections,
         embedder: Arc<dyn Embedder>,
     ) -> Result<Self> {
-        let jobs = Arc::new(JobStore::open(&config.data_dir)?);
+        let jobs = Arc::new(match collections.job_copies() {
+            Some((copies, handle)) => JobStore::open_shared(&config.data_dir, copies, handle)?,
+            None => JobStore::open(&config.data_dir)?,
+        });
         Ok(Self {
             context: RunContext {
                 jobs: jobs.clone(),
@@ -148,7 +157,7 @@ impl JobManager {
     /// Restarts every job a previous run left queued or running.
     pub fn resume_all(&self) -> Result<usize> {
         let mut n = 0;
-        for mut record in self.store.list()? {
+        for mut record in self.store.list_local()? {
             if !record.state.is_terminal() {
                 record.resumed += 1;
                 record.state = JobState::Queued;
@@ -217,20 +226,66 @@ impl JobManager {
     }
 
     /// Asks a running job to stop after its current batch; a finished job is returned as is.
+    /// A job another server on the cluster runs is asked through the cluster (it looks between
+    /// batches).
     pub fn cancel(&self, id: &str) -> Result<JobRecord> {
         if let Some(job) = self.live.lock().get(id) {
             job.cancel.store(true, Ordering::SeqCst);
             return Ok(job.updates.borrow().clone());
         }
-        self.get(id)
+        if let Some(own) = self.store.get_local(id)? {
+            return Ok(own);
+        }
+        let record = self.get(id)?;
+        if !record.state.is_terminal() {
+            self.store.request_cancel(id)?;
+        }
+        Ok(record)
     }
 
-    /// A receiver of the job's updates while it runs, or its final record.
+    /// A receiver of the job's updates while it runs, or its final record. A job another
+    /// server on the cluster runs is followed through its copy there, read every second.
     pub fn watch(&self, id: &str) -> Result<JobWatch> {
         if let Some(job) = self.live.lock().get(id) {
             return Ok(JobWatch::Live(job.updates.clone()));
         }
-        self.get(id).map(|r| JobWatch::Done(Box::new(r)))
+        if let Some(own) = self.store.get_local(id)? {
+            return Ok(JobWatch::Done(Box::new(own)));
+        }
+        let record = self.get(id)?;
+        if record.state.is_terminal() {
+            return Ok(JobWatch::Done(Box::new(record)));
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            let mut last = record;
+            loop {
+                let terminal = last.state.is_terminal();
+                if tx.send(last.clone()).await.is_err() || terminal {
+                    return;
+                }
+                loop {
+                    tokio::time::sleep(REMOTE_WATCH_EVERY).await;
+                    let (store, id) = (store.clone(), last.id.clone());
+                    match tokio::task::spawn_blocking(move || store.get(&id)).await {
+                        Ok(Ok(Some(now))) if now != last => {
+                            last = now;
+                            break;
+                        }
+                        Ok(Ok(Some(_))) => {}
+                        Ok(Ok(None)) | Err(_) => return,
+                        Ok(Err(e)) => {
+                            tracing::warn!(job = %last.id, error = %e, "cannot read the job's copy");
+                        }
+                    }
+                    if tx.is_closed() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(JobWatch::Polled(rx))
     }
 
     /// Tells every job to stop after its current batch, leaving it to resume on the next start.
@@ -252,8 +307,13 @@ impl JobManager {
         if tokio::time::timeout(grace, all).await.is_err() {
             tracing::warn!("jobs did not stop within the grace period");
         }
+        // The last records, on their way to the cluster's copies.
+        self.store.flush_copies(COPY_GRACE).await;
     }
 }
+
+/// How long a shutdown waits for the cluster to take the last job record copies.
+const COPY_GRACE: Duration = Duration::from_secs(5);
 
 /// Waits, `Queued`, for a slot to run in. A job cancelled while it waits ends `Cancelled`
 /// without running; at shutdown it stays `Queued`, for the next start. `None` in both cases.
@@ -480,6 +540,7 @@ mod tests {
                         }
                         let _ = updates.changed().await;
                     }
+                    JobWatch::Polled(_) => unreachable!("no cluster in this test"),
                 }
             }
         };

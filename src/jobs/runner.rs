@@ -89,8 +89,10 @@ fn run(
     cancel: &AtomicBool,
     tx: &watch::Sender<JobRecord>,
 ) -> Result<Option<Stop>> {
+    let id = record.id.clone();
     let stop = || {
-        if cancel.load(Ordering::SeqCst) {
+        // On a cluster another server may have asked (read at most once a second).
+        if cancel.load(Ordering::SeqCst) || cx.jobs.cancel_requested(&id) {
             Some(Stop::Cancelled)
         } else if cx.shutdown.load(Ordering::SeqCst) {
             Some(Stop::Shutdown)

@@ -9,12 +9,14 @@
 //! `settings.rs` is the `[qdrant]` table; `cluster.rs` the connection (one client per node,
 //! failing over between them); `ops.rs` collection metadata and payload indexes;
 //! `collection.rs` one collection's points (layout in its docs); `store.rs` the collections;
-//! `blocking.rs` a collection behind the index crate's synchronous seam (`index::backend`).
+//! `blocking.rs` a collection behind the index crate's synchronous seam (`index::backend`);
+//! `jobs.rs` the copies of bulk-job records every server on the cluster reads.
 
 mod blocking;
 mod cluster;
 mod collection;
 mod error;
+mod jobs;
 mod ops;
 mod settings;
 mod store;
@@ -22,6 +24,7 @@ mod store;
 pub use blocking::Blocking;
 pub use collection::{chunk_id, QdrantCollection, DENSE, SPARSE};
 pub use error::{QdrantError, Result};
+pub use jobs::QdrantJobRecords;
 pub use ops::{StoredSettings, LAYOUT, SETTINGS_KEY};
 pub use settings::QdrantSettings;
 pub use store::QdrantStore;

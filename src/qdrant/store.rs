@@ -53,6 +53,14 @@ impl QdrantStore {
         Ok(version)
     }
 
+    pub(super) fn cluster(&self) -> &Arc<Cluster> {
+        &self.cluster
+    }
+
+    pub(super) fn settings(&self) -> &QdrantSettings {
+        &self.settings
+    }
+
     /// The Qdrant name of ragd collection `name`.
     pub fn qdrant_name(&self, name: &str) -> String {
         format!("{}{name}", self.settings.collection_prefix)
@@ -198,6 +206,8 @@ impl QdrantStore {
                     .strip_prefix(&self.settings.collection_prefix)
                     .map(str::to_string)
             })
+            // Not a ragd collection's name: the job records' `<prefix>.jobs`, say.
+            .filter(|name| index::config::validate_collection_name(name).is_ok())
             .collect();
         names.sort();
         Ok(names)

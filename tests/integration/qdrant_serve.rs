@@ -33,6 +33,29 @@ fn search(collection: &str, query: &str, k: u32) -> pb::SearchRequest {
     }
 }
 
+/// Polls job `id` through `client` until it is in `state` (a minute at most).
+async fn until_state(
+    client: &mut pb::rag_client::RagClient<tonic::transport::Channel>,
+    id: &str,
+    state: pb::JobState,
+) -> pb::IngestJob {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let job = client
+            .get_ingest_job(pb::GetIngestJobRequest { id: id.into() })
+            .await
+            .map(tonic::Response::into_inner);
+        match job {
+            Ok(job) if pb::JobState::try_from(job.state).unwrap() == state => return job,
+            other => assert!(
+                Instant::now() < deadline,
+                "job {id} never {state:?}: {other:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 fn top_document(found: &pb::SearchResponse) -> String {
     found.hits[0].chunk.as_ref().unwrap().document_id.clone()
 }
@@ -44,11 +67,13 @@ async fn two_servers_on_one_cluster_serve_the_same_collections() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("files");
+    std::fs::create_dir_all(&root).unwrap();
     let settings = cluster.settings();
     let on_cluster = |cfg: &mut ragd::Config| {
         cfg.index.backend = Backend::Qdrant;
         cfg.qdrant = settings.clone();
-        cfg.server.allowed_roots = vec![kb()];
+        cfg.server.allowed_roots = vec![kb(), root.clone()];
     };
     let a = Server::start_answering_with(&dir.path().join("a"), None, on_cluster).await;
     let b = Server::start_answering_with(&dir.path().join("b"), None, on_cluster).await;
@@ -156,6 +181,53 @@ async fn two_servers_on_one_cluster_serve_the_same_collections() {
         .unwrap()
         .into_inner();
     assert_eq!(top_document(&found), "parts-catalog.md", "{found:?}");
+    // Any server reports any job: B reads A's record as copied to the cluster.
+    let seen = until_state(&mut cb, &job.id, pb::JobState::Succeeded).await;
+    assert_eq!(seen.progress.unwrap().documents_done, 6, "{seen:?}");
+    let jobs = cb
+        .list_ingest_jobs(pb::ListIngestJobsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .jobs;
+    assert!(jobs.iter().any(|j| j.id == job.id), "{jobs:?}");
+    // And cancels it: B watches a long job A runs, asks for the cancel, and sees it end.
+    let long = corpus(&root, 3000);
+    let job = ca
+        .start_ingest_job(pb::StartIngestJobRequest {
+            collection: "notes".into(),
+            ..job_request(&long)
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    drop(until_started(&mut ca, &job.id).await);
+    until_state(&mut cb, &job.id, pb::JobState::Running).await;
+    let mut watched = cb
+        .watch_ingest_job(pb::WatchIngestJobRequest { id: job.id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    cb.cancel_ingest_job(pb::CancelIngestJobRequest { id: job.id.clone() })
+        .await
+        .unwrap();
+    let mut last = None;
+    while let Some(update) = watched.next().await {
+        last = Some(update.unwrap());
+    }
+    let last = last.unwrap();
+    assert_eq!(
+        pb::JobState::try_from(last.state).unwrap(),
+        pb::JobState::Cancelled,
+        "{last:?}"
+    );
+    let on_a = ca
+        .get_ingest_job(pb::GetIngestJobRequest { id: job.id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(on_a.state, last.state);
+    assert!(on_a.progress.unwrap().documents_done < 3000, "{on_a:?}");
     // A sync job needs to list a collection's documents by file: refused before it is recorded.
     let sync = ca
         .start_ingest_job(pb::StartIngestJobRequest {
