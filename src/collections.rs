@@ -360,6 +360,17 @@ impl Opened {
         }
     }
 
+    /// Calls `f` with each stored document's id and metadata (the latest acknowledged state).
+    pub fn for_each_document(
+        &self,
+        f: &mut dyn FnMut(&str, &std::collections::BTreeMap<String, String>),
+    ) -> Result<()> {
+        match self {
+            Self::Embedded(c) => Ok(c.reader().for_each_document(|d| f(&d.id, &d.metadata))?),
+            Self::Qdrant(b) => Ok(b.for_each_document(f)?),
+        }
+    }
+
     /// Deletes documents `ids` and publishes the deletion; whether each was stored, in order.
     pub fn delete_documents(&self, ids: &[String]) -> Result<Vec<bool>> {
         match self {

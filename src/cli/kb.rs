@@ -178,7 +178,11 @@ fn ingest_local(
     let mut s = ingest_paths(cfg, kb, &args.paths, &args.chunker)?;
     if sync {
         for path in &args.paths {
-            s.deleted += crate::jobs::sync::remove_gone(&kb.collection, path, &cfg.ingest)?;
+            s.deleted += crate::jobs::sync::remove_gone(
+                &crate::collections::Opened::Embedded(kb.collection.clone()),
+                path,
+                &cfg.ingest,
+            )?;
         }
     }
     Ok(s)

@@ -100,13 +100,6 @@ impl JobManager {
                 "a job needs at least one path".into(),
             ));
         }
-        if spec.sync {
-            // Checked before the job is recorded, so a refused sync leaves nothing behind.
-            self.context.collections.embedded(
-                "folder sync (a job with `sync`) needs index.backend = \"embedded\": the qdrant \
-                 backend cannot list a collection's documents by source yet",
-            )?;
-        }
         spec.paths = spec
             .paths
             .iter()

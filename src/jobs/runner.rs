@@ -29,7 +29,7 @@ use super::pipeline::STREAM_BATCH_TEXT_BYTES;
 use super::record::{JobRecord, JobState};
 use super::store::JobStore;
 use super::Pipeline;
-use crate::collections::{Collections, Opened};
+use crate::collections::Collections;
 use crate::error::{Result, ServiceError};
 
 /// What a runner needs; shared by all jobs.
@@ -177,14 +177,7 @@ fn run(
             if let Some(s) = stop() {
                 return Ok(Some(s));
             }
-            let deleted = match &collection {
-                Opened::Embedded(c) => super::sync::remove_gone(c, path, &cx.load)?,
-                Opened::Qdrant(_) => {
-                    return Err(ServiceError::Unimplemented(
-                        "folder sync needs index.backend = \"embedded\"",
-                    ))
-                }
-            };
+            let deleted = super::sync::remove_gone(&collection, path, &cx.load)?;
             record.progress.deleted += deleted as u64;
             cx.jobs.save(record)?;
             tx.send_replace(record.clone());

@@ -12,46 +12,41 @@
 
 use std::path::{Path, PathBuf};
 
-use index::Collection;
 use ingest::LoadOptions;
 
+use crate::collections::Opened;
 use crate::error::Result;
 
 /// Documents of `path` in `collection` whose files are gone; see the module docs.
-pub fn gone_documents(
-    collection: &Collection,
-    path: &Path,
-    load: &LoadOptions,
-) -> Result<Vec<String>> {
+pub fn gone_documents(collection: &Opened, path: &Path, load: &LoadOptions) -> Result<Vec<String>> {
     let root = root_of(path);
     let present = ingest::present_documents(path, load);
     let mut gone = Vec::new();
-    collection.reader().for_each_document(|doc| {
-        let Some(source) = doc.metadata.get("source") else {
+    collection.for_each_document(&mut |id, metadata| {
+        let Some(source) = metadata.get("source") else {
             return;
         };
-        if is_under(Path::new(source), &root) && present.is_gone(source, &doc.id) {
-            gone.push(doc.id);
+        if is_under(Path::new(source), &root) && present.is_gone(source, id) {
+            gone.push(id.to_owned());
         }
     })?;
     Ok(gone)
 }
 
-/// Deletes the documents of `path` whose files are gone and commits; returns how many.
-pub fn remove_gone(collection: &Collection, path: &Path, load: &LoadOptions) -> Result<usize> {
+/// Deletes the documents of `path` whose files are gone and publishes the deletion; returns
+/// how many.
+pub fn remove_gone(collection: &Opened, path: &Path, load: &LoadOptions) -> Result<usize> {
     let gone = gone_documents(collection, path, load)?;
     if gone.is_empty() {
         return Ok(0);
     }
-    let writer = collection.writer();
-    let deleted = writer
+    let deleted = collection
         .delete_documents(&gone)?
         .into_iter()
         .filter(|&existed| existed)
         .count();
-    writer.commit()?;
     tracing::info!(
-        collection = collection.name(),
+        collection = collection.config().name,
         path = %path.display(),
         deleted,
         "sync deleted the documents of files that are gone"

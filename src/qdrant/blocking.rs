@@ -54,6 +54,24 @@ impl Blocking {
         self.wait(self.collection.delete_documents(ids))
     }
 
+    /// Calls `f` with each stored document's id and metadata, a page at a time.
+    pub fn for_each_document(
+        &self,
+        f: &mut dyn FnMut(&str, &std::collections::BTreeMap<String, String>),
+    ) -> index::Result<()> {
+        let mut offset = None;
+        loop {
+            let (documents, next) = self.wait(self.collection.documents_page(offset))?;
+            for (id, metadata) in &documents {
+                f(id, metadata);
+            }
+            match next {
+                Some(next) => offset = Some(next),
+                None => return Ok(()),
+            }
+        }
+    }
+
     /// Documents and chunks stored (exact counts).
     pub fn counts(&self) -> index::Result<(u64, u64)> {
         self.wait(self.collection.counts())

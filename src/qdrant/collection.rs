@@ -30,7 +30,8 @@ use qdrant_client::qdrant::{
     point_id::PointIdOptions, Condition, CountPointsBuilder, DeletePointsBuilder,
     Filter as QFilter, GetPointsBuilder, NamedVectors, PayloadIncludeSelector, PointId,
     PointStruct, QueryBatchPointsBuilder, QueryPoints, QueryPointsBuilder, Range, ScoredPoint,
-    SearchParamsBuilder, UpsertPointsBuilder, Value, Vector, WriteOrdering, WriteOrderingType,
+    ScrollPointsBuilder, SearchParamsBuilder, UpsertPointsBuilder, Value, Vector, WriteOrdering,
+    WriteOrderingType,
 };
 use qdrant_client::Payload;
 use serde::{Deserialize, Serialize};
@@ -39,6 +40,9 @@ use sha2::{Digest, Sha256};
 use super::cluster::Cluster;
 use super::error::{QdrantError, Result};
 use super::ops::{StoredSettings, LAYOUT};
+
+/// Documents read per call when a collection's documents are listed.
+const DOCUMENTS_PAGE: u32 = 512;
 
 /// Name of the dense vector in each point.
 pub const DENSE: &str = "dense";
@@ -627,6 +631,46 @@ impl QdrantCollection {
             );
         }
         Ok(ids.iter().map(|id| by_id.get(&id.0).cloned()).collect())
+    }
+
+    /// One page of the stored documents (those whose record is written: complete ones), in
+    /// point order from `offset`: each one's id and metadata, and where the next page starts.
+    pub async fn documents_page(
+        &self,
+        offset: Option<PointId>,
+    ) -> Result<(Vec<(String, BTreeMap<String, String>)>, Option<PointId>)> {
+        #[derive(Deserialize)]
+        struct First {
+            doc_id: String,
+            #[serde(default)]
+            meta: BTreeMap<String, String>,
+            doc: Option<DocPayload>,
+        }
+        let qname = &self.qname;
+        let page = self
+            .cluster
+            .call(|c| {
+                let mut request = ScrollPointsBuilder::new(qname)
+                    .filter(QFilter::must([Condition::matches("ordinal", 0i64)]))
+                    .limit(DOCUMENTS_PAGE)
+                    .with_payload(PayloadIncludeSelector {
+                        fields: vec!["doc_id".into(), "meta".into(), "doc".into()],
+                    })
+                    .with_vectors(false);
+                if let Some(o) = offset.clone() {
+                    request = request.offset(o);
+                }
+                async move { c.scroll(request).await }
+            })
+            .await?;
+        let mut documents = Vec::with_capacity(page.result.len());
+        for p in page.result {
+            let first: First = from_payload(p.payload)?;
+            if first.doc.is_some() {
+                documents.push((first.doc_id, first.meta));
+            }
+        }
+        Ok((documents, page.next_page_offset))
     }
 
     /// Documents and chunks stored (exact counts).

@@ -228,16 +228,47 @@ async fn two_servers_on_one_cluster_serve_the_same_collections() {
         .into_inner();
     assert_eq!(on_a.state, last.state);
     assert!(on_a.progress.unwrap().documents_done < 3000, "{on_a:?}");
-    // A sync job needs to list a collection's documents by file: refused before it is recorded.
-    let sync = ca
-        .start_ingest_job(pb::StartIngestJobRequest {
-            collection: "bulk".into(),
-            paths: vec![kb().display().to_string()],
-            chunker: String::new(),
-            sync: true,
-        })
-        .await;
-    assert_eq!(code(sync), Code::Unimplemented);
+    // Folder sync on the cluster: a file removed from the folder takes its document with it,
+    // for every server.
+    let folder = root.join("manuals");
+    std::fs::create_dir_all(&folder).unwrap();
+    for (name, text) in [
+        ("valve.txt", "The VX-12 valve opens at 4 bar."),
+        ("motor.txt", "The MT-7 motor draws 9 amperes."),
+        ("filter.txt", "The FL-3 filter is changed every 500 hours."),
+    ] {
+        std::fs::write(folder.join(name), text).unwrap();
+    }
+    let sync = |sync| pb::StartIngestJobRequest {
+        collection: "manuals".into(),
+        paths: vec![folder.display().to_string()],
+        chunker: String::new(),
+        sync,
+    };
+    let first = ca.start_ingest_job(sync(true)).await.unwrap().into_inner();
+    until_state(&mut ca, &first.id, pb::JobState::Succeeded).await;
+    std::fs::remove_file(folder.join("motor.txt")).unwrap();
+    let second = ca.start_ingest_job(sync(true)).await.unwrap().into_inner();
+    let done = until_state(&mut ca, &second.id, pb::JobState::Succeeded).await;
+    let counts = done.progress.unwrap().counts.unwrap();
+    assert_eq!((counts.unchanged, counts.deleted), (2, 1), "{counts:?}");
+    let manuals = cb
+        .list_collections(pb::ListCollectionsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .collections
+        .into_iter()
+        .find(|c| c.name == "manuals")
+        .unwrap();
+    assert_eq!(manuals.documents, 2, "{manuals:?}");
+    let motor = cb.search(search("manuals", "MT-7 motor amperes", 3)).await;
+    let hits = motor.unwrap().into_inner().hits;
+    assert!(
+        hits.iter()
+            .all(|h| !h.chunk.as_ref().unwrap().text.contains("MT-7")),
+        "{hits:?}"
+    );
 
     // Deleted through B, gone for A at once.
     let deleted = cb
