@@ -111,6 +111,29 @@ pub fn check_embedder_config(
         .check_compatible(&index::IndexManifest::from_config(&requested))
 }
 
+/// Opens collection `name` for `embedder`, creating it (with the default index settings) if
+/// it does not exist. An existing collection keeps the index settings it was created with (its
+/// BM25 analyzer, HNSW graph); one made with another embedder or dimension is an error
+/// (`ManifestMismatch`).
+pub fn open_or_create(
+    store: &Store,
+    name: &str,
+    embedder: &dyn Embedder,
+) -> index::Result<Arc<Collection>> {
+    match store.collection(name) {
+        Ok(existing) => {
+            check_embedder_config(existing.config(), embedder)?;
+            Ok(existing)
+        }
+        Err(IndexError::CollectionNotFound { .. }) => {
+            let mut wanted = collection_config(name, embedder);
+            wanted.maintenance = store.maintenance();
+            store.create_collection(wanted)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// The server's collections.
 #[derive(Clone)]
 pub enum Collections {
@@ -289,19 +312,7 @@ impl Collections {
     /// another embedder.
     pub fn open_or_create(&self, name: &str, embedder: &dyn Embedder) -> Result<Opened> {
         match self {
-            Self::Embedded(store) => {
-                let opened = match store.collection(name) {
-                    Ok(existing) => existing,
-                    Err(IndexError::CollectionNotFound { .. }) => {
-                        let mut wanted = collection_config(name, embedder);
-                        wanted.maintenance = store.maintenance();
-                        store.create_collection(wanted)?
-                    }
-                    Err(e) => return Err(e.into()),
-                };
-                check_embedder_config(opened.config(), embedder)?;
-                Ok(Opened::Embedded(opened))
-            }
+            Self::Embedded(store) => Ok(Opened::Embedded(open_or_create(store, name, embedder)?)),
             Self::Qdrant(q) => {
                 let config = collection_config(name, embedder);
                 let c = q.wait(q.store.open_or_create(&config, None))?;

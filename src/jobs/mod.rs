@@ -10,9 +10,7 @@ pub mod runner;
 pub mod store;
 pub mod sync;
 
-pub use crate::collections::collection_config;
+pub use crate::collections::{collection_config, open_or_create};
 pub use manager::{JobManager, JobWatch};
-pub use pipeline::{
-    check_embedder, embedder_part, open_or_create, IngestSummary, Pipeline, EMBED_BATCH,
-};
+pub use pipeline::{check_embedder, embedder_part, IngestSummary, Pipeline, EMBED_BATCH};
 pub use record::{JobProgress, JobRecord, JobSpec, JobState};

@@ -9,13 +9,10 @@
 
 use std::sync::Arc;
 
-use index::{
-    ChunkInput, Collection, DocumentInfo, DocumentRecord, DocumentSink, IndexError, Store,
-    UpsertOutcome,
-};
+use index::{ChunkInput, Collection, DocumentInfo, DocumentRecord, DocumentSink, UpsertOutcome};
 use ingest::{chunk_document, Chunk, Chunker, ChunkingStrategy, Document, Embedder};
 
-use crate::collections::{check_embedder_config, collection_config};
+use crate::collections::check_embedder_config;
 use crate::error::{Result, ServiceError};
 
 /// Counts of one ingestion run.
@@ -275,29 +272,6 @@ impl IngestSummary {
         self.failed += 1;
         self.errors
             .push((doc.id().as_str().to_string(), error.to_string()));
-    }
-}
-
-/// Opens collection `name` for `embedder`, creating it (with the default index settings) if
-/// it does not exist. An existing collection keeps the index settings it was created with (its
-/// BM25 analyzer, HNSW graph); one made with another embedder or dimension is an error
-/// (`ManifestMismatch`).
-pub fn open_or_create(
-    store: &Store,
-    name: &str,
-    embedder: &dyn Embedder,
-) -> index::Result<Arc<Collection>> {
-    match store.collection(name) {
-        Ok(existing) => {
-            check_embedder(&existing, embedder)?;
-            Ok(existing)
-        }
-        Err(IndexError::CollectionNotFound { .. }) => {
-            let mut wanted = collection_config(name, embedder);
-            wanted.maintenance = store.maintenance();
-            store.create_collection(wanted)
-        }
-        Err(e) => Err(e),
     }
 }
 

@@ -14,8 +14,10 @@
 //! 3. **Sync** (jobs with `sync`): once every path is ingested, delete the documents whose
 //!    files under the paths are gone (see [`super::sync`]).
 //!
-//! Between batches the runner checks the cancel flag (→ `Cancelled`) and the shutdown flag
-//! (→ stays `Running`, resumed on the next start).
+//! Between batches the runner checks the cancel flag, and on a cluster the cancel requests
+//! other servers left there (→ `Cancelled`), and the shutdown flag (→ stays `Running`,
+//! resumed on the next start). A batch the index answers `Unavailable` (a cluster shard without
+//! a live replica) is written again after a pause, for up to 2 minutes, before the job fails.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

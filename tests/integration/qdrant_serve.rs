@@ -15,6 +15,7 @@ use ragd::qdrant::QdrantStore;
 use tokio_stream::StreamExt;
 use tonic::Code;
 
+use crate::common::pump_manual;
 use crate::grpc::{ask, code, corpus, ingest_kb, job_request, read_answer, until_started, Server};
 use crate::qdrant::Cluster;
 
@@ -139,6 +140,132 @@ async fn two_servers_on_one_cluster_serve_the_same_collections() {
     let q = ask("kb", "Who won the 2018 FIFA World Cup?", 48);
     let (_, fin) = read_answer(cb.ask(q).await.unwrap().into_inner()).await;
     assert!(fin.not_found, "{fin:?}");
+
+    // A few hundred documents through IngestDocuments on A, on three shards with two replicas
+    // each, searched on B in every mode and with a metadata filter; then one replaced and one
+    // deleted through B.
+    let manuals: Vec<pb::DocumentInput> = (0..240).map(pump_manual).collect();
+    let messages: Vec<pb::IngestDocumentsRequest> = manuals
+        .chunks(60)
+        .enumerate()
+        .map(|(i, documents)| pb::IngestDocumentsRequest {
+            collection: if i == 0 {
+                "pumps".into()
+            } else {
+                String::new()
+            },
+            chunker: String::new(),
+            documents: documents.to_vec(),
+        })
+        .collect();
+    let counts = ca
+        .ingest_documents(tokio_stream::iter(messages))
+        .await
+        .unwrap()
+        .into_inner()
+        .counts
+        .unwrap();
+    assert_eq!((counts.added, counts.failed), (240, 0), "{counts:?}");
+    let part = "impeller-259-11"; // pump-037's, a keyword dense search has no reason to know
+    let exact = |mode: pb::SearchMode, query: &str, filter: &[(&str, &str)]| {
+        let mut request = search("pumps", query, 5);
+        let options = request.options.as_mut().unwrap();
+        options.mode = mode as i32;
+        options.filter = filter
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        request
+    };
+    let bm25 = cb
+        .search(exact(pb::SearchMode::Bm25, part, &[]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(top_document(&bm25), "pump-037", "{bm25:?}");
+    let hybrid = cb
+        .search(exact(
+            pb::SearchMode::Hybrid,
+            &format!("which pump uses {part}?"),
+            &[],
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(top_document(&hybrid), "pump-037", "{hybrid:?}");
+    let stages = hybrid.hits[0].scores.as_ref().unwrap();
+    assert!(
+        stages.dense.is_some() && stages.bm25.is_some(),
+        "{stages:?}"
+    );
+    let dense = cb
+        .search(exact(
+            pb::SearchMode::Dense,
+            "Which pump works in the brewery?",
+            &[("place", "brewery")],
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(dense.hits.len(), 5, "{dense:?}");
+    for hit in &dense.hits {
+        let chunk = hit.chunk.as_ref().unwrap();
+        assert_eq!(chunk.metadata["place"], "brewery", "{hit:?}");
+        assert!(hit.scores.as_ref().unwrap().bm25.is_none(), "{hit:?}");
+    }
+    // pump-037 works in the boiler room: filtered to the dock, its part number finds nothing of it.
+    let elsewhere = cb
+        .search(exact(pb::SearchMode::Bm25, part, &[("place", "dock")]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        elsewhere
+            .hits
+            .iter()
+            .all(|h| h.chunk.as_ref().unwrap().document_id != "pump-037"),
+        "{elsewhere:?}"
+    );
+    let mut changed = pump_manual(5);
+    changed.text = "Pump PX-005 was replaced by a diaphragm pump, part DP-5005.".into();
+    let counts = cb
+        .ingest_documents(tokio_stream::iter(vec![pb::IngestDocumentsRequest {
+            collection: "pumps".into(),
+            chunker: String::new(),
+            documents: vec![changed, pump_manual(6)],
+        }]))
+        .await
+        .unwrap()
+        .into_inner()
+        .counts
+        .unwrap();
+    assert_eq!((counts.updated, counts.unchanged), (1, 1), "{counts:?}");
+    let replaced = ca
+        .search(exact(pb::SearchMode::Bm25, "DP-5005", &[]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(top_document(&replaced), "pump-005", "{replaced:?}");
+    cb.delete_documents(pb::DeleteDocumentsRequest {
+        collection: "pumps".into(),
+        ids: vec!["pump-037".into()],
+    })
+    .await
+    .unwrap();
+    for mode in [pb::SearchMode::Bm25, pb::SearchMode::Dense] {
+        let after = ca
+            .search(exact(mode, &format!("Pump PX-037 {part}"), &[]))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(
+            after
+                .hits
+                .iter()
+                .all(|h| h.chunk.as_ref().unwrap().document_id != "pump-037"),
+            "{mode:?}: {after:?}"
+        );
+    }
 
     // Unchanged documents are found stored by the other server and written again by neither.
     let counts = ingest_kb(&mut cb, "kb").await.counts.unwrap();
