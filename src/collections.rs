@@ -155,9 +155,7 @@ impl QdrantCollections {
         &self,
         call: impl std::future::Future<Output = crate::qdrant::Result<T>>,
     ) -> Result<T> {
-        self.handle
-            .block_on(call)
-            .map_err(|e| ServiceError::Index(IndexError::from(e)))
+        Ok(crate::qdrant::wait_on(&self.handle, call)?)
     }
 }
 

@@ -234,9 +234,7 @@ impl Shared {
         &self,
         call: impl std::future::Future<Output = crate::qdrant::Result<T>>,
     ) -> Result<T> {
-        self.handle
-            .block_on(call)
-            .map_err(|e| ServiceError::Index(index::IndexError::from(e)))
+        Ok(crate::qdrant::wait_on(&self.handle, call)?)
     }
 }
 

@@ -30,6 +30,15 @@ impl From<QdrantError> for IndexError {
     }
 }
 
+/// Waits on `handle`'s runtime for `call`, its error in the index crate's terms. Never call it
+/// from inside an async task (tokio forbids blocking on a runtime from its own workers).
+pub fn wait_on<T>(
+    handle: &Handle,
+    call: impl std::future::Future<Output = super::error::Result<T>>,
+) -> index::Result<T> {
+    handle.block_on(call).map_err(IndexError::from)
+}
+
 /// A Qdrant collection used synchronously.
 #[derive(Debug, Clone)]
 pub struct Blocking {
@@ -81,7 +90,7 @@ impl Blocking {
         &self,
         call: impl std::future::Future<Output = super::error::Result<T>>,
     ) -> index::Result<T> {
-        self.handle.block_on(call).map_err(IndexError::from)
+        wait_on(&self.handle, call)
     }
 }
 

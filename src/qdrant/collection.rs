@@ -58,14 +58,23 @@ const MEDIUM: WriteOrdering = WriteOrdering {
 /// The point id of chunk `ordinal` of document `doc_id`: the first 8 bytes of
 /// `sha256(doc_id ‖ 0x00 ‖ ordinal as u32 big-endian)`.
 pub fn chunk_id(doc_id: &str, ordinal: u32) -> ChunkId {
+    ChunkId(sha256_u64(&[
+        doc_id.as_bytes(),
+        &[0],
+        &ordinal.to_be_bytes(),
+    ]))
+}
+
+/// The first 8 bytes, big-endian, of the sha256 of `parts` one after the other.
+pub(super) fn sha256_u64(parts: &[&[u8]]) -> u64 {
     let mut h = Sha256::new();
-    h.update(doc_id.as_bytes());
-    h.update([0]);
-    h.update(ordinal.to_be_bytes());
+    for part in parts {
+        h.update(part);
+    }
     let digest = h.finalize();
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest[..8]);
-    ChunkId(u64::from_be_bytes(first))
+    u64::from_be_bytes(first)
 }
 
 /// A chunk's payload.

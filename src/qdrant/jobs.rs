@@ -17,9 +17,9 @@ use qdrant_client::qdrant::{
     PointStruct, ScrollPointsBuilder, UpsertPointsBuilder, Value, VectorParamsBuilder,
 };
 use qdrant_client::Payload;
-use sha2::{Digest, Sha256};
 
 use super::cluster::Cluster;
+use super::collection::sha256_u64;
 use super::error::{QdrantError, Result};
 use super::store::QdrantStore;
 
@@ -30,15 +30,9 @@ pub struct QdrantJobRecords {
     qname: String,
 }
 
+/// The point of job `job`'s `kind` ("record" or "cancel"): sha256(kind ‖ 0x00 ‖ job).
 fn point(kind: &str, job: &str) -> PointId {
-    let mut h = Sha256::new();
-    h.update(kind.as_bytes());
-    h.update([0]);
-    h.update(job.as_bytes());
-    let digest = h.finalize();
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&digest[..8]);
-    u64::from_be_bytes(first).into()
+    sha256_u64(&[kind.as_bytes(), &[0], job.as_bytes()]).into()
 }
 
 fn record_of(payload: HashMap<String, Value>) -> Result<serde_json::Value> {

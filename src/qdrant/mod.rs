@@ -21,7 +21,7 @@ mod ops;
 mod settings;
 mod store;
 
-pub use blocking::Blocking;
+pub use blocking::{wait_on, Blocking};
 pub use collection::{chunk_id, QdrantCollection, DENSE, SPARSE};
 pub use error::{QdrantError, Result};
 pub use jobs::QdrantJobRecords;

@@ -34,6 +34,14 @@ fn search(collection: &str, query: &str, k: u32) -> pb::SearchRequest {
     }
 }
 
+/// Searches through `client`, which must answer.
+async fn search_on(
+    client: &mut pb::rag_client::RagClient<tonic::transport::Channel>,
+    request: pb::SearchRequest,
+) -> pb::SearchResponse {
+    client.search(request).await.unwrap().into_inner()
+}
+
 /// Polls job `id` through `client` until it is in `state` (a minute at most).
 async fn until_state(
     client: &mut pb::rag_client::RagClient<tonic::transport::Channel>,
@@ -92,24 +100,12 @@ async fn two_servers_on_one_cluster_serve_the_same_collections() {
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!((listed[0].name.as_str(), listed[0].documents), ("kb", 4));
     assert_eq!(listed[0].dimension, 384);
-    let found = cb
-        .search(search("kb", "which seal fits the XJ-9000?", 3))
-        .await
-        .unwrap()
-        .into_inner();
+    let found = search_on(&mut cb, search("kb", "which seal fits the XJ-9000?", 3)).await;
     assert_eq!(top_document(&found), "pump.md", "{found:?}");
     // Keyword-exact and CJK queries reach the BM25 leg on the cluster too.
-    let nf4 = cb
-        .search(search("kb", "NF4", 1))
-        .await
-        .unwrap()
-        .into_inner();
+    let nf4 = search_on(&mut cb, search("kb", "NF4", 1)).await;
     assert_eq!(top_document(&nf4), "nf4.md", "{nf4:?}");
-    let zh = cb
-        .search(search("kb", "中文句子", 1))
-        .await
-        .unwrap()
-        .into_inner();
+    let zh = search_on(&mut cb, search("kb", "中文句子", 1)).await;
     assert_eq!(top_document(&zh), "zh.md", "{zh:?}");
     let doc = cb
         .get_document(pb::GetDocumentRequest {
@@ -177,36 +173,32 @@ async fn two_servers_on_one_cluster_serve_the_same_collections() {
             .collect();
         request
     };
-    let bm25 = cb
-        .search(exact(pb::SearchMode::Bm25, part, &[]))
-        .await
-        .unwrap()
-        .into_inner();
+    let bm25 = search_on(&mut cb, exact(pb::SearchMode::Bm25, part, &[])).await;
     assert_eq!(top_document(&bm25), "pump-037", "{bm25:?}");
-    let hybrid = cb
-        .search(exact(
+    let hybrid = search_on(
+        &mut cb,
+        exact(
             pb::SearchMode::Hybrid,
             &format!("which pump uses {part}?"),
             &[],
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+        ),
+    )
+    .await;
     assert_eq!(top_document(&hybrid), "pump-037", "{hybrid:?}");
     let stages = hybrid.hits[0].scores.as_ref().unwrap();
     assert!(
         stages.dense.is_some() && stages.bm25.is_some(),
         "{stages:?}"
     );
-    let dense = cb
-        .search(exact(
+    let dense = search_on(
+        &mut cb,
+        exact(
             pb::SearchMode::Dense,
             "Which pump works in the brewery?",
             &[("place", "brewery")],
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+        ),
+    )
+    .await;
     assert_eq!(dense.hits.len(), 5, "{dense:?}");
     for hit in &dense.hits {
         let chunk = hit.chunk.as_ref().unwrap();
@@ -214,11 +206,11 @@ async fn two_servers_on_one_cluster_serve_the_same_collections() {
         assert!(hit.scores.as_ref().unwrap().bm25.is_none(), "{hit:?}");
     }
     // pump-037 works in the boiler room: filtered to the dock, its part number finds nothing of it.
-    let elsewhere = cb
-        .search(exact(pb::SearchMode::Bm25, part, &[("place", "dock")]))
-        .await
-        .unwrap()
-        .into_inner();
+    let elsewhere = search_on(
+        &mut cb,
+        exact(pb::SearchMode::Bm25, part, &[("place", "dock")]),
+    )
+    .await;
     assert!(
         elsewhere
             .hits
@@ -240,11 +232,7 @@ async fn two_servers_on_one_cluster_serve_the_same_collections() {
         .counts
         .unwrap();
     assert_eq!((counts.updated, counts.unchanged), (1, 1), "{counts:?}");
-    let replaced = ca
-        .search(exact(pb::SearchMode::Bm25, "DP-5005", &[]))
-        .await
-        .unwrap()
-        .into_inner();
+    let replaced = search_on(&mut ca, exact(pb::SearchMode::Bm25, "DP-5005", &[])).await;
     assert_eq!(top_document(&replaced), "pump-005", "{replaced:?}");
     cb.delete_documents(pb::DeleteDocumentsRequest {
         collection: "pumps".into(),
@@ -253,11 +241,7 @@ async fn two_servers_on_one_cluster_serve_the_same_collections() {
     .await
     .unwrap();
     for mode in [pb::SearchMode::Bm25, pb::SearchMode::Dense] {
-        let after = ca
-            .search(exact(mode, &format!("Pump PX-037 {part}"), &[]))
-            .await
-            .unwrap()
-            .into_inner();
+        let after = search_on(&mut ca, exact(mode, &format!("Pump PX-037 {part}"), &[])).await;
         assert!(
             after
                 .hits
@@ -298,15 +282,15 @@ async fn two_servers_on_one_cluster_serve_the_same_collections() {
         "{last:?}"
     );
     assert_eq!(last.progress.unwrap().documents_done, 6, "{last:?}");
-    let found = cb
-        .search(search(
+    let found = search_on(
+        &mut cb,
+        search(
             "bulk",
             "Which shaft seal fits an XJ-9000 pump built in 2021?",
             1,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+        ),
+    )
+    .await;
     assert_eq!(top_document(&found), "parts-catalog.md", "{found:?}");
     // Any server reports any job: B reads A's record as copied to the cluster.
     let seen = until_state(&mut cb, &job.id, pb::JobState::Succeeded).await;
@@ -541,11 +525,7 @@ async fn a_bulk_job_waits_out_two_killed_nodes_and_loses_nothing() {
         (listed[0].name.as_str(), listed[0].documents),
         ("bulk", 400)
     );
-    let found = c
-        .search(search("bulk", "Note number 397", 1))
-        .await
-        .unwrap()
-        .into_inner();
+    let found = search_on(&mut c, search("bulk", "Note number 397", 1)).await;
     assert_eq!(top_document(&found), "d397", "{found:?}");
     server.shutdown().await;
 }
