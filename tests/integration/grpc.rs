@@ -111,7 +111,7 @@ fn doc(id: &str, title: &str, text: &str, lang: &str) -> pb::DocumentInput {
     }
 }
 
-fn search(collection: &str, query: &str, k: u32) -> pb::SearchRequest {
+pub(crate) fn search(collection: &str, query: &str, k: u32) -> pb::SearchRequest {
     pb::SearchRequest {
         collection: collection.into(),
         query: query.into(),

@@ -16,22 +16,22 @@ use tokio_stream::StreamExt;
 use tonic::Code;
 
 use crate::common::pump_manual;
-use crate::grpc::{ask, code, corpus, ingest_kb, job_request, read_answer, until_started, Server};
+use crate::grpc::{
+    ask, code, corpus, ingest_kb, job_request, read_answer, search, until_started, Server,
+};
 use crate::qdrant::Cluster;
 
 fn kb() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/kb")
 }
 
-fn search(collection: &str, query: &str, k: u32) -> pb::SearchRequest {
-    pb::SearchRequest {
-        collection: collection.into(),
-        query: query.into(),
-        options: Some(pb::RetrievalOptions {
-            k,
-            ..Default::default()
-        }),
+/// A job's updates read to the end: the last one.
+async fn last_update(mut updates: tonic::Streaming<pb::IngestJob>) -> pb::IngestJob {
+    let mut last = None;
+    while let Some(update) = updates.next().await {
+        last = Some(update.unwrap());
     }
+    last.expect("at least one update")
 }
 
 /// Searches through `client`, which must answer.
@@ -266,16 +266,12 @@ async fn two_servers_on_one_cluster_serve_the_same_collections() {
         .await
         .unwrap()
         .into_inner();
-    let mut updates = ca
+    let updates = ca
         .watch_ingest_job(pb::WatchIngestJobRequest { id: job.id.clone() })
         .await
         .unwrap()
         .into_inner();
-    let mut last = None;
-    while let Some(update) = updates.next().await {
-        last = Some(update.unwrap());
-    }
-    let last = last.unwrap();
+    let last = last_update(updates).await;
     assert_eq!(
         pb::JobState::try_from(last.state).unwrap(),
         pb::JobState::Succeeded,
@@ -314,7 +310,7 @@ async fn two_servers_on_one_cluster_serve_the_same_collections() {
         .into_inner();
     drop(until_started(&mut ca, &job.id).await);
     until_state(&mut cb, &job.id, pb::JobState::Running).await;
-    let mut watched = cb
+    let watched = cb
         .watch_ingest_job(pb::WatchIngestJobRequest { id: job.id.clone() })
         .await
         .unwrap()
@@ -322,11 +318,7 @@ async fn two_servers_on_one_cluster_serve_the_same_collections() {
     cb.cancel_ingest_job(pb::CancelIngestJobRequest { id: job.id.clone() })
         .await
         .unwrap();
-    let mut last = None;
-    while let Some(update) = watched.next().await {
-        last = Some(update.unwrap());
-    }
-    let last = last.unwrap();
+    let last = last_update(watched).await;
     assert_eq!(
         pb::JobState::try_from(last.state).unwrap(),
         pb::JobState::Cancelled,
@@ -483,7 +475,7 @@ async fn a_bulk_job_waits_out_two_killed_nodes_and_loses_nothing() {
         .await
         .unwrap()
         .into_inner();
-    let mut updates = until_started(&mut c, &job.id).await;
+    let updates = until_started(&mut c, &job.id).await;
     // SIGKILL two of the three nodes while the job writes, the one the client talks to first
     // (and the cluster's bootstrap peer) among them: shards lose every replica, so batches
     // fail UNAVAILABLE and the job waits them out, writing each again, instead of failing.
@@ -502,11 +494,7 @@ async fn a_bulk_job_waits_out_two_killed_nodes_and_loses_nothing() {
     );
     cluster.run(&["restart", "1"]);
     cluster.run(&["restart", "2"]);
-    let mut last = None;
-    while let Some(update) = updates.next().await {
-        last = Some(update.unwrap());
-    }
-    let last = last.unwrap();
+    let last = last_update(updates).await;
     assert_eq!(
         pb::JobState::try_from(last.state).unwrap(),
         pb::JobState::Succeeded,
