@@ -481,14 +481,6 @@ impl QdrantCollection {
                     .build()
             })
             .collect();
-        let qname = &self.qname;
-        let got = self
-            .cluster
-            .call(|c| {
-                let request = QueryBatchPointsBuilder::new(qname, queries.clone());
-                async move { c.query_batch(request).await }
-            })
-            .await?;
         #[derive(Deserialize)]
         struct Text {
             title: String,
@@ -496,15 +488,21 @@ impl QdrantCollection {
         }
         let mut idf = Vec::with_capacity(terms.len());
         let mut absent = Vec::new();
-        for (term, found) in terms.into_iter().zip(got.result) {
-            let top = found.result.into_iter().next();
+        // Terms often share their top chunk: each chunk is analysed once.
+        let mut sides: HashMap<u64, SparseVector> = HashMap::new();
+        for (term, found) in terms.into_iter().zip(self.query_batch(queries).await?) {
+            let top = found.into_iter().next();
             let weighed = match top {
                 Some(p) => {
                     let score = p.score;
-                    let chunk: Text = from_payload(p.payload)?;
-                    let side = encoder
-                        .document(&chunk.title, &chunk.text)
-                        .weight(index::sparse_vectors::term_id(&term));
+                    let side = match sides.entry(point_u64(p.id)?) {
+                        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                        std::collections::hash_map::Entry::Vacant(e) => {
+                            let chunk: Text = from_payload(p.payload)?;
+                            e.insert(encoder.document(&chunk.title, &chunk.text))
+                        }
+                    }
+                    .weight(index::sparse_vectors::term_id(&term));
                     (side > 0.0).then(|| score / side)
                 }
                 None => None,
@@ -515,7 +513,9 @@ impl QdrantCollection {
             idf.push((term, weighed.unwrap_or(0.0)));
         }
         if !absent.is_empty() {
-            let (_, chunks) = self.counts().await?;
+            // Qdrant's estimate (cheap; an exact count reads every point) is close enough for
+            // the IDF of a term no chunk holds.
+            let chunks = self.count(None, false).await?;
             let n = chunks as f64 / f64::from(self.shards);
             let unseen = (1.0 + (n + 0.5) / 0.5).ln() as f32;
             for i in absent {
@@ -540,7 +540,8 @@ impl QdrantCollection {
         Ok(q.build())
     }
 
-    async fn batch(&self, queries: Vec<QueryPoints>) -> Result<Vec<Vec<ScoredChunk>>> {
+    /// The points each of `queries` finds, in order, in one call.
+    async fn query_batch(&self, queries: Vec<QueryPoints>) -> Result<Vec<Vec<ScoredPoint>>> {
         let qname = &self.qname;
         let got = self
             .cluster
@@ -549,7 +550,15 @@ impl QdrantCollection {
                 async move { c.query_batch(request).await }
             })
             .await?;
-        got.result.into_iter().map(|r| scored(r.result)).collect()
+        Ok(got.result.into_iter().map(|r| r.result).collect())
+    }
+
+    async fn batch(&self, queries: Vec<QueryPoints>) -> Result<Vec<Vec<ScoredChunk>>> {
+        self.query_batch(queries)
+            .await?
+            .into_iter()
+            .map(scored)
+            .collect()
     }
 
     /// Top `k` chunks by cosine similarity to `vector`, restricted by `filter`.
@@ -684,22 +693,25 @@ impl QdrantCollection {
 
     /// Documents and chunks stored (exact counts).
     pub async fn counts(&self) -> Result<(u64, u64)> {
-        let qname = &self.qname;
-        let count = |filter: Option<QFilter>| async move {
-            let got = self
-                .cluster
-                .call(|c| {
-                    let mut request = CountPointsBuilder::new(qname).exact(true);
-                    if let Some(f) = filter.clone() {
-                        request = request.filter(f);
-                    }
-                    async move { c.count(request).await }
-                })
-                .await?;
-            Ok::<u64, QdrantError>(got.result.map(|r| r.count).unwrap_or(0))
-        };
-        let documents = count(Some(QFilter::must([Condition::matches("ordinal", 0i64)]))).await?;
-        let chunks = count(None).await?;
+        let first_chunks = QFilter::must([Condition::matches("ordinal", 0i64)]);
+        let documents = self.count(Some(first_chunks), true).await?;
+        let chunks = self.count(None, true).await?;
         Ok((documents, chunks))
+    }
+
+    /// Points matching `filter` (all without one): `exact`, or Qdrant's cheap estimate.
+    async fn count(&self, filter: Option<QFilter>, exact: bool) -> Result<u64> {
+        let qname = &self.qname;
+        let got = self
+            .cluster
+            .call(|c| {
+                let mut request = CountPointsBuilder::new(qname).exact(exact);
+                if let Some(f) = filter.clone() {
+                    request = request.filter(f);
+                }
+                async move { c.count(request).await }
+            })
+            .await?;
+        Ok(got.result.map(|r| r.count).unwrap_or(0))
     }
 }
