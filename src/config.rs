@@ -20,6 +20,7 @@
 //! | `RAGD_BACKEND` | `index.backend` |
 //! | `RAGD_QDRANT_URLS` | `qdrant.urls` (comma-separated) |
 //! | `RAGD_QDRANT_API_KEY` | `qdrant.api_key` |
+//! | `RAGD_QDRANT_TLS_CA` | `qdrant.tls_ca` |
 
 use std::path::{Path, PathBuf};
 
@@ -560,6 +561,9 @@ impl Config {
         }
         if let Some(v) = get("RAGD_QDRANT_API_KEY") {
             self.qdrant.api_key = Some(v);
+        }
+        if let Some(v) = get("RAGD_QDRANT_TLS_CA") {
+            self.qdrant.tls_ca = Some(v.into());
         }
         if let Some(v) = get("RAGD_DEVICE") {
             self.embedder.device.clone_from(&v);

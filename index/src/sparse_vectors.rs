@@ -6,9 +6,11 @@
 //! the title field's share added at its boost as tantivy scores it
 //! ([`crate::sparse::TITLE_BOOST_WITH_TITLE_IN_TEXT`] or [`crate::sparse::TITLE_BOOST`]). A
 //! query's vector holds each of its distinct terms with weight 1, as tantivy's query has one
-//! clause per distinct term. The other half, the term's inverse document frequency, is the index's to multiply
-//! in at search time (Qdrant's `modifier: idf` computes `ln(1 + (N − n + 0.5) / (n + 0.5))`, the
-//! formula tantivy uses), so the dot product of the two vectors is BM25.
+//! clause per distinct term. The other half, the term's inverse document frequency, is
+//! multiplied in at search time, by the index (Qdrant's `modifier: idf`, per shard) or by the
+//! caller into the query's weights ([`idf`], from counts over the whole collection); both compute
+//! `ln(1 + (N − n + 0.5) / (n + 0.5))`, the formula tantivy uses, so the dot product of the two
+//! vectors is BM25.
 //!
 //! Terms become dimensions through a stable 32-bit hash ([`term_id`]: FNV-1a of the term's
 //! UTF-8), the same on every machine and in every version, so vectors written by one ragd process
@@ -26,6 +28,13 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Bm25Analyzer, Bm25Config};
 use crate::sparse::{terms, TITLE_BOOST, TITLE_BOOST_WITH_TITLE_IN_TEXT};
 use crate::{IndexError, Result};
+
+/// The inverse document frequency of a term `df` of `chunks` chunks hold, as tantivy and
+/// Qdrant's `modifier: idf` compute it: `ln(1 + (N − n + 0.5) / (n + 0.5))`.
+pub fn idf(chunks: u64, df: u64) -> f32 {
+    let df = df.min(chunks) as f32;
+    (1.0 + (chunks as f32 - df + 0.5) / (df + 0.5)).ln()
+}
 
 /// tantivy's BM25 term-frequency saturation.
 pub const DEFAULT_K1: f32 = 1.2;

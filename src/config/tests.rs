@@ -103,3 +103,25 @@ fn index_backend_sits_beside_maintenance_and_unknown_index_keys_are_errors() {
     let bad = cfg.apply_env(|k| (k == "RAGD_BACKEND").then(|| "cloud".to_string()));
     assert!(bad.unwrap_err().to_string().contains("RAGD_BACKEND"));
 }
+
+#[test]
+fn the_qdrant_table_reads_its_idf_scope_and_ca_and_refuses_an_unknown_scope() {
+    use crate::qdrant::IdfScope;
+    let cfg = Config::default();
+    assert_eq!(cfg.qdrant.idf, IdfScope::Collection);
+    assert_eq!(cfg.qdrant.tls_ca, None);
+    let cfg = Config::from_toml(
+        "[qdrant]\nidf = \"shard\"\nidf_cache_ms = 0\ntls_ca = \"/etc/ca.pem\"\n",
+        Path::new("x"),
+    )
+    .unwrap();
+    assert_eq!(cfg.qdrant.idf, IdfScope::Shard);
+    assert_eq!(cfg.qdrant.idf_cache_ms, 0);
+    assert_eq!(cfg.qdrant.tls_ca.as_deref(), Some(Path::new("/etc/ca.pem")));
+    let bad = Config::from_toml("[qdrant]\nidf = \"node\"\n", Path::new("x"));
+    assert!(bad.unwrap_err().to_string().contains("node"));
+    let mut cfg = Config::default();
+    cfg.apply_env(|k| (k == "RAGD_QDRANT_TLS_CA").then(|| "/tmp/ca.pem".to_string()))
+        .unwrap();
+    assert_eq!(cfg.qdrant.tls_ca.as_deref(), Some(Path::new("/tmp/ca.pem")));
+}

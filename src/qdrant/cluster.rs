@@ -10,14 +10,15 @@ use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use qdrant_client::Qdrant;
+use tonic::Status;
 
 use super::error::{QdrantError, Result};
+use super::node::{Node, Reach};
 use super::settings::QdrantSettings;
 
 /// The nodes of one cluster.
 pub struct Cluster {
-    nodes: Vec<(String, Qdrant)>,
+    nodes: Vec<(String, Node)>,
     /// The node that answered last: calls start there.
     current: AtomicUsize,
 }
@@ -37,21 +38,9 @@ enum Failure {
     Answer(QdrantError),
 }
 
-fn classify(e: qdrant_client::QdrantError) -> Failure {
+fn classify(status: Status) -> Failure {
     use tonic::Code;
-    let status = match e {
-        qdrant_client::QdrantError::ResponseError { status }
-        | qdrant_client::QdrantError::ResourceExhaustedError { status, .. } => status,
-        qdrant_client::QdrantError::Io(e) => return Failure::Node(e.to_string()),
-        other @ (qdrant_client::QdrantError::ConversionError(_)
-        | qdrant_client::QdrantError::InvalidUri(_)
-        | qdrant_client::QdrantError::NoSnapshotFound(_)
-        | qdrant_client::QdrantError::JsonToPayload(_)
-        | qdrant_client::QdrantError::PayloadDeserialization(_)) => {
-            return Failure::Answer(QdrantError::Internal(other.to_string()))
-        }
-    };
-    let message = status.message().to_string();
+    let message = transport_message(&status);
     match status.code() {
         // A transport failure reaches tonic as UNAVAILABLE (connection refused or reset) or
         // UNKNOWN with the transport's words; a deadline is the node being too slow.
@@ -81,9 +70,7 @@ fn classify(e: qdrant_client::QdrantError) -> Failure {
             // with "No active replica" / "service unavailable"; those are the cluster being
             // degraded, not a bug.
             let lower = message.to_lowercase();
-            // The client reports a node it cannot connect to as INTERNAL "Failed to connect".
             if lower.contains("no active replica")
-                || lower.contains("failed to connect")
                 || lower.contains("transport error")
                 || lower.contains("unavailable")
                 || lower.contains("timeout")
@@ -94,6 +81,22 @@ fn classify(e: qdrant_client::QdrantError) -> Failure {
             }
         }
     }
+}
+
+/// A status's message, with the causes of a transport failure (refused connection, untrusted
+/// certificate) that tonic keeps as the error's sources rather than in the message.
+fn transport_message(status: &Status) -> String {
+    let mut message = status.message().to_string();
+    let mut source = std::error::Error::source(status);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
 }
 
 impl Cluster {
@@ -116,18 +119,28 @@ impl Cluster {
             ),
             None => settings.api_key.clone(),
         };
+        let api_key = api_key
+            .map(|key| {
+                key.parse().map_err(|_| {
+                    QdrantError::Settings(
+                        "qdrant.api_key: use printable ASCII characters only".into(),
+                    )
+                })
+            })
+            .transpose()?;
+        let reach = Reach {
+            api_key,
+            ca: settings.tls_ca_certificate()?,
+            timeout: Duration::from_millis(settings.timeout_ms),
+            connect_timeout: Duration::from_millis(settings.connect_timeout_ms),
+        };
         let nodes = settings
             .urls
             .iter()
             .map(|url| {
-                let client = Qdrant::from_url(url)
-                    .api_key(api_key.clone())
-                    .timeout(Duration::from_millis(settings.timeout_ms))
-                    .connect_timeout(Duration::from_millis(settings.connect_timeout_ms))
-                    .skip_compatibility_check()
-                    .build()
+                let node = Node::new(url, &reach)
                     .map_err(|e| QdrantError::Settings(format!("qdrant.urls {url:?}: {e}")))?;
-                Ok((url.clone(), client))
+                Ok((url.clone(), node))
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
@@ -153,8 +166,8 @@ impl Cluster {
     /// answer. [`QdrantError::Unavailable`] names every node's failure when none answered.
     pub async fn call<'a, T, F, Fut>(&'a self, op: F) -> Result<T>
     where
-        F: Fn(&'a Qdrant) -> Fut,
-        Fut: Future<Output = Result<T, qdrant_client::QdrantError>>,
+        F: Fn(&'a Node) -> Fut,
+        Fut: Future<Output = Result<T, Status>>,
     {
         let start = self.current.load(Ordering::Relaxed);
         let mut failures = Vec::new();

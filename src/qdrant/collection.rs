@@ -2,11 +2,18 @@
 //!
 //! Each chunk is a point: a named dense vector `dense` (the embedder's vector; cosine, ragd's
 //! HNSW `m` and `ef_construction`) and a named sparse vector `bm25` (the document side of BM25
-//! made by ragd's own analyzer, [`index::sparse_vectors`]; Qdrant multiplies in each term's IDF
-//! with `modifier: idf`). The payload holds what a search result needs (document id, ordinal,
-//! title, text, spans, heading path, metadata) and, on the document's first chunk, its content
-//! hash, `indexed_with` and chunk count: that point is the document's record. Point ids derive
-//! from (document id, ordinal), so writing a document twice writes the same points.
+//! made by ragd's own analyzer, [`index::sparse_vectors`]). The payload holds what a search
+//! result needs (document id, ordinal, title, text, spans, heading path, metadata) and, on the
+//! document's first chunk, its content hash, `indexed_with` and chunk count: that point is the
+//! document's record. Point ids derive from (document id, ordinal), so writing a document twice
+//! writes the same points.
+//!
+//! The other half of BM25, each query term's IDF, comes from one of two places, fixed when the
+//! collection is made ([`IdfScope`]). With `collection` (the default) ragd counts the chunks
+//! that hold each query term over the whole collection, through an exact-match index on the
+//! chunks' term ids (payload `terms`), and puts the IDF in the query vector (the sparse vector
+//! has no modifier): the scores are the embedded index's whatever the shard count. With `shard`
+//! Qdrant multiplies in each shard's own IDF (`modifier: idf`).
 //!
 //! The collection's settings (the ragd [`CollectionConfig`] and its BM25 parameters) live in
 //! the Qdrant collection's metadata, so every ragd process reads the same ones.
@@ -39,7 +46,9 @@ use sha2::{Digest, Sha256};
 
 use super::cluster::Cluster;
 use super::error::{QdrantError, Result};
+use super::frequencies::{FrequencyCache, Key};
 use super::ops::{StoredSettings, LAYOUT};
+use super::settings::IdfScope;
 
 /// Documents read per call when a collection's documents are listed.
 const DOCUMENTS_PAGE: u32 = 512;
@@ -48,6 +57,9 @@ const DOCUMENTS_PAGE: u32 = 512;
 pub const DENSE: &str = "dense";
 /// Name of the BM25 sparse vector in each point.
 pub const SPARSE: &str = "bm25";
+/// The payload field of a chunk's BM25 term ids (collection-wide IDF only), indexed for exact
+/// matches.
+pub const TERMS: &str = "terms";
 /// Writes go to each shard's current leader replica (`medium`): consistent while the cluster
 /// is stable, and still accepted while a node is down (`strong` would refuse them until that
 /// node's shards had a new permanent leader).
@@ -93,6 +105,10 @@ struct ChunkPayload {
     /// `meta` as filters match it (see [`META_PAIRS`]).
     #[serde(default)]
     meta_kv: Vec<String>,
+    /// The ids of the chunk's BM25 terms, in a collection with collection-wide IDF (where
+    /// counting the chunks that hold a term gives its document frequency); empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    terms: Vec<u32>,
     /// On the first chunk only: the document's record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     doc: Option<DocPayload>,
@@ -167,7 +183,9 @@ pub struct QdrantCollection {
     qname: String,
     config: CollectionConfig,
     bm25: RwLock<Option<Bm25Params>>,
+    idf: IdfScope,
     shards: u32,
+    frequencies: Arc<FrequencyCache>,
 }
 
 impl QdrantCollection {
@@ -176,13 +194,16 @@ impl QdrantCollection {
         qname: String,
         settings: StoredSettings,
         shards: u32,
+        frequencies: Arc<FrequencyCache>,
     ) -> Self {
         Self {
             cluster,
             qname,
             config: settings.config,
             bm25: RwLock::new(settings.bm25),
+            idf: settings.idf,
             shards,
+            frequencies,
         }
     }
 
@@ -213,6 +234,7 @@ impl QdrantCollection {
             layout: LAYOUT,
             config: self.config.clone(),
             bm25: Some(params),
+            idf: self.idf,
         };
         super::ops::write_settings(&self.cluster, &self.qname, &settings).await?;
         // Another process may have stored its own at the same moment: use what the cluster
@@ -259,6 +281,7 @@ impl QdrantCollection {
         for (d, normalised) in changed.iter().zip(vectors) {
             for (ordinal, (chunk, vector)) in d.chunks.iter().zip(normalised).enumerate() {
                 let ordinal = ordinal as u32;
+                let SparseVector { indices, values } = encoder.document(&d.title, &chunk.text);
                 let payload = ChunkPayload {
                     doc_id: d.id.clone(),
                     ordinal,
@@ -269,13 +292,16 @@ impl QdrantCollection {
                     heading_path: chunk.heading_path.clone(),
                     meta: d.metadata.clone(),
                     meta_kv: d.metadata.iter().map(|(k, v)| meta_pair(k, v)).collect(),
+                    terms: match self.idf {
+                        IdfScope::Collection => indices.clone(),
+                        IdfScope::Shard => Vec::new(),
+                    },
                     doc: (ordinal == 0).then(|| DocPayload {
                         content_hash: d.content_hash.clone(),
                         indexed_with: d.indexed_with.clone(),
                         chunks: d.chunks.len() as u32,
                     }),
                 };
-                let SparseVector { indices, values } = encoder.document(&d.title, &chunk.text);
                 let mut vectors =
                     NamedVectors::default().add_vector(DENSE, Vector::new_dense(vector));
                 if !indices.is_empty() {
@@ -388,6 +414,7 @@ impl QdrantCollection {
                 let request = GetPointsBuilder::new(qname, points.clone())
                     .with_payload(qdrant_client::qdrant::PayloadExcludeSelector::new(vec![
                         "text".to_string(),
+                        TERMS.to_string(),
                     ]))
                     .with_vectors(false);
                 async move { c.get_points(request).await }
@@ -466,6 +493,14 @@ impl QdrantCollection {
         if terms.is_empty() {
             return Ok(Vec::new());
         }
+        if self.idf == IdfScope::Collection {
+            let ids: Vec<u32> = terms
+                .iter()
+                .map(|t| index::sparse_vectors::term_id(t))
+                .collect();
+            let idf = self.collection_idf(&ids).await?;
+            return Ok(terms.into_iter().zip(idf).collect());
+        }
         let encoder = self.current_encoder();
         let queries: Vec<QueryPoints> = terms
             .iter()
@@ -525,9 +560,51 @@ impl QdrantCollection {
         Ok(idf)
     }
 
-    fn sparse_query(&self, query: &str, k: usize, filter: &Filter) -> Result<QueryPoints> {
+    /// The IDF of each term id over the whole collection, as tantivy computes it: each term's
+    /// chunks counted through the [`TERMS`] index and the chunks in all, the counts not kept
+    /// from a recent query (`frequencies.rs`) all asked at once.
+    async fn collection_idf(&self, ids: &[u32]) -> Result<Vec<f32>> {
+        let keys: Vec<Key> = std::iter::once(None)
+            .chain(ids.iter().map(|&id| Some(id)))
+            .map(|term| Key {
+                collection: self.qname.clone(),
+                term,
+            })
+            .collect();
+        let mut counts: Vec<Option<u64>> = keys.iter().map(|k| self.frequencies.get(k)).collect();
+        let missing: Vec<usize> = (0..keys.len()).filter(|&i| counts[i].is_none()).collect();
+        if !missing.is_empty() {
+            let at = std::time::Instant::now();
+            let asked = missing.iter().map(|&i| {
+                let filter = keys[i]
+                    .term
+                    .map(|id| QFilter::must([Condition::matches(TERMS, i64::from(id))]));
+                self.count(filter, true)
+            });
+            let got = futures_util::future::try_join_all(asked).await?;
+            for (i, count) in missing.into_iter().zip(got) {
+                self.frequencies.put(keys[i].clone(), count, at);
+                counts[i] = Some(count);
+            }
+        }
+        let chunks = counts[0].unwrap_or(0);
+        Ok(counts[1..]
+            .iter()
+            .map(|df| index::sparse_vectors::idf(chunks, df.unwrap_or(0)))
+            .collect())
+    }
+
+    async fn sparse_query(&self, query: &str, k: usize, filter: &Filter) -> Result<QueryPoints> {
         let k = index::reader::clamp_k(k)?;
-        let SparseVector { indices, values } = self.current_encoder().query(query)?;
+        let SparseVector {
+            indices,
+            mut values,
+        } = self.current_encoder().query(query)?;
+        if self.idf == IdfScope::Collection {
+            for (value, idf) in values.iter_mut().zip(self.collection_idf(&indices).await?) {
+                *value *= idf;
+            }
+        }
         let pairs: Vec<(u32, f32)> = indices.into_iter().zip(values).collect();
         let mut q = QueryPointsBuilder::new(&self.qname)
             .query(qdrant_client::qdrant::Query::new_nearest(pairs.as_slice()))
@@ -579,7 +656,7 @@ impl QdrantCollection {
         k: usize,
         filter: &Filter,
     ) -> Result<Vec<ScoredChunk>> {
-        let q = self.sparse_query(query, k, filter)?;
+        let q = self.sparse_query(query, k, filter).await?;
         Ok(self.batch(vec![q]).await?.pop().unwrap_or_default())
     }
 
@@ -594,7 +671,7 @@ impl QdrantCollection {
         filter: &Filter,
     ) -> Result<(Vec<ScoredChunk>, Vec<ScoredChunk>)> {
         let dense = self.dense_query(vector, k_dense, filter)?;
-        let sparse = match self.sparse_query(query, k_sparse, filter) {
+        let sparse = match self.sparse_query(query, k_sparse, filter).await {
             Ok(q) => Some(q),
             Err(QdrantError::Index(IndexError::EmptyQuery)) => None,
             Err(e) => return Err(e),
@@ -624,7 +701,9 @@ impl QdrantCollection {
             .cluster
             .call(|c| {
                 let request = GetPointsBuilder::new(qname, points.clone())
-                    .with_payload(true)
+                    .with_payload(qdrant_client::qdrant::PayloadExcludeSelector::new(vec![
+                        TERMS.to_string(),
+                    ]))
                     .with_vectors(false);
                 async move { c.get_points(request).await }
             })

@@ -6,12 +6,14 @@ use std::collections::HashMap;
 use index::sparse_vectors::Bm25Params;
 use index::CollectionConfig;
 use qdrant_client::qdrant::{
-    CreateFieldIndexCollectionBuilder, FieldType, UpdateCollectionBuilder,
+    CreateFieldIndexCollectionBuilder, FieldType, IntegerIndexParamsBuilder,
+    UpdateCollectionBuilder,
 };
 use serde::{Deserialize, Serialize};
 
 use super::cluster::Cluster;
 use super::error::{QdrantError, Result};
+use super::settings::IdfScope;
 
 /// Key of ragd's settings in a Qdrant collection's metadata.
 pub const SETTINGS_KEY: &str = "ragd";
@@ -28,6 +30,10 @@ pub struct StoredSettings {
     /// The BM25 parameters the sparse vectors are made with; `None` until the first write
     /// measures them.
     pub bm25: Option<Bm25Params>,
+    /// Whose document frequencies the BM25 leg uses (`shard` for a collection made before
+    /// the choice existed).
+    #[serde(default)]
+    pub idf: IdfScope,
 }
 
 impl StoredSettings {
@@ -116,6 +122,20 @@ pub async fn create_index(
     cluster
         .call(|c| {
             let request = CreateFieldIndexCollectionBuilder::new(qname, field, kind).wait(true);
+            async move { c.create_field_index(request).await }
+        })
+        .await?;
+    Ok(())
+}
+
+/// Creates an integer payload index on `field` for exact matches only (no ranges), the
+/// lighter of Qdrant's two integer indexes.
+pub async fn create_lookup_index(cluster: &Cluster, qname: &str, field: &str) -> Result<()> {
+    cluster
+        .call(|c| {
+            let request = CreateFieldIndexCollectionBuilder::new(qname, field, FieldType::Integer)
+                .field_index_params(IntegerIndexParamsBuilder::new(true, false))
+                .wait(true);
             async move { c.create_field_index(request).await }
         })
         .await?;

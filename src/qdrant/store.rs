@@ -1,6 +1,7 @@
 //! ragd's collections on a Qdrant cluster: create, open, list and drop them.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use index::sparse_vectors::Bm25Params;
 use index::{CollectionConfig, IndexError};
@@ -11,16 +12,18 @@ use qdrant_client::qdrant::{
 };
 
 use super::cluster::Cluster;
-use super::collection::{QdrantCollection, DENSE, META_PAIRS, SPARSE};
+use super::collection::{QdrantCollection, DENSE, META_PAIRS, SPARSE, TERMS};
 use super::error::{QdrantError, Result};
+use super::frequencies::FrequencyCache;
 use super::ops::{self, StoredSettings, LAYOUT};
-use super::settings::QdrantSettings;
+use super::settings::{IdfScope, QdrantSettings};
 
 /// The cluster as ragd's store of collections.
 #[derive(Debug, Clone)]
 pub struct QdrantStore {
     cluster: Arc<Cluster>,
     settings: QdrantSettings,
+    frequencies: Arc<FrequencyCache>,
 }
 
 impl QdrantStore {
@@ -38,6 +41,9 @@ impl QdrantStore {
         Ok(Self {
             cluster: Arc::new(Cluster::new(settings)?),
             settings: settings.clone(),
+            frequencies: Arc::new(FrequencyCache::new(Duration::from_millis(
+                settings.idf_cache_ms,
+            ))),
         })
     }
 
@@ -90,6 +96,7 @@ impl QdrantStore {
             qname,
             settings,
             described.shards,
+            self.frequencies.clone(),
         ))
     }
 
@@ -127,6 +134,13 @@ impl QdrantStore {
             layout: LAYOUT,
             config: config.clone(),
             bm25,
+            idf: self.settings.idf,
+        };
+        // With collection-wide IDF ragd weighs the query's terms itself: the stored vectors
+        // are used as they are.
+        let modifier = match settings.idf {
+            IdfScope::Shard => Modifier::Idf,
+            IdfScope::Collection => Modifier::None,
         };
         let metadata = settings.metadata()?;
         let s = &self.settings;
@@ -146,7 +160,7 @@ impl QdrantStore {
                 let mut sparse = SparseVectorsConfigBuilder::default();
                 sparse.add_named_vector_params(
                     SPARSE,
-                    SparseVectorParamsBuilder::default().modifier(Modifier::Idf as i32),
+                    SparseVectorParamsBuilder::default().modifier(modifier as i32),
                 );
                 let request = CreateCollectionBuilder::new(&qname)
                     .vectors_config(vectors)
@@ -169,6 +183,11 @@ impl QdrantStore {
         ops::create_keyword_index(&self.cluster, &qname, "doc_id").await?;
         ops::create_keyword_index(&self.cluster, &qname, META_PAIRS).await?;
         ops::create_index(&self.cluster, &qname, "ordinal", FieldType::Integer).await?;
+        if settings.idf == IdfScope::Collection {
+            ops::create_lookup_index(&self.cluster, &qname, TERMS).await?;
+        }
+        // Counts kept from a collection of this name that was dropped are not this one's.
+        self.frequencies.forget(&qname);
         tracing::info!(collection = %config.name, qdrant = %qname, "created the Qdrant collection");
         Ok(())
     }
@@ -189,6 +208,7 @@ impl QdrantStore {
                 async move { c.delete_collection(request).await }
             })
             .await?;
+        self.frequencies.forget(&qname);
         Ok(got.result)
     }
 

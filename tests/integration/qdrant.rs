@@ -9,7 +9,9 @@ use std::process::Command;
 
 use index::{ChunkInput, CollectionConfig, DocumentRecord, Filter, IndexError, UpsertOutcome};
 use ingest::Embedder;
-use ragd::qdrant::{Blocking, QdrantCollection, QdrantError, QdrantSettings, QdrantStore};
+use ragd::qdrant::{
+    Blocking, IdfScope, QdrantCollection, QdrantError, QdrantSettings, QdrantStore,
+};
 
 use crate::common::{embedder, free_port, pump_manual, runtime};
 
@@ -32,6 +34,11 @@ impl Cluster {
 
     /// [`Self::start`] with extra environment for the nodes (`QDRANT__...` settings).
     fn start_with(test: &str, env: &[(&str, &str)]) -> Option<Self> {
+        Self::start_nodes(test, env, 3)
+    }
+
+    /// [`Self::start_with`] for `nodes` nodes.
+    fn start_nodes(test: &str, env: &[(&str, &str)], nodes: u16) -> Option<Self> {
         let bin = Command::new(script()).arg("bin").output().unwrap();
         if !bin.status.success() {
             // Straight to stderr: libtest's capture (print macros only) would hide it.
@@ -49,7 +56,7 @@ impl Cluster {
             if !(1100..=65000).contains(&base) {
                 continue;
             }
-            let free = (1..=3).all(|n| {
+            let free = (1..=nodes).all(|n| {
                 (0..3)
                     .all(|p| std::net::TcpListener::bind(("127.0.0.1", base + 10 * n + p)).is_ok())
             });
@@ -57,7 +64,7 @@ impl Cluster {
                 continue;
             }
             let out = Command::new(script())
-                .args(["start", dir.path().to_str().unwrap()])
+                .args(["start", dir.path().to_str().unwrap(), &nodes.to_string()])
                 .env("RAGD_QDRANT_PORT_BASE", base.to_string())
                 .envs(env.iter().copied())
                 .output()
@@ -448,12 +455,15 @@ fn two_writers_ingesting_the_same_documents_converge_and_retrieval_fuses_both_le
         assert!(remote[0].stages.dense.is_some() && remote[0].stages.bm25.is_some());
     }
 
-    // The IDF the relevance gate weighs a question's terms by, asked of the cluster (it has no
-    // document-frequency call): on one shard it equals the embedded index's, for terms held
-    // by many chunks, by one, and by none.
+    // The IDF the BM25 leg and the relevance gate weigh a question's terms by. On this
+    // three-shard collection (collection-wide IDF, the default) ragd counts each term's chunks
+    // over the whole collection; on a one-shard collection left to Qdrant's per-shard IDF it
+    // is asked of the index (which has no document-frequency call). Both equal the embedded
+    // index's, for terms held by many chunks, by one, and by none.
     let one_shard = QdrantSettings {
         shard_number: 1,
         replication_factor: 1,
+        idf: IdfScope::Shard,
         ..cluster.settings()
     };
     let store = rt.block_on(QdrantStore::connect(&one_shard)).unwrap();
@@ -465,18 +475,21 @@ fn two_writers_ingesting_the_same_documents_converge_and_retrieval_fuses_both_le
         "Which pump has part {} and a zebra impeller?",
         part_number(4)
     );
-    let remote = index::ChunkSource::term_idf(&one, &question).unwrap();
     let local = embedded_searcher.term_idf(&question).unwrap();
-    assert_eq!(
-        remote.iter().map(|(t, _)| t).collect::<Vec<_>>(),
-        local.iter().map(|(t, _)| t).collect::<Vec<_>>()
-    );
-    assert!(remote.iter().any(|(t, _)| t == "zebra"), "{remote:?}");
-    for ((term, r), (_, l)) in remote.iter().zip(&local) {
-        assert!(
-            (r - l).abs() <= 1e-3 * l.max(1.0),
-            "{term}: {r} on the cluster, {l} embedded"
+    assert!(local.iter().any(|(t, _)| t == "zebra"), "{local:?}");
+    for (scope, remote) in [(IdfScope::Collection, &writers[0]), (IdfScope::Shard, &one)] {
+        let remote = index::ChunkSource::term_idf(remote, &question).unwrap();
+        assert_eq!(
+            remote.iter().map(|(t, _)| t).collect::<Vec<_>>(),
+            local.iter().map(|(t, _)| t).collect::<Vec<_>>(),
+            "{scope:?}"
         );
+        for ((term, r), (_, l)) in remote.iter().zip(&local) {
+            assert!(
+                (r - l).abs() <= 1e-3 * l.max(1.0),
+                "{scope:?} {term}: {r} on the cluster, {l} embedded"
+            );
+        }
     }
     assert_eq!(
         index::ChunkSource::analyze(&one, &question).unwrap(),
@@ -525,4 +538,92 @@ fn the_api_key_is_sent_from_the_settings_or_its_file_and_a_wrong_one_is_refused(
         ..cluster.settings()
     };
     assert!(connect(settings).is_ok(), "the file wins over api_key");
+}
+
+/// A CA, and a certificate it signed for `localhost` and 127.0.0.1 with its key, as PEM files
+/// under `dir` named after `name`.
+fn server_pki(dir: &std::path::Path, name: &str) -> [PathBuf; 3] {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, format!("{name} CA"));
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let params =
+        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &ca).unwrap();
+    let paths = [
+        dir.join(format!("{name}-ca.pem")),
+        dir.join(format!("{name}-cert.pem")),
+        dir.join(format!("{name}-key.pem")),
+    ];
+    std::fs::write(&paths[0], ca.pem()).unwrap();
+    std::fs::write(&paths[1], cert.pem()).unwrap();
+    std::fs::write(&paths[2], key.serialize_pem()).unwrap();
+    paths
+}
+
+/// A node serving https:// with a certificate a private CA signed: reached with `tls_ca`
+/// naming that CA; refused, naming the untrusted certificate, without it or with another CA;
+/// and a `tls_ca` that is no certificate file stops ragd before any call.
+#[test]
+fn a_cluster_behind_a_private_ca_is_reached_with_tls_ca_and_refused_without_it() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let [ca, cert, key] = server_pki(pki_dir.path(), "cluster");
+    let [other_ca, _, _] = server_pki(pki_dir.path(), "other");
+    let Some(cluster) = Cluster::start_nodes(
+        "qdrant::a_cluster_behind_a_private_ca_is_reached_with_tls_ca_and_refused_without_it",
+        &[
+            ("QDRANT__SERVICE__ENABLE_TLS", "true"),
+            ("QDRANT__TLS__CERT", cert.to_str().unwrap()),
+            ("QDRANT__TLS__KEY", key.to_str().unwrap()),
+            ("QDRANT__TLS__CA_CERT", ca.to_str().unwrap()),
+        ],
+        1,
+    ) else {
+        return;
+    };
+    assert!(
+        cluster.urls[0].starts_with("https://"),
+        "{:?}",
+        cluster.urls
+    );
+    let rt = runtime();
+    let connect = |tls_ca: Option<PathBuf>| {
+        let settings = QdrantSettings {
+            tls_ca,
+            shard_number: 1,
+            replication_factor: 1,
+            ..cluster.settings()
+        };
+        rt.block_on(async {
+            let store = QdrantStore::connect(&settings).await?;
+            store.list().await
+        })
+    };
+    assert_eq!(connect(Some(ca)).unwrap(), Vec::<String>::new());
+    for tls_ca in [None, Some(other_ca)] {
+        match connect(tls_ca.clone()) {
+            Err(QdrantError::Unavailable(why)) => assert!(
+                why.contains(&cluster.urls[0]) && why.to_lowercase().contains("certificate"),
+                "{tls_ca:?}: {why}"
+            ),
+            other => panic!("{tls_ca:?}: {other:?}"),
+        }
+    }
+    let not_pem = pki_dir.path().join("not.pem");
+    std::fs::write(&not_pem, "no certificate here\n").unwrap();
+    for bad in [not_pem, pki_dir.path().join("missing.pem")] {
+        match connect(Some(bad.clone())) {
+            Err(QdrantError::Settings(why)) => {
+                assert!(
+                    why.contains("qdrant.tls_ca") && why.contains(bad.to_str().unwrap()),
+                    "{why}"
+                )
+            }
+            other => panic!("{bad:?}: {other:?}"),
+        }
+    }
 }
