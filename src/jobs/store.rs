@@ -121,6 +121,10 @@ impl JobStore {
         };
         let value = serde_json::to_value(record)
             .map_err(|e| ServiceError::Internal(format!("encoding job {}: {e}", record.id)))?;
+        if record.state.is_terminal() {
+            // Its cancel requests are read no more.
+            shared.cancel_checked.lock().remove(&record.id);
+        }
         shared.queue.pending.lock().insert(record.id.clone(), value);
         shared.queue.wake.notify_one();
         Ok(())

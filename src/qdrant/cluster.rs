@@ -8,7 +8,7 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tonic::Status;
 
@@ -16,11 +16,20 @@ use super::error::{QdrantError, Result};
 use super::node::{Node, Reach};
 use super::settings::QdrantSettings;
 
+/// How long a call is tried again while nodes answer that a shard's leader is unreachable:
+/// long enough for the cluster to mark a killed peer's replicas dead and write through another
+/// (about a second here), short enough that a client hears UNAVAILABLE promptly while a shard
+/// has no live replica at all (the job runner waits that out on its own, for minutes).
+const FAILOVER: Duration = Duration::from_secs(5);
+
 /// The nodes of one cluster.
 pub struct Cluster {
     nodes: Vec<(String, Node)>,
     /// The node that answered last: calls start there.
     current: AtomicUsize,
+    /// How long a call is tried again while the cluster fails over: [`FAILOVER`], or
+    /// `qdrant.timeout_ms` when shorter.
+    patience: Duration,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -32,23 +41,43 @@ impl std::fmt::Debug for Cluster {
 
 /// How a failed call is to be treated.
 enum Failure {
-    /// The node did not answer: try the next.
-    Node(String),
+    /// The call could not be served there: try the next node. `answered`: the node itself
+    /// answered (a shard's replica on another peer did not), which is a cluster failing over
+    /// rather than a node or a whole cluster being unreachable.
+    Node { why: String, answered: bool },
     /// The node answered with an error: report it.
     Answer(QdrantError),
 }
 
 fn classify(status: Status) -> Failure {
+    match classify_code(&status) {
+        Failure::Node { why, .. } => Failure::Node {
+            // A status made from a transport error carries it as its source; one Qdrant sent
+            // has none. With no live replica at all there is nothing to fail over to.
+            answered: std::error::Error::source(&status).is_none()
+                && status.code() != tonic::Code::DeadlineExceeded
+                && !why.to_lowercase().contains("no active replica"),
+            why,
+        },
+        answer => answer,
+    }
+}
+
+fn classify_code(status: &Status) -> Failure {
     use tonic::Code;
-    let message = transport_message(&status);
+    let message = transport_message(status);
+    let node = |why: String| Failure::Node {
+        why,
+        answered: false,
+    };
     match status.code() {
         // A transport failure reaches tonic as UNAVAILABLE (connection refused or reset) or
         // UNKNOWN with the transport's words; a deadline is the node being too slow.
         Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Aborted => {
-            Failure::Node(message)
+            node(message)
         }
         Code::Unknown if message.contains("transport") || message.contains("connect") => {
-            Failure::Node(message)
+            node(message)
         }
         // A replica set without enough live peers for the write consistency answers this way;
         // another node cannot do better, but the caller may retry once the node is back.
@@ -75,7 +104,7 @@ fn classify(status: Status) -> Failure {
                 || lower.contains("unavailable")
                 || lower.contains("timeout")
             {
-                Failure::Node(message)
+                node(message)
             } else {
                 Failure::Answer(QdrantError::Internal(message))
             }
@@ -146,6 +175,7 @@ impl Cluster {
         Ok(Self {
             nodes,
             current: AtomicUsize::new(0),
+            patience: FAILOVER.min(Duration::from_millis(settings.timeout_ms)),
         })
     }
 
@@ -163,36 +193,50 @@ impl Cluster {
     }
 
     /// Runs `op` against the current node, then each other node in turn while they do not
-    /// answer. [`QdrantError::Unavailable`] names every node's failure when none answered.
+    /// answer. When no node could serve it but one answered (a shard's leader just died and
+    /// the cluster is failing over to a replica), every node is tried again after a pause
+    /// (0.1 s doubling to 1 s) for up to [`FAILOVER`]; ragd's calls are idempotent, so
+    /// a retried write does no harm. [`QdrantError::Unavailable`] names every node's failure
+    /// when none could serve it.
     pub async fn call<'a, T, F, Fut>(&'a self, op: F) -> Result<T>
     where
         F: Fn(&'a Node) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
-        let start = self.current.load(Ordering::Relaxed);
-        let mut failures = Vec::new();
-        for step in 0..self.nodes.len() {
-            let i = (start + step) % self.nodes.len();
-            let (url, client) = &self.nodes[i];
-            match op(client).await {
-                Ok(value) => {
-                    if step > 0 {
-                        self.current.store(i, Ordering::Relaxed);
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(100);
+        loop {
+            let first = self.current.load(Ordering::Relaxed);
+            let mut failures = Vec::new();
+            let mut answered = false;
+            for step in 0..self.nodes.len() {
+                let i = (first + step) % self.nodes.len();
+                let (url, client) = &self.nodes[i];
+                match op(client).await {
+                    Ok(value) => {
+                        if step > 0 {
+                            self.current.store(i, Ordering::Relaxed);
+                        }
+                        return Ok(value);
                     }
-                    return Ok(value);
+                    Err(e) => match classify(e) {
+                        Failure::Node { why, answered: a } => {
+                            tracing::warn!(node = %url, error = %why, "Qdrant node could not serve the call");
+                            failures.push(format!("{url}: {why}"));
+                            answered |= a;
+                        }
+                        Failure::Answer(e) => return Err(e),
+                    },
                 }
-                Err(e) => match classify(e) {
-                    Failure::Node(why) => {
-                        tracing::warn!(node = %url, error = %why, "Qdrant node did not answer");
-                        failures.push(format!("{url}: {why}"));
-                    }
-                    Failure::Answer(e) => return Err(e),
-                },
             }
+            if !answered || started.elapsed() + pause > self.patience {
+                return Err(QdrantError::Unavailable(format!(
+                    "no node answered ({})",
+                    failures.join("; ")
+                )));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
         }
-        Err(QdrantError::Unavailable(format!(
-            "no node answered ({})",
-            failures.join("; ")
-        )))
     }
 }

@@ -47,6 +47,7 @@ use sha2::{Digest, Sha256};
 use super::cluster::Cluster;
 use super::error::{QdrantError, Result};
 use super::frequencies::{FrequencyCache, Key};
+use super::node::Node;
 use super::ops::{StoredSettings, LAYOUT};
 use super::settings::IdfScope;
 
@@ -217,7 +218,24 @@ impl QdrantCollection {
         &self.qname
     }
 
-    /// The encoder of the BM25 vectors, measuring and storing the parameters from `docs` on the
+    /// `op` on the cluster ([`Cluster::call`]), where Qdrant's "not found" means that this
+    /// collection was dropped meanwhile (by another server): the index crate's
+    /// `CollectionNotFound`, named as ragd names it.
+    async fn call<'a, T, F, Fut>(&'a self, op: F) -> Result<T>
+    where
+        F: Fn(&'a Node) -> Fut,
+        Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+    {
+        match self.cluster.call(op).await {
+            Err(QdrantError::Missing(_)) => Err(IndexError::CollectionNotFound {
+                name: self.config.name.clone(),
+            }
+            .into()),
+            other => other,
+        }
+    }
+
+    //// The encoder of the BM25 vectors, measuring and storing the parameters from `docs` on the
     /// collection's first write.
     async fn encoder(&self, docs: &[&DocumentRecord]) -> Result<Bm25Encoder> {
         if let Some(params) = *self.bm25.read() {
@@ -353,28 +371,26 @@ impl QdrantCollection {
             return Ok(());
         }
         let qname = &self.qname;
-        self.cluster
-            .call(|c| {
-                let request = UpsertPointsBuilder::new(qname, points.clone())
-                    .wait(true)
-                    .ordering(MEDIUM);
-                async move { c.upsert_points(request).await }
-            })
-            .await?;
+        self.call(|c| {
+            let request = UpsertPointsBuilder::new(qname, points.clone())
+                .wait(true)
+                .ordering(MEDIUM);
+            async move { c.upsert_points(request).await }
+        })
+        .await?;
         Ok(())
     }
 
     async fn delete_where(&self, filter: QFilter) -> Result<()> {
         let qname = &self.qname;
-        self.cluster
-            .call(|c| {
-                let request = DeletePointsBuilder::new(qname)
-                    .points(filter.clone())
-                    .wait(true)
-                    .ordering(MEDIUM);
-                async move { c.delete_points(request).await }
-            })
-            .await?;
+        self.call(|c| {
+            let request = DeletePointsBuilder::new(qname)
+                .points(filter.clone())
+                .wait(true)
+                .ordering(MEDIUM);
+            async move { c.delete_points(request).await }
+        })
+        .await?;
         Ok(())
     }
 
@@ -409,7 +425,6 @@ impl QdrantCollection {
         let points: Vec<PointId> = ids.iter().map(|id| chunk_id(id, 0).0.into()).collect();
         let qname = &self.qname;
         let got = self
-            .cluster
             .call(|c| {
                 let request = GetPointsBuilder::new(qname, points.clone())
                     .with_payload(qdrant_client::qdrant::PayloadExcludeSelector::new(vec![
@@ -621,7 +636,6 @@ impl QdrantCollection {
     async fn query_batch(&self, queries: Vec<QueryPoints>) -> Result<Vec<Vec<ScoredPoint>>> {
         let qname = &self.qname;
         let got = self
-            .cluster
             .call(|c| {
                 let request = QueryBatchPointsBuilder::new(qname, queries.clone());
                 async move { c.query_batch(request).await }
@@ -698,7 +712,6 @@ impl QdrantCollection {
         let points: Vec<PointId> = ids.iter().map(|id| id.0.into()).collect();
         let qname = &self.qname;
         let got = self
-            .cluster
             .call(|c| {
                 let request = GetPointsBuilder::new(qname, points.clone())
                     .with_payload(qdrant_client::qdrant::PayloadExcludeSelector::new(vec![
@@ -745,7 +758,6 @@ impl QdrantCollection {
         }
         let qname = &self.qname;
         let page = self
-            .cluster
             .call(|c| {
                 let mut request = ScrollPointsBuilder::new(qname)
                     .filter(QFilter::must([Condition::matches("ordinal", 0i64)]))
@@ -782,7 +794,6 @@ impl QdrantCollection {
     async fn count(&self, filter: Option<QFilter>, exact: bool) -> Result<u64> {
         let qname = &self.qname;
         let got = self
-            .cluster
             .call(|c| {
                 let mut request = CountPointsBuilder::new(qname).exact(exact);
                 if let Some(f) = filter.clone() {

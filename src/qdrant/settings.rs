@@ -46,7 +46,9 @@ pub struct QdrantSettings {
     /// How long a server reuses the document frequencies it counted for collection-wide IDF,
     /// in milliseconds (0: count for every query). Default: 10000.
     pub idf_cache_ms: u64,
-    /// Longest a call may take before it counts as failed, in milliseconds. Default: 30000.
+    /// Longest a call may take before it counts as failed, in milliseconds; also how long a
+    /// call is tried again while the cluster fails over (a node answers that a shard's leader
+    /// is unreachable). Default: 30000.
     pub timeout_ms: u64,
     /// Longest a connection may take to open, in milliseconds. Default: 2000.
     pub connect_timeout_ms: u64,

@@ -50,8 +50,10 @@ impl Cluster {
             );
             return None;
         }
-        let dir = tempfile::tempdir().unwrap();
         for _ in 0..5 {
+            // A fresh folder each try: a node keeps its peers' addresses in its storage, so
+            // one left by a failed try would look for them on the old ports.
+            let dir = tempfile::tempdir().unwrap();
             let base = free_port() / 100 * 100;
             if !(1100..=65000).contains(&base) {
                 continue;
@@ -307,6 +309,24 @@ fn a_three_node_cluster_stores_searches_filters_replaces_and_deletes() {
             store.open("pumps").await,
             Err(QdrantError::Index(IndexError::CollectionNotFound { .. }))
         ));
+        // A handle opened before the drop (another server's job writing into it) is told the
+        // collection is gone, by its ragd name, on writes and reads alike.
+        for result in [
+            c.upsert_documents(&[manual(1)]).await.map(|_| ()),
+            c.search_bm25("pump seal", 5, &Filter::default())
+                .await
+                .map(|_| ()),
+            c.delete_documents(&["pump-001".to_string()])
+                .await
+                .map(|_| ()),
+        ] {
+            match result {
+                Err(QdrantError::Index(IndexError::CollectionNotFound { name })) => {
+                    assert_eq!(name, "pumps")
+                }
+                other => panic!("{other:?}"),
+            }
+        }
     });
 }
 
