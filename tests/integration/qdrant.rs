@@ -563,13 +563,8 @@ fn the_api_key_is_sent_from_the_settings_or_its_file_and_a_wrong_one_is_refused(
 /// A CA, and a certificate it signed for `localhost` and 127.0.0.1 with its key, as PEM files
 /// under `dir` named after `name`.
 fn server_pki(dir: &std::path::Path, name: &str) -> [PathBuf; 3] {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, format!("{name} CA"));
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    use rcgen::{CertificateParams, KeyPair};
+    let ca = crate::common::test_ca(name);
     let params =
         CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
     let key = KeyPair::generate().unwrap();

@@ -316,16 +316,8 @@ fn started(mut server: std::process::Child) -> (Kill, String) {
 
 /// A CA and a client certificate it signed, as PEM files under `dir` named after `name`.
 fn client_pki(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
-    use rcgen::{
-        BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa,
-        KeyPair,
-    };
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, format!("{name} CA"));
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    use rcgen::{CertificateParams, ExtendedKeyUsagePurpose, KeyPair};
+    let ca = crate::common::test_ca(name);
     let mut params = CertificateParams::new(vec![format!("{name}-client")]).unwrap();
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     let key = KeyPair::generate().unwrap();
