@@ -235,7 +235,7 @@ impl QdrantCollection {
         }
     }
 
-    //// The encoder of the BM25 vectors, measuring and storing the parameters from `docs` on the
+    /// The encoder of the BM25 vectors, measuring and storing the parameters from `docs` on the
     /// collection's first write.
     async fn encoder(&self, docs: &[&DocumentRecord]) -> Result<Bm25Encoder> {
         if let Some(params) = *self.bm25.read() {
