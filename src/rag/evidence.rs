@@ -6,9 +6,7 @@
 //! - **meaning**: the cosine similarity of its embedding and the question's, with the
 //!   collection's own embedder (one batch per answer);
 //! - **words**: the share of the question's content terms (the multilingual BM25 analyzer:
-//!   stop words removed, English stemmed, CJK bigrams) that it contains, each term weighted by
-//!   its rarity among the sources' sentences (BM25's IDF over them), so that the detail that
-//!   picks one sentence out weighs more than the topic they all share.
+//!   stop words removed, English stemmed, CJK bigrams) that it contains.
 //!
 //! Its score is `meaning + WORDS_WEIGHT * words`, and [`Evidence`] keeps the sentences best
 //! first. It then serves two purposes:
@@ -58,8 +56,7 @@ pub struct EvidenceSentence {
     pub text: String,
     /// Cosine similarity to the question.
     pub meaning: f32,
-    /// Share of the question's content terms it contains, each weighted by its rarity among the
-    /// sources' sentences (terms no sentence holds left out).
+    /// Share of the question's content terms it contains.
     pub words: f32,
     /// `meaning + WORDS_WEIGHT * words`.
     pub score: f32,
@@ -157,36 +154,6 @@ fn share(of: &HashSet<String>, within: &HashSet<String>) -> f32 {
     of.iter().filter(|t| within.contains(*t)).count() as f32 / of.len() as f32
 }
 
-/// Each question term that some sentence holds, weighted by its rarity among the sentences
-/// (BM25's IDF with the sentences as the documents): the term that picks out one sentence
-/// ("1856") counts for more than the topic every sentence shares ("Tesla").
-fn rarity(question: &HashSet<String>, sentences: &[HashSet<String>]) -> Vec<(String, f32)> {
-    question
-        .iter()
-        .filter_map(|t| {
-            let holding = sentences.iter().filter(|s| s.contains(t)).count() as u64;
-            (holding > 0).then(|| {
-                let weight = index::sparse_vectors::idf(sentences.len() as u64, holding);
-                (t.clone(), weight)
-            })
-        })
-        .collect()
-}
-
-/// The weighted share of `weights`' terms that `within` holds (0 without any term).
-fn weighted_share(weights: &[(String, f32)], within: &HashSet<String>) -> f32 {
-    let total: f32 = weights.iter().map(|(_, w)| w).sum();
-    if total <= 0.0 {
-        return 0.0;
-    }
-    weights
-        .iter()
-        .filter(|(t, _)| within.contains(t))
-        .map(|(_, w)| w)
-        .sum::<f32>()
-        / total
-}
-
 impl Evidence {
     /// Splits `sources` (prompt order) into sentences and ranks them against `question`.
     pub fn gather(embedder: Arc<dyn Embedder>, question: &str, sources: &[&str]) -> Result<Self> {
@@ -205,19 +172,16 @@ impl Evidence {
                 }
             }
         }
-        let sentence_terms: Vec<HashSet<String>> = found.iter().map(|f| terms(f.2)).collect();
-        let weights = rarity(&question_terms, &sentence_terms);
         let mut texts: Vec<&str> = vec![question];
         texts.extend(found.iter().map(|f| f.2));
         let mut vectors = embed(embedder.as_ref(), &texts)?;
         let q = vectors.remove(0);
         let mut ranked: Vec<(EvidenceSentence, Vec<f32>)> = found
             .into_iter()
-            .zip(sentence_terms)
             .zip(vectors)
-            .map(|(((source, range, text), held), v)| {
+            .map(|((source, range, text), v)| {
                 let meaning = cosine(&q, &v);
-                let words = weighted_share(&weights, &held);
+                let words = share(&question_terms, &terms(text));
                 let sentence = EvidenceSentence {
                     source,
                     range,
@@ -461,34 +425,6 @@ mod tests {
         assert!(best.text.starts_with("The two basic resources"), "{best:?}");
         assert_eq!(&COMPLEXITY[best.range.clone()], best.text);
         assert_eq!(e.sentences.len(), 4);
-    }
-
-    #[test]
-    fn a_term_that_picks_one_sentence_out_weighs_more_than_the_shared_topic() {
-        // "Tesla" is in every sentence, "Paris" in two, "born" and "Smiljan" in one: the
-        // sentence that has those two ranks first on words, though no sentence has them all.
-        let source = "Tesla worked in Paris for the Continental Edison Company in 1882. \
-                      Tesla was born in Smiljan, a village in the Austrian Empire. \
-                      Tesla moved to New York and worked for Edison in Paris.";
-        let e = evidence("Was Tesla born in Smiljan or in Paris?", &[source]);
-        let born = e
-            .sentences
-            .iter()
-            .find(|s| s.text.contains("Smiljan"))
-            .unwrap();
-        let paris = e
-            .sentences
-            .iter()
-            .find(|s| s.text.contains("1882"))
-            .unwrap();
-        assert!(born.words > paris.words, "{born:?} {paris:?}");
-        assert!(born.words > 0.5 && born.words < 1.0, "{born:?}");
-        // With one sentence every held term is as rare as the others: a plain share.
-        let one = evidence(
-            "Was Tesla born in Smiljan?",
-            &["Tesla was born in Smiljan."],
-        );
-        assert_eq!(one.sentences[0].words, 1.0);
     }
 
     #[test]
