@@ -202,7 +202,9 @@ impl AppState {
     /// documents and chunks of every collection (from the manifests: nothing is opened).
     pub fn metrics_snapshot(&self) -> Result<crate::metrics::Snapshot> {
         let mut jobs: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
-        for job in self.inner.jobs.list()? {
+        // This server's jobs only: on a cluster every server lists every job, and a sum over
+        // the servers' metrics would count each once per server.
+        for job in self.inner.jobs.list_local()? {
             *jobs.entry(job.state.name()).or_default() += 1;
         }
         let collections = self

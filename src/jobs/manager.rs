@@ -204,18 +204,29 @@ impl JobManager {
         self.store.get(id)?.ok_or_else(|| not_found(id))
     }
 
-    /// Every job, newest first.
+    /// Every job, newest first (on a cluster, every server's).
     pub fn list(&self) -> Result<Vec<JobRecord>> {
+        // Read before the live jobs are locked: on a cluster this waits on the network.
+        let stored = self.store.list()?;
+        Ok(self.with_live(stored))
+    }
+
+    /// The jobs this server runs or ran, newest first.
+    pub fn list_local(&self) -> Result<Vec<JobRecord>> {
+        let stored = self.store.list_local()?;
+        Ok(self.with_live(stored))
+    }
+
+    /// `stored`, each running job's record replaced by its latest update.
+    fn with_live(&self, stored: Vec<JobRecord>) -> Vec<JobRecord> {
         let live = self.live.lock();
-        Ok(self
-            .store
-            .list()?
+        stored
             .into_iter()
             .map(|r| match live.get(&r.id) {
                 Some(job) => job.updates.borrow().clone(),
                 None => r,
             })
-            .collect())
+            .collect()
     }
 
     /// Asks a running job to stop after its current batch; a finished job is returned as is.

@@ -47,7 +47,8 @@ struct Shared {
 /// Records waiting to be copied: the latest per job.
 #[derive(Default)]
 struct CopyQueue {
-    pending: Mutex<HashMap<String, serde_json::Value>>,
+    /// Job id → its record as saved (JSON text).
+    pending: Mutex<HashMap<String, String>>,
     in_flight: AtomicUsize,
     wake: Notify,
 }
@@ -91,8 +92,9 @@ impl JobStore {
             queue,
             cancel_checked: Mutex::new(HashMap::new()),
         });
-        for record in store.list_local()? {
-            store.copy(&record)?;
+        for entry in store.jobs.iter() {
+            let (id, value) = entry?;
+            store.copy(&String::from_utf8_lossy(&id), &value);
         }
         Ok(store)
     }
@@ -110,24 +112,26 @@ impl JobStore {
     pub fn save(&self, record: &JobRecord) -> Result<()> {
         let value = serde_json::to_vec(record)
             .map_err(|e| ServiceError::Internal(format!("encoding job {}: {e}", record.id)))?;
-        self.jobs.insert(record.id.as_bytes(), value)?;
+        self.jobs.insert(record.id.as_bytes(), value.as_slice())?;
         self.jobs.flush()?;
-        self.copy(record)
+        if let Some(shared) = &self.shared {
+            if record.state.is_terminal() {
+                // Its cancel requests are read no more.
+                shared.cancel_checked.lock().remove(&record.id);
+            }
+        }
+        self.copy(&record.id, &value);
+        Ok(())
     }
 
-    fn copy(&self, record: &JobRecord) -> Result<()> {
+    /// Queues the copy of job `id`'s record as saved (JSON).
+    fn copy(&self, id: &str, saved: &[u8]) {
         let Some(shared) = &self.shared else {
-            return Ok(());
+            return;
         };
-        let value = serde_json::to_value(record)
-            .map_err(|e| ServiceError::Internal(format!("encoding job {}: {e}", record.id)))?;
-        if record.state.is_terminal() {
-            // Its cancel requests are read no more.
-            shared.cancel_checked.lock().remove(&record.id);
-        }
-        shared.queue.pending.lock().insert(record.id.clone(), value);
+        let text = String::from_utf8_lossy(saved).into_owned();
+        shared.queue.pending.lock().insert(id.to_owned(), text);
         shared.queue.wake.notify_one();
-        Ok(())
     }
 
     /// The record of job `id`: this server's, or another's copy on the cluster. Blocks on the
@@ -141,7 +145,7 @@ impl JobStore {
         };
         shared
             .wait(shared.copies.get(id))?
-            .map(decode_value)
+            .map(|text| decode(text.as_bytes()))
             .transpose()
     }
 
@@ -159,8 +163,8 @@ impl JobStore {
         let mut out = self.list_local()?;
         if let Some(shared) = &self.shared {
             let own: std::collections::HashSet<String> = out.iter().map(|r| r.id.clone()).collect();
-            for value in shared.wait(shared.copies.list())? {
-                let record = decode_value(value)?;
+            for text in shared.wait(shared.copies.list())? {
+                let record = decode(text.as_bytes())?;
                 if !own.contains(&record.id) {
                     out.push(record);
                 }
@@ -247,7 +251,7 @@ async fn copy_records(copies: QdrantJobRecords, queue: Arc<CopyQueue>) {
     loop {
         queue.wake.notified().await;
         loop {
-            let batch: Vec<(String, serde_json::Value)> = {
+            let batch: Vec<(String, String)> = {
                 let mut pending = queue.pending.lock();
                 queue.in_flight.fetch_add(pending.len(), Ordering::SeqCst);
                 pending.drain().collect()
@@ -292,9 +296,4 @@ fn node_tag(data_dir: &Path) -> String {
 fn decode(bytes: &[u8]) -> Result<JobRecord> {
     serde_json::from_slice(bytes)
         .map_err(|e| ServiceError::Internal(format!("corrupt job record: {e}")))
-}
-
-fn decode_value(value: serde_json::Value) -> Result<JobRecord> {
-    serde_json::from_value(value)
-        .map_err(|e| ServiceError::Internal(format!("corrupt job record copy: {e}")))
 }

@@ -35,19 +35,13 @@ fn point(kind: &str, job: &str) -> PointId {
     sha256_u64(&[kind.as_bytes(), &[0], job.as_bytes()]).into()
 }
 
-fn record_of(payload: HashMap<String, Value>) -> Result<serde_json::Value> {
+/// The record (JSON text) a copy's payload holds.
+fn record_of(payload: HashMap<String, Value>) -> Result<String> {
     payload
         .get("record")
         .and_then(|v| v.as_str())
-        .map(|s| {
-            serde_json::from_str(s)
-                .map_err(|e| QdrantError::Internal(format!("a job record's copy: {e}")))
-        })
-        .unwrap_or_else(|| {
-            Err(QdrantError::Internal(
-                "a job record's copy without its record".into(),
-            ))
-        })
+        .cloned()
+        .ok_or_else(|| QdrantError::Internal("a job record's copy without its record".into()))
 }
 
 impl QdrantJobRecords {
@@ -104,20 +98,21 @@ impl QdrantJobRecords {
         }
     }
 
-    /// Writes the copy of job `id`'s `record`.
-    pub async fn put(&self, id: &str, record: &serde_json::Value) -> Result<()> {
-        let payload = Payload::try_from(serde_json::json!({
-            "kind": "record",
-            "job_id": id,
-            "record": record.to_string(),
-        }))
-        .map_err(|e| QdrantError::Internal(e.to_string()))?;
-        self.upsert(vec![PointStruct::new(
-            point("record", id),
-            vec![1.0],
-            payload,
-        )])
-        .await
+    /// Writes job `id`'s point of `kind`, with `record` (JSON text) when there is one.
+    async fn put_point(&self, kind: &str, id: &str, record: Option<&str>) -> Result<()> {
+        let mut payload = serde_json::json!({ "kind": kind, "job_id": id });
+        if let Some(record) = record {
+            payload["record"] = record.into();
+        }
+        let payload =
+            Payload::try_from(payload).map_err(|e| QdrantError::Internal(e.to_string()))?;
+        self.upsert(vec![PointStruct::new(point(kind, id), vec![1.0], payload)])
+            .await
+    }
+
+    /// Writes the copy of job `id`'s `record` (its JSON text, as the jobs layer stores it).
+    pub async fn put(&self, id: &str, record: &str) -> Result<()> {
+        self.put_point("record", id, Some(record)).await
     }
 
     async fn get_point(&self, id: PointId) -> Result<Option<HashMap<String, Value>>> {
@@ -139,16 +134,16 @@ impl QdrantJobRecords {
         }
     }
 
-    /// The copy of job `id`'s record, if any server wrote one.
-    pub async fn get(&self, id: &str) -> Result<Option<serde_json::Value>> {
+    /// The copy of job `id`'s record (JSON text), if any server wrote one.
+    pub async fn get(&self, id: &str) -> Result<Option<String>> {
         self.get_point(point("record", id))
             .await?
             .map(record_of)
             .transpose()
     }
 
-    /// Every job's record copy, in no particular order.
-    pub async fn list(&self) -> Result<Vec<serde_json::Value>> {
+    /// Every job's record copy (JSON text), in no particular order.
+    pub async fn list(&self) -> Result<Vec<String>> {
         let qname = &self.qname;
         let mut out = Vec::new();
         let mut offset: Option<PointId> = None;
@@ -187,14 +182,7 @@ impl QdrantJobRecords {
 
     /// Asks the server running job `id` to cancel it (it looks between batches).
     pub async fn request_cancel(&self, id: &str) -> Result<()> {
-        let payload = Payload::try_from(serde_json::json!({ "kind": "cancel", "job_id": id }))
-            .map_err(|e| QdrantError::Internal(e.to_string()))?;
-        self.upsert(vec![PointStruct::new(
-            point("cancel", id),
-            vec![1.0],
-            payload,
-        )])
-        .await
+        self.put_point("cancel", id, None).await
     }
 
     /// Whether a server asked to cancel job `id`.
