@@ -14,7 +14,8 @@
 //! | `RAGD_GENERATOR` | `generator.model` |
 //! | `RAGD_RERANKER` | `reranker.model` |
 //! | `RAGD_RERANKER_KIND` | `reranker.kind` |
-//! | `RAGD_DEVICE` | `embedder.device`, `generator.device` and `reranker.device` |
+//! | `RAGD_READER` | `reader.model` |
+//! | `RAGD_DEVICE` | `embedder.device`, `generator.device`, `reranker.device` and `reader.device` |
 //! | `RAGD_ADDR` | `server.addr` |
 //! | `RAGD_HTTP_ADDR` | `server.http_addr` |
 //! | `RAGD_BACKEND` | `index.backend` |
@@ -79,6 +80,8 @@ pub struct Config {
     pub generator: GeneratorConfig,
     /// The cross-encoder reranker.
     pub reranker: RerankerConfig,
+    /// The reading-comprehension reader that finds answers' short answers.
+    pub reader: ReaderConfig,
     /// The gRPC server (`ragd serve`) and its bulk ingestion jobs.
     pub server: ServerConfig,
     /// Reading files, for `ragd ingest`, `ragd eval` and the server's jobs alike:
@@ -310,6 +313,34 @@ impl Default for RerankerConfig {
     }
 }
 
+/// Settings of the reading-comprehension reader (a Hugging Face `BertForQuestionAnswering`).
+/// With one, an answer's short answer is the span it reads in the sources, and the evidence
+/// sentence holding that span is quoted first; without one, the generator copies it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReaderConfig {
+    /// A local folder in Hugging Face layout (`config.json`, `tokenizer.json`, `*.safetensors`
+    /// with `qa_outputs.*`), e.g. one made by `scripts/train-reader`, or a SQuAD-trained BERT
+    /// such as deepset/minilm-uncased-squad2. No trained reader can be fetched by name, so
+    /// there is no default. Env `RAGD_READER`. Default: unset.
+    pub model: Option<PathBuf>,
+    /// `cpu`, `cuda` or `cuda:N`. Default: `cpu`.
+    pub device: String,
+    /// Most tokens of one window (question, passage part and special tokens); a longer
+    /// passage is read in windows that overlap by a quarter. Default: 256.
+    pub max_length: usize,
+}
+
+impl Default for ReaderConfig {
+    fn default() -> Self {
+        Self {
+            model: None,
+            device: "cpu".into(),
+            max_length: 256,
+        }
+    }
+}
+
 /// Settings of the embedding model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -417,6 +448,7 @@ impl Default for Config {
             embedder: EmbedderConfig::default(),
             generator: GeneratorConfig::default(),
             reranker: RerankerConfig::default(),
+            reader: ReaderConfig::default(),
             server: ServerConfig::default(),
             ingest: ingest::LoadOptions::default(),
             index: IndexSettings::default(),
@@ -512,6 +544,9 @@ impl Config {
         if let Some(v) = get("RAGD_RERANKER") {
             self.reranker.model = Some(v.into());
         }
+        if let Some(v) = get("RAGD_READER") {
+            self.reader.model = Some(v.into());
+        }
         if let Some(v) = get("RAGD_RERANKER_KIND") {
             self.reranker.kind = match v.as_str() {
                 "cross-encoder" => RerankerKind::CrossEncoder,
@@ -568,6 +603,7 @@ impl Config {
         if let Some(v) = get("RAGD_DEVICE") {
             self.embedder.device.clone_from(&v);
             self.reranker.device.clone_from(&v);
+            self.reader.device.clone_from(&v);
             self.generator.device = v;
         }
         Ok(())

@@ -22,6 +22,7 @@ use crate::config::Config;
 use crate::error::{Result, ServiceError};
 use crate::jobs::{IngestSummary, JobManager, Pipeline};
 use crate::model::llm::{GenerationParams, Generator};
+use crate::model::rerank::Reader;
 use crate::model::Reranker;
 use crate::rag::answer::{self, Prepared};
 use crate::rag::{AnswerConfig, Hit, RetrieveOptions, Retriever};
@@ -118,7 +119,13 @@ impl AppState {
         let generator: Arc<dyn Generator> = gguf;
         let pool = GenerationPool::new(generator, config.generator.pool())
             .context("starting the generation threads")?;
-        Self::with_generator(config, models.embedder, models.reranker, Some(pool))
+        Self::assemble(
+            config,
+            models.embedder,
+            models.reranker,
+            models.reader,
+            Some(pool),
+        )
     }
 
     /// State over already loaded models, without a generator (Ask is then refused).
@@ -139,6 +146,17 @@ impl AppState {
         reranker: Option<Arc<dyn Reranker>>,
         generation: Option<GenerationPool>,
     ) -> anyhow::Result<Self> {
+        let reader = wiring::load_reader(&config).context("loading the reader")?;
+        Self::assemble(config, embedder, reranker, reader, generation)
+    }
+
+    fn assemble(
+        config: Config,
+        embedder: Arc<dyn Embedder>,
+        reranker: Option<Arc<dyn Reranker>>,
+        reader: Option<Arc<dyn Reader>>,
+        generation: Option<GenerationPool>,
+    ) -> anyhow::Result<Self> {
         let reranker = match (reranker, &generation) {
             (Some(judge), Some(pool)) if RerankChoice::served(&config) == RerankChoice::Llm => {
                 Some(Arc::new(PooledReranker::new(judge, pool.clone())) as Arc<dyn Reranker>)
@@ -149,7 +167,7 @@ impl AppState {
         let jobs = JobManager::open(&config, collections.clone(), embedder.clone())?;
         let inner = Inner {
             gate: RequestGate::new(GATE, config.embedder.queue),
-            retriever: wiring::retriever(embedder.clone(), reranker.clone()),
+            retriever: wiring::retriever(embedder.clone(), reranker.clone()).with_reader(reader),
             reranker,
             reindexing: Mutex::new(HashMap::new()),
             generation,
@@ -488,7 +506,8 @@ impl AppState {
             match wiring::load_embedder_of(&self.inner.config, &previous) {
                 Ok(embedder) => {
                     let retriever =
-                        wiring::retriever(Arc::new(embedder), self.inner.reranker.clone());
+                        wiring::retriever(Arc::new(embedder), self.inner.reranker.clone())
+                            .with_reader(self.inner.retriever.reader().cloned());
                     Some(ServedWhileReindexing::new(&self.inner, name, retriever))
                 }
                 Err(e) => {

@@ -15,7 +15,9 @@ use ingest::Embedder;
 
 use crate::config::{Config, RerankerKind};
 use crate::model::encoder::{BatchLimits, CandleEmbedder, EmbedderOptions};
-use crate::model::rerank::{CandleCrossEncoder, CrossEncoderOptions, LlmReranker};
+use crate::model::rerank::{
+    CandleCrossEncoder, CandleReader, CrossEncoderOptions, LlmReranker, Reader, ReaderOptions,
+};
 use crate::model::source::parse_device;
 use crate::model::{GgufGenerator, ModelError, ModelSource, Reranker};
 use crate::rag::Retriever;
@@ -73,6 +75,8 @@ pub struct Models {
     pub generator: Option<Arc<GgufGenerator>>,
     /// The reranker, when one was chosen.
     pub reranker: Option<Arc<dyn Reranker>>,
+    /// The reading-comprehension reader, when `reader.model` is set.
+    pub reader: Option<Arc<dyn Reader>>,
 }
 
 impl Models {
@@ -90,6 +94,7 @@ impl Models {
             embedder,
             generator,
             reranker,
+            reader: load_reader(cfg)?,
         })
     }
 
@@ -101,9 +106,9 @@ impl Models {
         })
     }
 
-    /// A retriever over these models' embedder and reranker.
+    /// A retriever over these models' embedder, reranker and reader.
     pub fn retriever(&self) -> Retriever {
-        retriever(self.embedder.clone(), self.reranker.clone())
+        retriever(self.embedder.clone(), self.reranker.clone()).with_reader(self.reader.clone())
     }
 }
 
@@ -239,6 +244,22 @@ pub fn load_reranker(
     Ok(Some(Arc::new(CandleCrossEncoder::load(
         &dir, &device, options,
     )?)))
+}
+
+/// Loads the reader of `reader.model` on `reader.device`, or `None` when none is set.
+pub fn load_reader(cfg: &Config) -> Result<Option<Arc<dyn Reader>>, ModelError> {
+    let Some(dir) = &cfg.reader.model else {
+        return Ok(None);
+    };
+    let device = parse_device(&cfg.reader.device)?;
+    let options = ReaderOptions {
+        model_id: dir.display().to_string(),
+        max_length: cfg.reader.max_length,
+        overlap: cfg.reader.max_length / 4,
+        batch_tokens: batch_limits(cfg, &device).tokens,
+        ..ReaderOptions::default()
+    };
+    Ok(Some(Arc::new(CandleReader::load(dir, &device, options)?)))
 }
 
 /// `embedder.batch_tokens` / `embedder.max_batch`, or the device's defaults where unset.

@@ -442,6 +442,12 @@ fn run_qa(cfg: &Config, args: &QaArgs) -> anyhow::Result<()> {
         r.first_text_ms_p50,
         r.first_text_ms_p95
     );
+    if r.read_ms_p50 > 0.0 {
+        println!(
+            "the reader took {:.0} / {:.0} ms per answer (p50 / p95), before generation",
+            r.read_ms_p50, r.read_ms_p95
+        );
+    }
     Ok(())
 }
 

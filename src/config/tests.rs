@@ -22,6 +22,11 @@ fn env_overrides_file_and_unknown_keys_are_errors() {
     cfg.apply_env(|k| (k == "RAGD_DEVICE").then(|| "cuda:1".to_string()))
         .unwrap();
     assert_eq!(cfg.generator.device, "cuda:1");
+    assert_eq!(cfg.reader.device, "cuda:1");
+    assert_eq!(cfg.reader.model, None, "no reader by default");
+    cfg.apply_env(|k| (k == "RAGD_READER").then(|| "/m/reader".to_string()))
+        .unwrap();
+    assert_eq!(cfg.reader.model, Some(PathBuf::from("/m/reader")));
     assert!(!cfg.reranker.configured(), "no cross-encoder by default");
     cfg.apply_env(|k| (k == "RAGD_RERANKER_KIND").then(|| "llm".to_string()))
         .unwrap();

@@ -81,6 +81,8 @@ pub struct QaRow {
     /// From the generation call to the first checked text shown, in ms (0 when the model did not
     /// run).
     pub first_text_ms: f64,
+    /// Time the reader took, in ms (0 without a reader).
+    pub read_ms: f64,
 }
 
 /// Totals over the questions asked.
@@ -129,6 +131,10 @@ pub struct QaReport {
     pub first_text_ms_p50: f64,
     /// Time to the first checked text shown in ms, 95th percentile.
     pub first_text_ms_p95: f64,
+    /// Time the reader took in ms, median (answers it read for; 0 without a reader).
+    pub read_ms_p50: f64,
+    /// Time the reader took in ms, 95th percentile.
+    pub read_ms_p95: f64,
 }
 
 /// Questions with their judged paragraphs and gold answers.
@@ -223,6 +229,7 @@ pub fn run(
             seconds,
             time_to_first_token_ms: a.stats.time_to_first_token_ms,
             first_text_ms: a.stats.first_text_ms,
+            read_ms: a.stats.read_ms,
             answer: text,
         };
         on_row(&row);
@@ -252,6 +259,12 @@ fn report(rows: &[QaRow]) -> QaReport {
             .filter(|&t| t > 0.0)
             .collect(),
     );
+    let read = sorted(
+        rows.iter()
+            .map(|r| r.read_ms)
+            .filter(|&t| t > 0.0)
+            .collect(),
+    );
     QaReport {
         questions: rows.len(),
         exact_match: share(|r| r.exact),
@@ -274,6 +287,8 @@ fn report(rows: &[QaRow]) -> QaReport {
         time_to_first_token_ms_p95: percentile(&ttft, 95.0),
         first_text_ms_p50: percentile(&first_text, 50.0),
         first_text_ms_p95: percentile(&first_text, 95.0),
+        read_ms_p50: percentile(&read, 50.0),
+        read_ms_p95: percentile(&read, 95.0),
     }
 }
 

@@ -801,6 +801,7 @@ pub fn ask_final(a: &Answer, total_ms: f64, model: &str) -> pb::AskResponse {
                 time_to_first_token_ms: stats.time_to_first_token_ms,
                 first_text_ms: stats.first_text_ms,
                 prompt_ms: stats.prompt_ms,
+                read_ms: stats.read_ms,
                 total_ms,
                 tokens_per_second: stats.tokens_per_second,
             }),
@@ -1040,10 +1041,12 @@ pub fn answer(f: pb::AskFinal) -> (Answer, String) {
         tokens_per_second,
         first_text_ms,
         prompt_ms,
+        read_ms,
     } = timings.unwrap_or_default();
     let stats = crate::rag::answer::AnswerStats {
         retrieve_ms,
         rerank_ms,
+        read_ms,
         prompt_tokens: prompt_tokens as usize,
         completion_tokens: completion_tokens as usize,
         prompt_ms,

@@ -3,7 +3,8 @@
 //! - [`source`]: where a model comes from: the catalogue of packaged models, fetching and
 //!   verifying them, a [`ModelSource`] (catalogue name or local path), the device.
 //! - [`encoder`]: the BERT encoder and the sentence embedder ([`CandleEmbedder`]).
-//! - [`rerank`]: the [`Reranker`] trait, the cross-encoder and the LLM relevance judge.
+//! - [`rerank`]: the [`Reranker`] trait, the cross-encoder and the LLM relevance judge; the
+//!   question-answering reader ([`rerank::CandleReader`]) that finds short answers.
 //! - [`llm`]: the [`Generator`] contract and the GGUF generator ([`GgufGenerator`]), with its
 //!   tokenizer, chat template and text stream.
 //! - [`cpu`]: the `unsafe` SIMD kernels and the int8 GEMM the encoder and the LLM run on.

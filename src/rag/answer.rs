@@ -41,6 +41,7 @@ use super::prompt::{self, GroundedPrompt, PromptBudget, NOT_FOUND};
 use super::{Hit, RetrieveOptions, Retriever};
 use crate::error::Result;
 use crate::model::llm::{Generation, GenerationParams, Generator, Message};
+use crate::model::rerank::Reader;
 
 /// Settings of grounded answering.
 #[derive(Debug, Clone)]
@@ -93,6 +94,11 @@ pub struct Prepared {
     pub retrieve_time: Duration,
     /// The rerank stage's share of `retrieve_time`.
     pub rerank_time: Duration,
+    /// The reader's answer ([`Retriever::reader`]): the span of the sources it read, in the
+    /// evidence sentence it lies in (ranked first). `None` without a reader.
+    pub read: Option<Span>,
+    /// Time the reader took.
+    pub read_time: Duration,
 }
 
 /// One source the answer cites.
@@ -136,6 +142,8 @@ pub struct AnswerStats {
     pub retrieve_ms: f64,
     /// The rerank stage's share of `retrieve_ms` (0 without reranking).
     pub rerank_ms: f64,
+    /// Time the reader took to find the short answer, in ms (0 without a reader).
+    pub read_ms: f64,
     /// Tokens of the prompt (0 when the model was not called).
     pub prompt_tokens: usize,
     /// Tokens generated.
@@ -197,6 +205,8 @@ pub fn prepare(
         relevance: None,
         retrieve_time,
         rerank_time,
+        read: None,
+        read_time: Duration::ZERO,
     };
     if hits.is_empty() {
         return Ok(prepared);
@@ -224,9 +234,40 @@ pub fn prepare(
     }
     // The prompt keeps the best sources that fit, in retrieval order.
     evidence.keep_sources(p.sources.len());
+    if let Some(reader) = retriever.reader() {
+        let started = Instant::now();
+        prepared.read = read(reader.as_ref(), question, &p, &mut evidence)?;
+        prepared.read_time = started.elapsed();
+    }
     prepared.prompt = Some(p);
     prepared.evidence = Some(evidence);
     Ok(prepared)
+}
+
+/// The reader's best span over the prompt's sources, widened to whole words; the evidence
+/// sentence holding it is ranked first, so an answer that quotes the evidence quotes it.
+fn read(
+    reader: &dyn Reader,
+    question: &str,
+    prompt: &GroundedPrompt,
+    evidence: &mut Evidence,
+) -> Result<Option<Span>> {
+    let texts: Vec<&str> = prompt
+        .sources
+        .iter()
+        .map(|s| s.hit.chunk.text.as_str())
+        .collect();
+    let spans = reader.read(question, &texts)?;
+    let best = spans
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, s)| s.map(|s| (i, s)))
+        .max_by(|a, b| a.1.score.total_cmp(&b.1.score).then(b.0.cmp(&a.0)));
+    let Some((i, span)) = best else {
+        return Ok(None);
+    };
+    let range = whole_words(texts[i], span.range);
+    Ok(evidence.rank_first(i + 1, range))
 }
 
 /// Turns the generated text into the checked [`Answer`]: citations checked, unsupported
@@ -303,6 +344,7 @@ impl AnswerBuilder {
         let mut stats = AnswerStats {
             retrieve_ms: ms(prepared.retrieve_time),
             rerank_ms: ms(prepared.rerank_time),
+            read_ms: ms(prepared.read_time),
             ..AnswerStats::default()
         };
         let (Some(prompt), Some(evidence), Some(generation)) =
@@ -346,9 +388,11 @@ impl AnswerBuilder {
             .collect();
         // A question asking for a number, date, name or place takes the span of that kind in
         // the answer's sentence ([`super::typed`]); the short-answer step then leaves it.
-        let short = match g.short {
-            Some(span) => evidence.typed_answer(span.sentence).or(Some(span)),
-            None => evidence.typed_answer(0),
+        // The reader's span, when there is a reader, wins over both.
+        let short = match (&prepared.read, g.short) {
+            (Some(read), _) => Some(read.clone()),
+            (None, Some(span)) => evidence.typed_answer(span.sentence).or(Some(span)),
+            (None, None) => evidence.typed_answer(0),
         };
         let short_answer = short.map(|span| short_answer(evidence, &span, &prompt.sources[..]));
         let answer = Answer {
@@ -378,11 +422,11 @@ pub struct ShortRequest {
 }
 
 /// The [`ShortRequest`] for `answer`, or `None` when it has no evidence to copy from (not
-/// found) or its short answer is typed ([`Evidence::typed_answer`]). The sentence is the one
-/// its word-level short answer lies in, else the best one.
+/// found), its short answer is typed ([`Evidence::typed_answer`]) or a reader found it. The
+/// sentence is the one its word-level short answer lies in, else the best one.
 pub fn short_request(prepared: &Prepared, answer: &Answer) -> Option<ShortRequest> {
     let evidence = prepared.evidence.as_ref()?;
-    if answer.not_found || evidence.sentences.is_empty() {
+    if answer.not_found || evidence.sentences.is_empty() || prepared.read.is_some() {
         return None;
     }
     let sentence = answer

@@ -224,6 +224,23 @@ impl Evidence {
         self.vectors = kept;
     }
 
+    /// Ranks first the sentence of source `source` (1-based) that `range` (bytes of the
+    /// source's text) begins in, and returns the span in it; `None` when no evidence sentence
+    /// holds its start (a heading, or past the sentences kept).
+    pub fn rank_first(&mut self, source: usize, range: Range<usize>) -> Option<Span> {
+        let at = self
+            .sentences
+            .iter()
+            .position(|s| s.source == source && s.range.contains(&range.start))?;
+        let sentence = self.sentences.remove(at);
+        let vector = self.vectors.remove(at);
+        // The span stays inside its sentence: a reader's span may run past a sentence end.
+        let range = range.start..range.end.min(sentence.range.end);
+        self.sentences.insert(0, sentence);
+        self.vectors.insert(0, vector);
+        Some(Span { sentence: 0, range })
+    }
+
     /// Checks generated sentences (citation markers already removed) against the evidence;
     /// `None` for one without content terms (nothing to check) or when there is no evidence.
     pub fn check(&self, generated: &[&str]) -> Result<Vec<Option<Check>>> {

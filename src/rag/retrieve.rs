@@ -15,7 +15,7 @@ use ingest::Embedder;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, ServiceError};
-use crate::model::rerank::Reranker;
+use crate::model::rerank::{Reader, Reranker};
 
 /// Which first-stage retrievers run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -188,6 +188,7 @@ pub struct Hit {
 pub struct Retriever {
     embedder: Arc<dyn Embedder>,
     reranker: Option<Arc<dyn Reranker>>,
+    reader: Option<Arc<dyn Reader>>,
 }
 
 type Ranked = Vec<(ChunkId, f32)>;
@@ -199,7 +200,22 @@ fn pairs(hits: Vec<ScoredChunk>) -> Ranked {
 impl Retriever {
     /// A retriever embedding queries with `embedder`, reranking with `reranker` when given.
     pub fn new(embedder: Arc<dyn Embedder>, reranker: Option<Arc<dyn Reranker>>) -> Self {
-        Self { embedder, reranker }
+        Self {
+            embedder,
+            reranker,
+            reader: None,
+        }
+    }
+
+    /// This retriever, with `reader` finding the short answers of answers built on it.
+    pub fn with_reader(mut self, reader: Option<Arc<dyn Reader>>) -> Self {
+        self.reader = reader;
+        self
+    }
+
+    /// The reading-comprehension reader, when one is configured.
+    pub fn reader(&self) -> Option<&Arc<dyn Reader>> {
+        self.reader.as_ref()
     }
 
     /// The embedder queries are embedded with.

@@ -12,6 +12,7 @@ mod http;
 mod ops_cli;
 mod qdrant;
 mod qdrant_serve;
+mod reader;
 mod reindex;
 mod reliability;
 mod reranker;

@@ -320,7 +320,7 @@ fn set_truncation(
 }
 
 /// Every `*.safetensors` file in `dir`, sorted by name; at least one.
-fn safetensors_in(dir: &Path) -> Result<Vec<PathBuf>, ModelError> {
+pub(super) fn safetensors_in(dir: &Path) -> Result<Vec<PathBuf>, ModelError> {
     let io = |e| ModelError::Io {
         path: dir.to_path_buf(),
         source: e,

@@ -1,12 +1,16 @@
-//! Reranking: the [`Reranker`] trait, the second stage of retrieval, and its two
-//! implementations: a BERT cross-encoder ([`CandleCrossEncoder`]) and the generator used as a
-//! relevance judge ([`LlmReranker`]).
+//! Models that read the question with each passage. Reranking: the [`Reranker`] trait, the
+//! second stage of retrieval, and its two implementations: a BERT cross-encoder
+//! ([`CandleCrossEncoder`]) and the generator used as a relevance judge ([`LlmReranker`]).
+//! Reading: a BERT question-answering reader ([`CandleReader`]) that finds the span of a
+//! passage answering the question (the short answer).
 
 mod cross_encoder;
 mod llm_judge;
+mod reader;
 
 pub use cross_encoder::{CandleCrossEncoder, CrossEncoderOptions};
 pub use llm_judge::LlmReranker;
+pub use reader::{CandleReader, ReadSpan, ReaderOptions, WindowLogits};
 
 /// Errors from scoring query–passage pairs.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -52,4 +56,18 @@ pub trait Reranker: Send + Sync {
     fn max_candidates(&self) -> usize {
         usize::MAX
     }
+}
+
+/// Finds the span of each passage that answers a question (extractive reading comprehension).
+///
+/// Synchronous and slow like a [`Reranker`]: call it off the async runtime. Deterministic for
+/// the same inputs; a passage's result does not depend on the other passages of the call.
+pub trait Reader: Send + Sync {
+    /// The best span of each passage, in the order of `passages` (`None` for a passage with no
+    /// tokens). Spans' scores are comparable across the passages of one call.
+    fn read(&self, question: &str, passages: &[&str])
+        -> Result<Vec<Option<ReadSpan>>, RerankError>;
+
+    /// A stable identifier of the model, for logs.
+    fn model_id(&self) -> &str;
 }

@@ -41,6 +41,8 @@ fn prepared_for(question: &str, hits: Vec<Hit>) -> Prepared {
         relevance: None,
         retrieve_time: Duration::from_millis(3),
         rerank_time: Duration::from_millis(2),
+        read: None,
+        read_time: Duration::ZERO,
     }
 }
 
@@ -101,6 +103,8 @@ fn no_prompt_means_not_found_without_generation() {
         relevance: Some(0.01),
         retrieve_time: Duration::ZERO,
         rerank_time: Duration::ZERO,
+        read: None,
+        read_time: Duration::ZERO,
     };
     let a = finish(&p, None).unwrap();
     assert!(a.not_found);
@@ -177,4 +181,96 @@ fn a_question_asking_for_a_name_gets_the_name_without_the_copy_step() {
     );
     let a = finish(&p, Some(&generation("In 218 BC [1]."))).unwrap();
     assert_eq!(a.short_answer.unwrap().text, "218 BC");
+}
+
+/// A reader that answers with the first occurrence of a fixed phrase, scored by the passage's
+/// position from the end (a later passage holding it scores lower).
+struct PhraseReader(&'static str);
+
+impl Reader for PhraseReader {
+    fn read(
+        &self,
+        _question: &str,
+        passages: &[&str],
+    ) -> std::result::Result<
+        Vec<Option<crate::model::rerank::ReadSpan>>,
+        crate::model::rerank::RerankError,
+    > {
+        Ok(passages
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                // A span cut inside words, as wordpieces can be: "ephant" of "elephants".
+                p.find(self.0).map(|at| crate::model::rerank::ReadSpan {
+                    range: at + 2..at + self.0.len() - 1,
+                    score: 10.0 - i as f32,
+                    null_score: 0.0,
+                })
+            })
+            .collect())
+    }
+
+    fn model_id(&self) -> &str {
+        "phrase"
+    }
+}
+
+#[test]
+fn a_readers_span_is_the_short_answer_and_its_sentence_is_ranked_first() {
+    let question = "Who crossed the Alps with elephants?";
+    let hits = vec![
+        hit(
+            1,
+            "A",
+            "The Alps are high. Elephants are large animals.",
+            0.9,
+        ),
+        hit(
+            2,
+            "B",
+            "Rome feared many. The Alps were crossed by Hannibal in 218 BC.",
+            0.8,
+        ),
+    ];
+    let mut p = prepared_for(question, hits);
+    let mut evidence = p.evidence.take().unwrap();
+    let prompt = p.prompt.clone().unwrap();
+    let span = read(&PhraseReader("Hannibal"), question, &prompt, &mut evidence)
+        .unwrap()
+        .unwrap();
+    assert_eq!(span.sentence, 0);
+    let first = &evidence.sentences[0];
+    assert_eq!(first.source, 2);
+    assert_eq!(first.text, "The Alps were crossed by Hannibal in 218 BC.");
+    let chunk = &prompt.sources[1].hit.chunk.text;
+    assert_eq!(
+        &chunk[span.range.clone()],
+        "Hannibal",
+        "widened to whole words"
+    );
+    p.evidence = Some(evidence);
+    p.read = Some(span);
+    let mut a = finish(&p, Some(&generation("Hannibal crossed them [2]."))).unwrap();
+    let short = a.short_answer.clone().unwrap();
+    assert_eq!(
+        (short.text.as_str(), short.number, short.doc_id.as_str()),
+        ("Hannibal", 2, "doc-2")
+    );
+    assert_eq!(short.span_start, 10 + chunk.find("Hannibal").unwrap());
+    assert!(
+        short_request(&p, &a).is_none(),
+        "no copying generation after a reader"
+    );
+    // The copying step is skipped, so the reader's span stays.
+    shorten(&p, &mut a, &prompt::tests::WordGenerator::new(1000, "Rome")).unwrap();
+    assert_eq!(a.short_answer.unwrap().text, "Hannibal");
+
+    // A span no evidence sentence holds (nothing found) gives no reader answer.
+    let mut p = prepared_for(question, vec![hit(1, "A", "Rome feared many.", 0.9)]);
+    let mut evidence = p.evidence.take().unwrap();
+    let prompt = p.prompt.clone().unwrap();
+    assert_eq!(
+        read(&PhraseReader("Hannibal"), question, &prompt, &mut evidence).unwrap(),
+        None
+    );
 }
