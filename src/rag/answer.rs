@@ -27,6 +27,7 @@
 //! time as each passes its check ([`AnswerBuilder`]); what was shown, joined, is the final text.
 
 use std::ops::{ControlFlow, Range};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use index::config::Bm25Analyzer;
@@ -94,11 +95,21 @@ pub struct Prepared {
     pub retrieve_time: Duration,
     /// The rerank stage's share of `retrieve_time`.
     pub rerank_time: Duration,
-    /// The reader's answer ([`Retriever::reader`]): the span of the sources it read, in the
-    /// evidence sentence it lies in (ranked first). `None` without a reader.
-    pub read: Option<Span>,
-    /// Time the reader took.
-    pub read_time: Duration,
+    /// The reading-comprehension reader ([`Retriever::reader`]) that finds the short answer
+    /// once generation is over; `None` without one.
+    pub reader: Option<ReaderHandle>,
+}
+
+/// A shared [`Reader`], for [`Prepared`].
+#[derive(Clone)]
+pub struct ReaderHandle(pub Arc<dyn Reader>);
+
+impl std::fmt::Debug for ReaderHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ReaderHandle")
+            .field(&self.0.model_id())
+            .finish()
+    }
 }
 
 /// One source the answer cites.
@@ -205,8 +216,7 @@ pub fn prepare(
         relevance: None,
         retrieve_time,
         rerank_time,
-        read: None,
-        read_time: Duration::ZERO,
+        reader: retriever.reader().cloned().map(ReaderHandle),
     };
     if hits.is_empty() {
         return Ok(prepared);
@@ -234,11 +244,6 @@ pub fn prepare(
     }
     // The prompt keeps the best sources that fit, in retrieval order.
     evidence.keep_sources(p.sources.len());
-    if let Some(reader) = retriever.reader() {
-        let started = Instant::now();
-        prepared.read = read(reader.as_ref(), question, &p, &mut evidence)?;
-        prepared.read_time = started.elapsed();
-    }
     prepared.prompt = Some(p);
     prepared.evidence = Some(evidence);
     Ok(prepared)
@@ -340,15 +345,31 @@ impl AnswerBuilder {
         prepared: &Prepared,
         generation: Option<&Generation>,
     ) -> Result<(Answer, String)> {
+        // The reader runs once generation is over, so the first token never waits for it; the
+        // sentence holding its span is what an answer that quotes the evidence quotes first.
+        let (mut read_evidence, mut read_span, mut read_time) = (None, None, Duration::ZERO);
+        if let (Some(reader), Some(prompt), Some(evidence), Some(_)) = (
+            &prepared.reader,
+            &prepared.prompt,
+            &prepared.evidence,
+            generation,
+        ) {
+            let started = Instant::now();
+            let mut evidence = evidence.clone();
+            read_span = read(reader.0.as_ref(), &prepared.question, prompt, &mut evidence)?;
+            read_evidence = Some(evidence);
+            read_time = started.elapsed();
+        }
         let first_text = self.first_text.unwrap_or_else(|| self.started.elapsed());
         let mut stats = AnswerStats {
             retrieve_ms: ms(prepared.retrieve_time),
             rerank_ms: ms(prepared.rerank_time),
-            read_ms: ms(prepared.read_time),
+            read_ms: ms(read_time),
             ..AnswerStats::default()
         };
+        let evidence = read_evidence.as_ref().or(prepared.evidence.as_ref());
         let (Some(prompt), Some(evidence), Some(generation)) =
-            (&prepared.prompt, &prepared.evidence, generation)
+            (&prepared.prompt, evidence, generation)
         else {
             let answer = not_found(stats);
             let tail = answer.text.clone();
@@ -389,8 +410,8 @@ impl AnswerBuilder {
         // A question asking for a number, date, name or place takes the span of that kind in
         // the answer's sentence ([`super::typed`]); the short-answer step then leaves it.
         // The reader's span, when there is a reader, wins over both.
-        let short = match (&prepared.read, g.short) {
-            (Some(read), _) => Some(read.clone()),
+        let short = match (read_span, g.short) {
+            (Some(read), _) => Some(read),
             (None, Some(span)) => evidence.typed_answer(span.sentence).or(Some(span)),
             (None, None) => evidence.typed_answer(0),
         };
@@ -426,7 +447,7 @@ pub struct ShortRequest {
 /// sentence is the one its word-level short answer lies in, else the best one.
 pub fn short_request(prepared: &Prepared, answer: &Answer) -> Option<ShortRequest> {
     let evidence = prepared.evidence.as_ref()?;
-    if answer.not_found || evidence.sentences.is_empty() || prepared.read.is_some() {
+    if answer.not_found || evidence.sentences.is_empty() || prepared.reader.is_some() {
         return None;
     }
     let sentence = answer

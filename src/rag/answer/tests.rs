@@ -41,8 +41,7 @@ fn prepared_for(question: &str, hits: Vec<Hit>) -> Prepared {
         relevance: None,
         retrieve_time: Duration::from_millis(3),
         rerank_time: Duration::from_millis(2),
-        read: None,
-        read_time: Duration::ZERO,
+        reader: None,
     }
 }
 
@@ -103,8 +102,7 @@ fn no_prompt_means_not_found_without_generation() {
         relevance: Some(0.01),
         retrieve_time: Duration::ZERO,
         rerank_time: Duration::ZERO,
-        read: None,
-        read_time: Duration::ZERO,
+        reader: None,
     };
     let a = finish(&p, None).unwrap();
     assert!(a.not_found);
@@ -248,8 +246,17 @@ fn a_readers_span_is_the_short_answer_and_its_sentence_is_ranked_first() {
         "Hannibal",
         "widened to whole words"
     );
-    p.evidence = Some(evidence);
-    p.read = Some(span);
+    // Through the answer: the reader runs when generation is over.
+    let mut p = prepared_for(
+        question,
+        p.prompt
+            .unwrap()
+            .sources
+            .iter()
+            .map(|s| s.hit.clone())
+            .collect(),
+    );
+    p.reader = Some(ReaderHandle(Arc::new(PhraseReader("Hannibal"))));
     let mut a = finish(&p, Some(&generation("Hannibal crossed them [2]."))).unwrap();
     let short = a.short_answer.clone().unwrap();
     assert_eq!(
@@ -257,13 +264,22 @@ fn a_readers_span_is_the_short_answer_and_its_sentence_is_ranked_first() {
         ("Hannibal", 2, "doc-2")
     );
     assert_eq!(short.span_start, 10 + chunk.find("Hannibal").unwrap());
+    assert!(a.stats.read_ms > 0.0);
     assert!(
         short_request(&p, &a).is_none(),
         "no copying generation after a reader"
     );
-    // The copying step is skipped, so the reader's span stays.
     shorten(&p, &mut a, &prompt::tests::WordGenerator::new(1000, "Rome")).unwrap();
     assert_eq!(a.short_answer.unwrap().text, "Hannibal");
+    // An answer that quotes the evidence quotes the reader's sentence first.
+    let a = finish(&p, Some(&generation("Elephants are large animals [1]."))).unwrap();
+    if a.stats.extractive {
+        assert!(
+            a.text.starts_with("The Alps were crossed by Hannibal"),
+            "{}",
+            a.text
+        );
+    }
 
     // A span no evidence sentence holds (nothing found) gives no reader answer.
     let mut p = prepared_for(question, vec![hit(1, "A", "Rome feared many.", 0.9)]);
