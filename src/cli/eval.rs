@@ -444,7 +444,7 @@ fn run_qa(cfg: &Config, args: &QaArgs) -> anyhow::Result<()> {
     );
     if r.read_ms_p50 > 0.0 {
         println!(
-            "the reader took {:.0} / {:.0} ms per answer (p50 / p95), before generation",
+            "the reader took {:.0} / {:.0} ms per answer (p50 / p95), once generation was over",
             r.read_ms_p50, r.read_ms_p95
         );
     }

@@ -80,6 +80,9 @@ pub struct WindowLogits {
     pub end: Vec<f32>,
 }
 
+/// The start and the end logits of one window's tokens.
+type StartEnd = (Vec<f32>, Vec<f32>);
+
 /// One window of a passage: `[CLS] question [SEP] passage tokens [SEP]`.
 struct Window {
     passage: usize,
@@ -241,7 +244,7 @@ impl CandleReader {
     }
 
     /// Start and end logits of each window of one batch.
-    fn forward(&self, batch: &[Window]) -> Result<Vec<(Vec<f32>, Vec<f32>)>, RerankError> {
+    fn forward(&self, batch: &[Window]) -> Result<Vec<StartEnd>, RerankError> {
         let lens: Vec<usize> = batch.iter().map(|w| w.ids.len()).collect();
         let ids: Vec<u32> = batch.iter().flat_map(|w| w.ids.iter().copied()).collect();
         let types: Vec<u32> = batch
