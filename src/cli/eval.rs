@@ -419,11 +419,13 @@ fn run_qa(cfg: &Config, args: &QaArgs) -> anyhow::Result<()> {
         r.gold_in_sources * 100.0
     );
     println!(
-        "short answer: exact match {:.1}%, F1 {:.1}% (given for {:.1}%); best evidence sentence \
-         holds a gold answer {:.1}% (one of the best two {:.1}%)",
+        "short answer: exact match {:.1}%, F1 {:.1}% (given for {:.1}%, from the judged \
+         paragraph {:.1}%); best evidence sentence holds a gold answer {:.1}% (one of the best two \
+         {:.1}%)",
         r.short_exact_match * 100.0,
         r.short_f1 * 100.0,
         r.has_short_answer * 100.0,
+        r.short_in_judged * 100.0,
         r.gold_in_evidence * 100.0,
         r.gold_in_evidence_top2 * 100.0
     );

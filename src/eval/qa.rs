@@ -48,6 +48,8 @@ pub struct QaRow {
     pub answer: String,
     /// The short answer, if any.
     pub short_answer: Option<String>,
+    /// The short answer is in the judged paragraph (`None` without a short answer).
+    pub short_in_judged: Option<bool>,
     /// The short answer matches a gold answer exactly (normalised).
     pub short_exact: bool,
     /// Best token F1 of the short answer against a gold answer (0 without one).
@@ -100,6 +102,8 @@ pub struct QaReport {
     pub short_f1: f64,
     /// Share with a short answer.
     pub has_short_answer: f64,
+    /// Share whose short answer is in the judged paragraph.
+    pub short_in_judged: f64,
     /// Share whose best evidence sentence contains a gold answer.
     pub gold_in_evidence: f64,
     /// Share with a gold answer in one of the two best evidence sentences.
@@ -211,6 +215,10 @@ pub fn run(
                 Some(s) => gold.iter().map(|g| token_f1(s, g)).fold(0.0, f64::max),
                 None => 0.0,
             },
+            short_in_judged: a
+                .short_answer
+                .as_ref()
+                .map(|s| judged.is_some_and(|j| j.contains(&s.doc_id))),
             short_answer: short,
             gold_in_evidence: evidence.first().is_some_and(|s| contains_any(s, gold)),
             gold_in_evidence_top2: evidence.iter().any(|s| contains_any(s, gold)),
@@ -272,6 +280,7 @@ fn report(rows: &[QaRow]) -> QaReport {
         short_exact_match: share(|r| r.short_exact),
         short_f1: rows.iter().map(|r| r.short_f1).sum::<f64>() / n,
         has_short_answer: share(|r| r.short_answer.is_some()),
+        short_in_judged: share(|r| r.short_in_judged == Some(true)),
         gold_in_evidence: share(|r| r.gold_in_evidence),
         gold_in_evidence_top2: share(|r| r.gold_in_evidence_top2),
         contains_gold: share(|r| r.contains_gold),
