@@ -21,7 +21,9 @@
 //! question by meaning and by words ([`super::evidence`]). Generated sentences that their best
 //! evidence sentence does not support are removed, and an answer left with none quotes the best
 //! evidence sentences instead ([`super::grounding`]). The answer carries a **short answer**: the
-//! smallest span of the evidence that answers, with its source and exact document offsets.
+//! smallest span of the evidence that answers, with its source and exact document offsets. With
+//! a reading-comprehension reader ([`Retriever::reader`]) it is the reader's span, found once
+//! generation is over, and its sentence is quoted first; without one the generator copies it.
 //!
 //! **Streaming.** The text shown while the model writes is the checked answer, one sentence at a
 //! time as each passes its check ([`AnswerBuilder`]); what was shown, joined, is the final text.
@@ -249,8 +251,17 @@ pub fn prepare(
     Ok(prepared)
 }
 
-/// The reader's best span over the prompt's sources, widened to whole words; the evidence
-/// sentence holding it is ranked first, so an answer that quotes the evidence quotes it.
+/// How much more the reader believes a passage's span than "no answer here": the span's
+/// score less the passage's `[CLS]` score. Raw span scores compare poorly across passages (each
+/// window's logits are softmaxed on their own in training); the margin over the window's own
+/// no-answer score is what SQuAD 2.0 readers rank answers by.
+fn margin(span: &crate::model::rerank::ReadSpan) -> f32 {
+    span.score - span.null_score
+}
+
+/// The reader's best span over the prompt's sources (by [`margin`]), widened to whole words;
+/// the evidence sentence holding it is ranked first, so an answer that quotes the evidence
+/// quotes it.
 fn read(
     reader: &dyn Reader,
     question: &str,
@@ -267,7 +278,7 @@ fn read(
         .into_iter()
         .enumerate()
         .filter_map(|(i, s)| s.map(|s| (i, s)))
-        .max_by(|a, b| a.1.score.total_cmp(&b.1.score).then(b.0.cmp(&a.0)));
+        .max_by(|a, b| margin(&a.1).total_cmp(&margin(&b.1)).then(b.0.cmp(&a.0)));
     let Some((i, span)) = best else {
         return Ok(None);
     };
