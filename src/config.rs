@@ -320,9 +320,9 @@ impl Default for RerankerConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct ReaderConfig {
     /// A local folder in Hugging Face layout (`config.json`, `tokenizer.json`, `*.safetensors`
-    /// with `qa_outputs.*`), e.g. one made by `scripts/train-reader`, or a SQuAD-trained BERT
-    /// such as deepset/minilm-uncased-squad2. No trained reader can be fetched by name, so
-    /// there is no default. Env `RAGD_READER`. Default: unset.
+    /// with `qa_outputs.*`, a BERT WordPiece tokenizer), e.g. one made by
+    /// `scripts/train-reader`. No trained reader can be fetched by name, so there is no
+    /// default. Env `RAGD_READER`. Default: unset.
     pub model: Option<PathBuf>,
     /// `cpu`, `cuda` or `cuda:N`. Default: `cpu`.
     pub device: String,
