@@ -18,8 +18,9 @@ use super::settings::QdrantSettings;
 
 /// How long a call is tried again while nodes answer that a shard's leader is unreachable:
 /// long enough for the cluster to mark a killed peer's replicas dead and write through another
-/// (the SIGKILL tests write right after a kill; the switch's length was not timed), short enough that a client hears UNAVAILABLE promptly while a shard
-/// has no live replica at all (the job runner waits that out on its own, for minutes).
+/// (the SIGKILL tests write right after a kill; the switch's length was not timed), short
+/// enough that a client hears UNAVAILABLE promptly while a shard has no live replica at all
+/// (the job runner waits that out on its own, for minutes).
 const FAILOVER: Duration = Duration::from_secs(5);
 
 /// The nodes of one cluster.

@@ -183,4 +183,34 @@ fn a_checkpoint_without_a_span_head_is_refused() {
     .err()
     .expect("refused");
     assert!(err.to_string().contains("qa_outputs"), "{err}");
+
+    // Windows too short for the longest question, the overlap and a new passage token are a
+    // load error, not windows that never advance (72 = 64 + 8 passed an earlier, looser check).
+    for max_length in [72, 131] {
+        let err = CandleReader::load_files(
+            &fixture_dir().join("config.json"),
+            &minilm.join("tokenizer.json"),
+            &[
+                minilm.join("model.safetensors"),
+                fixture_dir().join("head.safetensors"),
+            ],
+            &Device::Cpu,
+            ReaderOptions {
+                max_length,
+                ..ReaderOptions::default()
+            },
+        )
+        .err()
+        .expect("refused");
+        assert!(err.to_string().contains("at least 132"), "{err}");
+    }
+    // The least that fits reads a question of the longest kind.
+    let reader = fixture_reader(ReaderOptions {
+        max_length: 132,
+        ..ReaderOptions::default()
+    });
+    let question = "why ".repeat(100);
+    let passage = "The pump XJ-9000-B uses the mechanical seal S-14. ".repeat(5);
+    let windows = reader.logits(&question, &passage).unwrap();
+    assert!(windows.len() > 1 && windows.iter().all(|w| w.ids.len() <= 132));
 }

@@ -154,12 +154,16 @@ impl CandleReader {
         };
         let (cls, sep) = (special("[CLS]")?, special("[SEP]")?);
         let max_length = options.max_length.min(cfg.max_position_embeddings);
-        if max_length < options.max_question_tokens + 8 || options.overlap * 2 >= max_length {
+        // The longest window head is `[CLS]`, the question at its longest and `[SEP]`; after it
+        // and the closing `[SEP]` there must be room for more passage tokens than the overlap,
+        // or consecutive windows would not move forward.
+        let least = options.max_question_tokens + 3 + options.overlap + 1;
+        if max_length < least {
             return Err(ModelError::Invalid {
                 path: config.to_path_buf(),
                 reason: format!(
-                    "reader windows of {max_length} tokens cannot hold a question of {} tokens \
-                     and overlap {}",
+                    "reader windows of {max_length} tokens cannot hold a question of up to {} \
+                     tokens, an overlap of {} and a new passage token: they need at least {least}",
                     options.max_question_tokens, options.overlap
                 ),
             });
@@ -287,21 +291,25 @@ impl Reader for CandleReader {
                     w.offsets.len(),
                     self.options.max_answer_tokens,
                 );
-                let slot = &mut best[w.passage];
-                let null_score = slot.as_ref().map_or(null, |s| s.null_score.min(null));
-                if let Some((i, j, score)) = found {
-                    let range = w.offsets[i].0..w.offsets[j].1;
-                    if slot.as_ref().is_none_or(|s| score > s.score) {
+                // Every window holds at least one passage token, so it has a span.
+                let Some((i, j, score)) = found else {
+                    continue;
+                };
+                let range = w.offsets[i].0..w.offsets[j].1;
+                match &mut best[w.passage] {
+                    Some(s) => {
+                        s.null_score = s.null_score.min(null);
+                        if score > s.score {
+                            (s.range, s.score) = (range, score);
+                        }
+                    }
+                    slot @ None => {
                         *slot = Some(ReadSpan {
                             range,
                             score,
-                            null_score,
-                        });
-                        continue;
+                            null_score: null,
+                        })
                     }
-                }
-                if let Some(s) = slot {
-                    s.null_score = null_score;
                 }
             }
         }
